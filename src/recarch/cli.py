@@ -1,0 +1,96 @@
+"""``recarch`` command line: a thin layer over :mod:`recarch.run` and the registries."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from recarch.config import ConfigError
+
+
+def _train(args) -> int:
+    from recarch import run
+
+    base = {}
+    if args.model:
+        base.setdefault("model", {})["name"] = args.model
+    if args.dataset:
+        base.setdefault("data", {})["dataset"] = args.dataset
+    if args.out_dir:
+        base["out_dir"] = args.out_dir
+    if args.resume:
+        cfg = run.load_run_config([Path(args.resume) / "config.yaml"], args.set)
+    else:
+        cfg = run.load_run_config(args.config, args.set, base)
+    result = run.train(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
+    print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from recarch import run
+
+    metrics = run.evaluate(Path(args.run_dir), args.protocol or None, args.split, args.data_dir)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _datasets(args) -> int:
+    from recarch.data import dataset_status
+
+    rows = dataset_status(args.data_dir)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        mark = "present" if r["present"] else "missing"
+        print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+    return 0
+
+
+def _models(args) -> int:
+    from recarch.models import MODELS
+
+    for name in MODELS.names():
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<10} {doc[0] if doc else ''}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recarch", description="Automated architecture design of recommender models.")
+    p.add_argument("--data-dir", default=None, help="dataset root (default: $RECARCH_DATA, else ~/.cache/recarch/data)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train and evaluate a sequential model")
+    t.add_argument("--model", help="registered model name (see `recarch models`)")
+    t.add_argument("--dataset", help="registered dataset name (see `recarch datasets`)")
+    t.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="config file(s), applied in order")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=0.01")
+    t.add_argument("--out-dir", help="parent folder of the run folder (default runs/)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a finished run")
+    e.add_argument("run_dir")
+    e.add_argument("--protocol", action="append", help="pop100 | uni100 | full | pop100-recbole (repeatable)")
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.set_defaults(func=_evaluate)
+
+    sub.add_parser("datasets", help="list registered datasets, present or not").set_defaults(func=_datasets)
+    sub.add_parser("models", help="list registered models").set_defaults(func=_models)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"recarch: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Data layer: readers for interaction files, preprocessing into per-user sequences, a dataset registry.
+
+``get_dataset(name)`` is the entry point; ``build_sequences`` turns any reader's table into a SequenceDataset.
+"""
+from .datasets import DATASETS, DatasetSpec, dataset_status, download_dataset, get_dataset, verify_dataset
+from .errors import DataFormatError
+from .preprocess import build_sequences, load_id_maps, save_id_maps
+from .sequences import ItemFeatures, SequenceDataset
+
+__all__ = [
+    "DATASETS", "DatasetSpec", "DataFormatError", "ItemFeatures", "SequenceDataset",
+    "build_sequences", "dataset_status", "download_dataset", "get_dataset", "load_id_maps",
+    "save_id_maps", "verify_dataset",
+]

@@ -1,0 +1,106 @@
+"""The interface every sequential recommender implements, and the model registry.
+
+Outside a model, sequences are left-padded (B, N) item ids, most recent item at column -1. Inside,
+they are right-padded so causal attention never sees padding; ``forward`` maps back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+from recarch.config import ConfigError
+from recarch.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@dataclass
+class SeqModelConfig:
+    name: str = "sasrec"
+    max_len: int = 50  # N: positions embedded; longer histories keep their last N items
+    hidden_size: int = 64  # d
+    inner_size: int = 256  # d_ff
+    n_layers: int = 2  # L
+    n_heads: int = 2
+    dropout: float = 0.2
+    attn_dropout: float = 0.2
+    attention: Literal["softmax", "linear"] = "softmax"
+    init_std: float = 0.02
+
+    def validate(self) -> None:
+        if self.name not in MODELS:
+            MODELS.get(self.name)  # raises with a suggestion
+        for key in ("max_len", "hidden_size", "inner_size", "n_layers", "n_heads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.hidden_size % self.n_heads:
+            raise ConfigError(f"model.hidden_size {self.hidden_size} must be divisible by "
+                              f"model.n_heads {self.n_heads}")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0):
+            raise ConfigError("model.dropout and model.attn_dropout must be in [0, 1)")
+
+
+def to_right_padded(seq: torch.Tensor):
+    """Left-padded (B, N) -> (right-padded copy, lengths ≥ 1)."""
+    n = seq.shape[1]
+    lengths = (seq > 0).sum(1).clamp(min=1)
+    idx = (torch.arange(n, device=seq.device)[None, :] + (n - lengths)[:, None]) % n
+    return seq.gather(1, idx), lengths
+
+
+def to_left_aligned(h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Right-padded hidden states (B, N, D) -> aligned with the left-padded input."""
+    b, n, d = h.shape
+    idx = (torch.arange(n, device=h.device)[None, :] + lengths[:, None]) % n
+    return h.gather(1, idx[:, :, None].expand(b, n, d))
+
+
+class SequentialRecommender(nn.Module):
+    """Subclasses implement ``encode`` (right-padded in, hidden states out) and ``item_embeddings``."""
+
+    num_items: int
+    config: SeqModelConfig
+
+    def encode(self, seq: torch.Tensor, lengths: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def item_embeddings(self) -> torch.Tensor:
+        """(I+1, D) table the hidden states are scored against (row 0 = padding)."""
+        raise NotImplementedError
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """Hidden state after every position: (B, N) left-padded -> (B, N, D), aligned with ``seq``."""
+        right, lengths = to_right_padded(seq)
+        return to_left_aligned(self.encode(right, lengths), lengths)
+
+    def hidden_last(self, seq: torch.Tensor) -> torch.Tensor:
+        right, lengths = to_right_padded(seq)
+        return self.encode(right, lengths, last_only=True)[:, 0]
+
+    def score_last(self, seq: torch.Tensor) -> torch.Tensor:
+        """Scores of every item (B, I+1) as the next item after the last position."""
+        return self.hidden_last(seq) @ self.item_embeddings().T
+
+    def init_weights(self, std: float) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def build_model(cfg: SeqModelConfig, num_items: int,
+                item_features: Optional[torch.Tensor] = None, num_features: int = 0) -> SequentialRecommender:
+    """Instantiate the registered model ``cfg.name``; feature models need the (I+1, F) feature table."""
+    cls = MODELS.get(cfg.name)
+    if getattr(cls, "uses_features", False):
+        if item_features is None or num_features < 1:
+            raise ConfigError(f"model {cfg.name!r} needs item features, and this dataset has none")
+        return cls(num_items, cfg, item_features, num_features)
+    return cls(num_items, cfg)

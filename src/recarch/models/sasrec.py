@@ -1,0 +1,46 @@
+"""SASRec (Kang & McAuley, ICDM 2018) with switchable softmax or LinRec linear attention.
+
+Embedding (EASRec Eq. 3-4): ``E = Dropout(LayerNorm(M[s] + P))``; scores ``r = H·Mᵀ`` with the item
+table M tied between input and output.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recarch.models.attention import TransformerEncoder
+from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
+
+
+class SequenceEmbedding(nn.Module):
+    """Item plus learned position embedding, LayerNorm, dropout."""
+
+    def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        # num_items=None: a stream that embeds something else and passes it as ``extra``
+        self.item = nn.Embedding(num_items + 1, hidden, padding_idx=0) if num_items else None
+        self.position = nn.Embedding(max_len, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.item(seq) if extra is None else extra
+        x = x + self.position.weight[: seq.shape[1]]
+        return self.dropout(self.norm(x))
+
+
+@MODELS.register("sasrec")
+class SASRec(SequentialRecommender):
+    def __init__(self, num_items: int, cfg: SeqModelConfig) -> None:
+        super().__init__()
+        self.num_items, self.config = num_items, cfg
+        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
+        self.encoder = TransformerEncoder(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads,
+                                          cfg.dropout, cfg.attn_dropout, cfg.attention)
+        self.init_weights(cfg.init_std)
+
+    def encode(self, seq, lengths, last_only=False):
+        return self.encoder(self.embedding(seq), lengths, last_only)
+
+    def item_embeddings(self):
+        return self.embedding.item.weight

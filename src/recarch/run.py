@@ -1,0 +1,180 @@
+"""The train / evaluate jobs as Python functions; the CLI is a thin layer over them.
+
+A run folder holds: config.yaml (resolved), log.txt, metrics.json (valid and test, every protocol),
+cost.json, history.json, users.tsv / items.tsv (id maps) and checkpoints/.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+import yaml
+
+from recarch import config as cfglib
+from recarch.cost import cost_report, write_json_atomic
+from recarch.data import get_dataset, save_id_maps
+from recarch.data.batching import TrainBatches
+from recarch.data.sequences import SequenceDataset
+from recarch.evaluation import Evaluator
+from recarch.io import write_text_atomic
+from recarch.models import SeqModelConfig, build_model
+from recarch.train import Trainer, TrainConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ml-100k"
+    min_rating: Optional[float] = None
+    k_core: int = 0
+    skip_bad_rows: bool = False
+
+
+@dataclass
+class EvalConfig:
+    protocols: List[str] = field(default_factory=lambda: ["pop100", "uni100", "full"])
+    ks: List[int] = field(default_factory=lambda: [5, 10, 20])
+    batch_size: int = 512
+    seed: int = 2024
+    mask_history: bool = True
+
+
+@dataclass
+class CostConfig:
+    enabled: bool = True
+    batch_size: int = 256
+    threads: int = 1
+    memory: bool = True  # peak RSS of inference, measured in a subprocess
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: SeqModelConfig = field(default_factory=SeqModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    out_dir: str = "runs"
+
+
+def load_run_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> RunConfig:
+    return cfglib.load(RunConfig, files, sets, base)
+
+
+class RunLog:
+    """Prints and appends to the run's log.txt."""
+
+    def __init__(self, path: Optional[Path], echo: bool = True) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}"
+        if self.echo:
+            print(line, flush=True)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.out_dir) / f"{cfg.model.name}-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceDataset:
+    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows,
+                       min_rating=cfg.data.min_rating, k_core=cfg.data.k_core)
+
+
+def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:
+    torch.manual_seed(cfg.train.seed)
+    feats = data.item_features
+    table = torch.from_numpy(feats.padded()) if feats is not None else None
+    return build_model(cfg.model, data.num_items, table, feats.num_features if feats else 0)
+
+
+def make_evaluator(cfg: RunConfig, data: SequenceDataset) -> Evaluator:
+    protocols = list(dict.fromkeys([cfg.train.valid_protocol, *cfg.eval.protocols]))
+    return Evaluator(data, cfg.model.max_len, protocols=protocols, ks=cfg.eval.ks,
+                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed, mask_history=cfg.eval.mask_history)
+
+
+def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
+          resume: bool = False, echo: bool = True) -> Dict[str, Any]:
+    """Train, early-stop on validation, evaluate the best epoch on valid and test, measure cost."""
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir / "log.txt", echo)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    start = time.perf_counter()
+    data = load_dataset(cfg, data_dir)
+    log(f"dataset {cfg.data.dataset}: {data.summary()} (loaded in {time.perf_counter() - start:.1f}s)")
+    save_id_maps(data, run_dir)
+    model = make_model(cfg, data)
+    evaluator = make_evaluator(cfg, data)
+    batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
+    trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log)
+    log(f"model {cfg.model.name} ({cfg.model.attention} attention), "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters; regime {cfg.train.regime}, "
+        f"{batches.num_samples:,} training sequences, run folder {run_dir}")
+    fit = trainer.fit(resume=resume)
+    trainer.load_best()
+    metrics = {"best_epoch": fit["best_epoch"], "epochs_run": fit["epoch"], "train_seconds": fit["train_seconds"],
+               "valid": evaluator.evaluate(model, "valid"), "test": evaluator.evaluate(model, "test"),
+               "regime": cfg.train.regime, "dataset": data.summary()}
+    write_json_atomic(run_dir / "history.json", fit["history"])
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    log("test " + ", ".join(f"{p} ndcg@10 {m['ndcg@10']:.4f}" for p, m in metrics["test"].items()
+                            if isinstance(m, dict)))
+    if cfg.cost.enabled:
+        cost = measure_cost(run_dir, model, evaluator, cfg)
+        write_json_atomic(run_dir / "cost.json", cost)
+        log(f"cost: {cost['flops_per_sequence'] / 1e6:.2f} MFLOPs/sequence, "
+            f"inference {cost['inference']['seconds']:.2f}s over the test set")
+    return {"run_dir": str(run_dir), **metrics}
+
+
+def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cfg: RunConfig) -> Dict[str, Any]:
+    inputs = torch.from_numpy(evaluator.inputs("test"))
+    batches = list(inputs.split(cfg.cost.batch_size))
+    memory = None
+    if cfg.cost.memory:
+        memory = {"target": "recarch.run:_inference_memory_child",
+                  "kwargs": {"run_dir": str(run_dir), "batch_size": cfg.cost.batch_size}}
+    return cost_report(model, cfg.model.max_len, batches, threads=cfg.cost.threads,
+                       batch_size=cfg.cost.batch_size, memory=memory)
+
+
+def load_run(run_dir: Path, data_dir: Optional[str] = None, which: str = "best.pt"):
+    """(config, dataset, model with the run's weights) of a finished run."""
+    run_dir = Path(run_dir)
+    cfg = cfglib.from_dict(RunConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
+    data = load_dataset(cfg, data_dir)
+    model = make_model(cfg, data)
+    state = torch.load(run_dir / "checkpoints" / which, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return cfg, data, model.eval()
+
+
+def evaluate(run_dir: Path, protocols: Optional[List[str]] = None, split: str = "test",
+             data_dir: Optional[str] = None) -> Dict[str, Any]:
+    cfg, data, model = load_run(run_dir, data_dir)
+    if protocols:
+        cfg.eval.protocols = list(protocols)
+    return make_evaluator(cfg, data).evaluate(model, split, protocols=protocols or cfg.eval.protocols)
+
+
+def _inference_memory_child(run_dir: str, batch_size: int) -> None:
+    """Runs in a fresh process: load a run and score its whole test set (peak RSS is measured)."""
+    cfg, data, model = load_run(Path(run_dir))
+    inputs = torch.from_numpy(make_evaluator(cfg, data).inputs("test"))
+    with torch.no_grad():
+        for batch in inputs.split(batch_size):
+            model.score_last(batch)

@@ -1,0 +1,174 @@
+"""The training loop shared by every sequential model: Adam, validation each epoch, early stopping,
+a checkpoint per epoch, exact resume, a progress bar, and a stop on a non-finite loss.
+
+It knows nothing about architecture search: a strategy adds its own term to the loss and its own
+architecture step through :class:`TrainHooks`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Literal, Optional
+
+import torch
+from tqdm import tqdm
+
+from recarch.config import ConfigError
+from recarch.data.batching import TrainBatches
+from recarch.train import checkpoint
+from recarch.train.losses import full_ce, sampled_softmax, select_targets
+
+
+@dataclass
+class TrainConfig:
+    regime: Literal["all_positions", "last_position"] = "all_positions"
+    loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
+    num_negatives: int = 256  # sampled_softmax only
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 200
+    patience: int = 10  # epochs without a better validation score before stopping
+    valid_protocol: str = "pop100"
+    valid_metric: str = "ndcg@10"
+    seed: int = 42
+    threads: int = 0  # 0: torch's default
+    progress: bool = True
+
+    def validate(self) -> None:
+        for key in ("batch_size", "epochs", "num_negatives"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.patience < 0:
+            raise ConfigError(f"train.patience must be ≥ 0, got {self.patience}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainHooks:
+    """Extension points for search strategies (kept out of the loop itself)."""
+
+    extra_loss: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None
+    after_step: List[Callable[[int], None]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
+                 run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.model, self.batches, self.evaluator, self.cfg = model, batches, evaluator, cfg
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.hooks = hooks or TrainHooks()
+        self.log = log
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sampler = torch.Generator().manual_seed(cfg.seed)
+        self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
+                            "history": [], "step": 0, "train_seconds": 0.0}
+
+    # ---- one step -------------------------------------------------------------------------------
+    def loss(self, seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
+        hidden, target = select_targets(hidden, target)
+        items = self.model.item_embeddings()
+        if self.cfg.loss == "full_ce":
+            loss = full_ce(hidden, target, items)
+        else:
+            loss = sampled_softmax(hidden, target, items, self.cfg.num_negatives, self.sampler)
+        if self.hooks.extra_loss is not None:
+            loss = loss + self.hooks.extra_loss(self.model)
+        return loss
+
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        self.model.train()
+        total, count, start = 0.0, 0, time.perf_counter()
+        bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
+                   disable=not self.cfg.progress, leave=False)
+        for i, (seq, target) in enumerate(bar):
+            loss = self.loss(seq, target)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {i} "
+                                       f"(global step {self.state['step']}); lower train.lr or check the data")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.state["step"] += 1
+            for hook in self.hooks.after_step:
+                hook(self.state["step"])
+            total += loss.item() * len(seq)
+            count += len(seq)
+            bar.set_postfix(loss=f"{loss.item():.4f}", seq_s=f"{count / (time.perf_counter() - start):.0f}")
+        seconds = time.perf_counter() - start
+        return {"loss": total / max(count, 1), "seconds": seconds, "sequences_per_s": count / seconds}
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> Dict:
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if resume:
+            self.restore()
+        protocol, metric = self.cfg.valid_protocol, self.cfg.valid_metric
+        while self.state["epoch"] < self.cfg.epochs and not self.stopped():
+            epoch = self.state["epoch"] + 1
+            stats = self.train_epoch(epoch)
+            start = time.perf_counter()
+            valid = self.evaluator.evaluate(self.model, "valid", protocols=[protocol])
+            stats["valid_seconds"] = time.perf_counter() - start
+            score = valid[protocol][metric]
+            self.state["train_seconds"] += stats["seconds"] + stats["valid_seconds"]
+            self.state["history"].append({"epoch": epoch, **stats, f"valid_{metric}": score,
+                                          "elapsed_s": self.state["train_seconds"]})
+            improved = score > self.state["best_score"]
+            if improved:
+                self.state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+                self.save("best.pt", model_only=True)
+            else:
+                self.state["bad_epochs"] += 1
+            self.state["epoch"] = epoch
+            self.save("last.pt")
+            self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats['sequences_per_s']:.0f} seq/s, "
+                     f"valid {protocol} {metric} {score:.4f}{' *' if improved else ''}")
+            if self.stopped():
+                self.log(f"early stop: no better {metric} for {self.cfg.patience} epochs")
+        return {k: self.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
+
+    def stopped(self) -> bool:
+        return self.cfg.patience > 0 and self.state["bad_epochs"] >= self.cfg.patience
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save(self, name: str, model_only: bool = False) -> None:
+        if self.run_dir is None:
+            if model_only:  # keep the best weights in memory when there is no run folder
+                self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return
+        path = self.run_dir / "checkpoints" / name
+        if model_only:
+            checkpoint.save_atomic({"model": self.model.state_dict()}, path)
+        else:
+            checkpoint.save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                    "sampler": self.sampler.get_state(), "state": self.state,
+                                    "rng": checkpoint.rng_state()}, path)
+
+    def restore(self) -> None:
+        path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
+        ckpt = checkpoint.load(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.sampler.set_state(ckpt["sampler"])
+        self.state = ckpt["state"]
+        checkpoint.set_rng_state(ckpt["rng"])
+        self.log(f"resumed after epoch {self.state['epoch']} from {path}")
+
+    def load_best(self) -> None:
+        if self.run_dir is None:
+            self.model.load_state_dict(self._best)
+        else:
+            self.model.load_state_dict(checkpoint.load(self.run_dir / "checkpoints" / "best.pt")["model"])
