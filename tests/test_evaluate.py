@@ -106,7 +106,8 @@ def test_full_history_masking_on_off_changes_the_rank():
     ds = make_dataset([[3, 1, 2, 4]], num_items=5)  # valid: history [3, 1], target 2
     scores = torch.tensor([[9.0, 0.1, 0.5, 0.9, 0.3, 0.2]])  # padding column scores highest
     masked = Evaluator(ds, 3, protocols=("full",), ks=(1,)).evaluate_scores(scores, "valid")
-    unmasked = Evaluator(ds, 3, protocols=("full",), ks=(1,), mask_history=False).evaluate_scores(scores, "valid")
+    off = Evaluator(ds, 3, protocols=("full",), ks=(1,), mask_history=False)
+    unmasked = off.evaluate_scores(scores, "valid")
     assert masked["full"]["recall@1"] == 1.0  # item 3 (0.9) is history -> masked
     assert unmasked["full"]["recall@1"] == 0.0 and unmasked["full"]["mrr@1"] == 0.0
     ev = Evaluator(ds, 3, protocols=("full",), mask_history=False)
@@ -201,9 +202,10 @@ def test_pop100_frequencies_follow_training_popularity(ml100k, ev100k):
     assert np.corrcoef(np.bincount(uni[:, 1:].ravel(), minlength=len(pop) + 1)[1:], pop)[0, 1] < 0.5
 
 
-def test_sampler_draws_proportionally_to_weights():
+@pytest.mark.parametrize("scale", [1.0, 0.3])  # integer counts use a lookup table, others the CDF
+def test_sampler_draws_proportionally_to_weights(scale):
     # one draw per row from weights over items 1..6 with item 4 blocked everywhere and item 5 weightless
-    weights = np.array([5.0, 1, 2, 3, 4, 0, 10])
+    weights = np.array([5.0, 1, 2, 3, 4, 0, 10]) * scale
     rows = 40_000
     blocked = np.arange(rows, dtype=np.int64) * 7 + 4
     draws = sample_negatives(np.random.default_rng(0), weights, blocked, rows, num=1)

@@ -25,7 +25,8 @@ def test_ties_count_against_the_model():
     # a constant model gets the worst rank, so it scores 0 ...
     r = rank_of_target(torch.ones(2, 101), 0)
     assert r.tolist() == [100, 100]
-    assert metrics_from_ranks(r, (5, 10, 20)) == {f"{m}@{k}": 0.0 for k in (5, 10, 20) for m in ("recall", "mrr", "ndcg")}
+    zeros = {f"{m}@{k}": 0.0 for k in (5, 10, 20) for m in ("recall", "mrr", "ndcg")}
+    assert metrics_from_ranks(r, (5, 10, 20)) == zeros
     # ... unless the target is the only candidate
     assert rank_of_target(torch.ones(1, 1), 0).tolist() == [0]
 

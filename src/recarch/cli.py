@@ -43,7 +43,7 @@ def _datasets(args) -> int:
     rows = dataset_status(args.data_dir)
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        mark = "present" if r["present"] else "missing"
+        mark = "present" if r["present"] == "yes" else "missing"
         print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
     return 0
 

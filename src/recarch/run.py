@@ -11,18 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 import yaml
 
 from recarch import config as cfglib
-from recarch.cost import cost_report, write_json_atomic
+from recarch.cost import cost_report, peak_memory_subprocess
+from recarch.io import write_json_atomic
 from recarch.data import get_dataset, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import Evaluator
 from recarch.io import write_text_atomic
 from recarch.models import SeqModelConfig, build_model
-from recarch.train import Trainer, TrainConfig
+from recarch.train import Trainer, TrainConfig, checkpoint
 
 
 @dataclass
@@ -89,8 +91,7 @@ def new_run_dir(cfg: RunConfig) -> Path:
 
 
 def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceDataset:
-    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows,
-                       min_rating=cfg.data.min_rating, k_core=cfg.data.k_core)
+    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows)
 
 
 def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:
@@ -134,22 +135,48 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     log("test " + ", ".join(f"{p} ndcg@10 {m['ndcg@10']:.4f}" for p, m in metrics["test"].items()
                             if isinstance(m, dict)))
     if cfg.cost.enabled:
-        cost = measure_cost(run_dir, model, evaluator, cfg)
+        cost = measure_cost(run_dir, model, evaluator, cfg, data)
         write_json_atomic(run_dir / "cost.json", cost)
         log(f"cost: {cost['flops_per_sequence'] / 1e6:.2f} MFLOPs/sequence, "
             f"inference {cost['inference']['seconds']:.2f}s over the test set")
     return {"run_dir": str(run_dir), **metrics}
 
 
-def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cfg: RunConfig) -> Dict[str, Any]:
-    inputs = torch.from_numpy(evaluator.inputs("test"))
-    batches = list(inputs.split(cfg.cost.batch_size))
+def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cfg: RunConfig,
+                 data: SequenceDataset) -> Dict[str, Any]:
+    """FLOPs, parameters, inference time over the test set and (in a fresh process) its peak memory."""
+    inputs = evaluator.inputs("test")
     memory = None
     if cfg.cost.memory:
-        memory = {"target": "recarch.run:_inference_memory_child",
-                  "kwargs": {"run_dir": str(run_dir), "batch_size": cfg.cost.batch_size}}
+        # the child sees only the model and the test inputs, so the dataset's own memory is not counted
+        scratch = run_dir / "inference_inputs.npz"
+        feats = data.item_features
+        np.savez(scratch, inputs=inputs, num_items=data.num_items,
+                 features=feats.padded() if feats is not None else np.zeros((0, 0), np.int64),
+                 num_features=feats.num_features if feats is not None else 0)
+        try:
+            memory = peak_memory_subprocess("recarch.run:inference_memory_child",
+                                            {"run_dir": str(run_dir), "batch_size": cfg.cost.batch_size},
+                                            threads=cfg.cost.threads)
+        finally:
+            scratch.unlink()
+    batches = list(torch.from_numpy(inputs).split(cfg.cost.batch_size))
     return cost_report(model, cfg.model.max_len, batches, threads=cfg.cost.threads,
-                       batch_size=cfg.cost.batch_size, memory=memory)
+                       batch_size=cfg.cost.batch_size, memory=memory, method="score_last")
+
+
+def inference_memory_child(run_dir: str, batch_size: int) -> None:
+    """Runs in a fresh process: build the run's model, load its best weights, score the test set."""
+    run_dir = Path(run_dir)
+    cfg = cfglib.from_dict(RunConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
+    saved = np.load(run_dir / "inference_inputs.npz")
+    table = torch.from_numpy(saved["features"]) if int(saved["num_features"]) else None
+    model = build_model(cfg.model, int(saved["num_items"]), table, int(saved["num_features"]))
+    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / "best.pt")["model"])
+    model.eval()
+    with torch.no_grad():
+        for batch in torch.from_numpy(saved["inputs"]).split(batch_size):
+            model.score_last(batch)
 
 
 def load_run(run_dir: Path, data_dir: Optional[str] = None, which: str = "best.pt"):
@@ -158,8 +185,7 @@ def load_run(run_dir: Path, data_dir: Optional[str] = None, which: str = "best.p
     cfg = cfglib.from_dict(RunConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
     data = load_dataset(cfg, data_dir)
     model = make_model(cfg, data)
-    state = torch.load(run_dir / "checkpoints" / which, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(checkpoint.load(run_dir / "checkpoints" / which)["model"])
     return cfg, data, model.eval()
 
 
@@ -169,12 +195,3 @@ def evaluate(run_dir: Path, protocols: Optional[List[str]] = None, split: str = 
     if protocols:
         cfg.eval.protocols = list(protocols)
     return make_evaluator(cfg, data).evaluate(model, split, protocols=protocols or cfg.eval.protocols)
-
-
-def _inference_memory_child(run_dir: str, batch_size: int) -> None:
-    """Runs in a fresh process: load a run and score its whole test set (peak RSS is measured)."""
-    cfg, data, model = load_run(Path(run_dir))
-    inputs = torch.from_numpy(make_evaluator(cfg, data).inputs("test"))
-    with torch.no_grad():
-        for batch in inputs.split(batch_size):
-            model.score_last(batch)

@@ -26,7 +26,7 @@ class DataFormatError(ValueError):
         where = f"{self.file}:{line}" if line is not None else self.file
         msg = f"{where}: field {field!r}: expected {expected}"
         if found is not None:
-            msg += f", found {_clip(found)}"
+            msg += f", found {_clip(found, 200)}"
         super().__init__(msg)
 
 
@@ -82,7 +82,7 @@ class BadRowCounter:
         elif callable(found):
             value = found(int(r))
         else:
-            value = repr(str(found[r]))
+            value = repr(_clip(str(found[r])))
         return DataFormatError(self.file, int(lines[r]), field, expected, value)
 
     def finish(self, rows_read: int) -> None:

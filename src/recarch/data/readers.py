@@ -469,7 +469,7 @@ def _table_types(out: pd.DataFrame, lines: np.ndarray, file: str, numeric_ids: b
             out, lines = out[keep].assign(**{col: epoch_seconds(s[keep])}), lines[keep]
             continue
         if col == "timestamp" and timestamp_format:
-            fmt = None if timestamp_format == "iso" else timestamp_format
+            fmt = "ISO8601" if timestamp_format == "iso" else timestamp_format
             t = pd.to_datetime(s, format=fmt, errors="coerce", utc=True)
             keep = bad.flag(t.isna().to_numpy(), lines, col, f"a date ({timestamp_format})",
                             s.astype(str).to_numpy())

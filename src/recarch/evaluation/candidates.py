@@ -103,7 +103,7 @@ def sorted_unique(keys: np.ndarray) -> np.ndarray:
 def _item_drawer(weights: np.ndarray) -> Callable[[np.random.Generator, int], np.ndarray]:
     """A function drawing n i.i.d. items with probability ∝ ``weights``."""
     stride = len(weights)
-    if np.all(weights[1:] == weights[1]):
+    if stride > 1 and weights[1] > 0 and np.all(weights[1:] == weights[1]):
         return lambda rng, n: rng.integers(1, stride, n)
     total = weights.sum()
     if np.all(weights == np.round(weights)) and total <= 2**26:
@@ -111,7 +111,10 @@ def _item_drawer(weights: np.ndarray) -> Callable[[np.random.Generator, int], np
         table = np.repeat(np.arange(stride, dtype=np.int32), weights.astype(np.int64))
         return lambda rng, n: table[rng.integers(0, len(table), n)].astype(np.int64)
     cdf = np.cumsum(weights)
-    return lambda rng, n: np.minimum(np.searchsorted(cdf, rng.random(n) * total, side="right"), stride - 1)
+    # side="right" skips zero-weight items: their CDF step is empty
+    return lambda rng, n: np.minimum(
+        np.searchsorted(cdf, rng.random(n) * total, side="right"), stride - 1
+    )
 
 
 def sample_negatives(
@@ -203,20 +206,26 @@ def _sampled(
 
 
 @PROTOCOLS.register("full")
-def full(dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool) -> Candidates:
+def full(
+    dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool
+) -> Candidates:
     """Every item 1..I; the user's history is masked unless ``mask_history`` is False."""
     return Candidates("full", view.split, None, mask_history)
 
 
 @PROTOCOLS.register("uni100")
-def uni100(dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool) -> Candidates:
+def uni100(
+    dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool
+) -> Candidates:
     """100 negatives drawn uniformly from the items outside the user's history and target."""
     weights = np.ones(dataset.num_items + 1)
     return _sampled(dataset, view, rng, weights, True, "uni100")
 
 
 @PROTOCOLS.register("pop100")
-def pop100(dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool) -> Candidates:
+def pop100(
+    dataset: SequenceDataset, view: SplitView, rng: np.random.Generator, mask_history: bool
+) -> Candidates:
     """100 negatives ∝ training popularity, outside the user's history and target (unseen items never)."""
     return _sampled(dataset, view, rng, dataset.train_popularity(), True, "pop100")
 

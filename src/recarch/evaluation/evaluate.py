@@ -17,7 +17,9 @@ from recarch.evaluation.metrics import metrics_from_ranks, rank_of_target
 Tensor = torch.Tensor
 
 
-def full_ranks(scores: Tensor, targets: Tensor, hist_rows: Tensor, hist_items: Tensor, mask_history: bool) -> Tensor:
+def full_ranks(
+    scores: Tensor, targets: Tensor, hist_rows: Tensor, hist_items: Tensor, mask_history: bool
+) -> Tensor:
     """(B,) rank of ``targets`` among all items 1..I of ``scores`` (B, I+1).
 
     Column 0 (padding) never counts; with ``mask_history`` the (row, item) pairs ``hist_rows``,
@@ -27,7 +29,8 @@ def full_ranks(scores: Tensor, targets: Tensor, hist_rows: Tensor, hist_items: T
     kept = masked.gather(1, targets)
     masked[:, 0] = float("-inf")
     if mask_history and hist_rows.numel():
-        masked.index_put_((hist_rows, hist_items), torch.tensor(float("-inf"), dtype=masked.dtype, device=masked.device))
+        minus_inf = torch.tensor(float("-inf"), dtype=masked.dtype, device=masked.device)
+        masked.index_put_((hist_rows, hist_items), minus_inf)
     masked.scatter_(1, targets, kept)  # a target seen before stays a candidate
     return rank_of_target(masked, targets.squeeze(1))
 
@@ -115,9 +118,14 @@ class Evaluator:
     def _check_scores(self, scores: Tensor, rows: int) -> None:
         want = (rows, self.dataset.num_items + 1)
         if tuple(scores.shape) != want:
-            raise ValueError(f"score_last: expected scores of shape {want} (batch, num_items+1), got {tuple(scores.shape)}")
+            raise ValueError(
+                f"score_last: expected scores of shape {want} (batch, num_items+1), "
+                f"got {tuple(scores.shape)}"
+            )
 
-    def evaluate_scores(self, scores: Tensor, split: str, protocols: Optional[Sequence[str]] = None) -> dict:
+    def evaluate_scores(
+        self, scores: Tensor, split: str, protocols: Optional[Sequence[str]] = None
+    ) -> dict:
         """Metrics from a precomputed (R, I+1) score matrix over all eval rows of ``split``, in
         ``dataset.eval_users()`` order; same output as :meth:`evaluate`."""
         names = self._protocols(protocols)
@@ -131,7 +139,9 @@ class Evaluator:
                 ranks[p].append(self.batch_ranks(chunk, split, p, a).cpu())
         return self._summary(ranks, r)
 
-    def evaluate(self, model: nn.Module, split: str, protocols: Optional[Sequence[str]] = None) -> dict:
+    def evaluate(
+        self, model: nn.Module, split: str, protocols: Optional[Sequence[str]] = None
+    ) -> dict:
         """{"<protocol>": {"recall@K": .., "mrr@K": .., "ndcg@K": ..}, ..., "num_users": R}.
 
         Input for "valid" is the training part and the target the valid item; for "test" the input

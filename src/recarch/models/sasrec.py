@@ -31,6 +31,8 @@ class SequenceEmbedding(nn.Module):
 
 @MODELS.register("sasrec")
 class SASRec(SequentialRecommender):
+    """Self-attentive sequential recommender: item + position embedding, a causal transformer stack."""
+
     def __init__(self, num_items: int, cfg: SeqModelConfig) -> None:
         super().__init__()
         self.num_items, self.config = num_items, cfg
