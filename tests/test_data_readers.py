@@ -68,6 +68,14 @@ def test_pairs_non_numeric_id(tmp_path):
     assert_error(e, p2, 2, "item")
 
 
+def test_error_names_earliest_bad_line_across_checks(tmp_path):
+    # the field-count check runs before the id check, yet line 1 is reported, not line 2
+    p = write(tmp_path, "s.txt", "1 x\n1 2 3\n")
+    with pytest.raises(DataFormatError) as e:
+        R.read_user_item_pairs(p)
+    assert_error(e, p, 1, "item")
+
+
 def test_empty_and_blank_file(tmp_path):
     for text in ("", "\n \n"):
         p = write(tmp_path, "e.txt", text)
@@ -194,6 +202,16 @@ def test_atomic_bad_type_missing_column_bad_float(tmp_path):
     with pytest.raises(DataFormatError) as e:
         R.read_atomic_inter(p)
     assert_error(e, p, 4, "timestamp")
+
+
+def test_atomic_short_row(tmp_path):
+    p = write(tmp_path, "x.inter", INTER + "5\t6\t4\n")
+    with pytest.raises(DataFormatError) as e:
+        R.read_atomic_inter(p)
+    assert_error(e, p, 4, "line")
+    assert "4 fields separated by '\\t'" in str(e.value)
+    with pytest.warns(DataWarning, match="x.inter:4"):
+        assert len(R.read_atomic_inter(p, skip_bad_rows=True)) == 2
 
 
 def test_atomic_header_only(tmp_path):

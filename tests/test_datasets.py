@@ -1,4 +1,5 @@
 """Preprocessing (k-core, order, ids, features, id maps) on hand-computed cases; the registry on real data."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,16 @@ def test_gowalla_checkins_sorted_by_time(shared):
 
 def seqs_user(ds, u):
     return ds.item_ids[ds.items[ds.offsets[u]:ds.offsets[u + 1]]].tolist()
+
+
+def test_user_filters_apply_on_top_of_a_registered_dataset():
+    from recarch.data import Preprocessing
+
+    root = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (root / "ml-100k" / "ml-100k.inter").exists():
+        pytest.skip("ml-100k not present")
+    full = get_dataset("ml-100k", data_dir=str(root))
+    kept = get_dataset("ml-100k", data_dir=str(root), prep=Preprocessing(min_rating=4, k_core=10))
+    assert kept.num_interactions < full.num_interactions
+    assert kept.lengths().min() >= 10
+    assert np.bincount(kept.items)[1:].min() >= 10

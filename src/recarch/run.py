@@ -18,11 +18,12 @@ import yaml
 from recarch import config as cfglib
 from recarch.cost import cost_report, peak_memory_subprocess
 from recarch.io import write_json_atomic
-from recarch.data import get_dataset, save_id_maps
+from recarch.data import Preprocessing, get_dataset, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
-from recarch.evaluation import Evaluator
+from recarch.evaluation import PROTOCOLS, Evaluator
 from recarch.io import write_text_atomic
+from recarch.registry import suggest
 from recarch.models import SeqModelConfig, build_model
 from recarch.train import Trainer, TrainConfig, checkpoint
 
@@ -61,6 +62,17 @@ class RunConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     out_dir: str = "runs"
 
+    def validate(self) -> None:
+        for key, name in [("eval.protocols", p) for p in self.eval.protocols] + \
+                [("train.valid_protocol", self.train.valid_protocol)]:
+            if name not in PROTOCOLS:
+                raise cfglib.ConfigError(f"{key}: unknown protocol {name!r}{suggest(name, PROTOCOLS)}; "
+                                         f"registered: {', '.join(PROTOCOLS.names())}")
+        metric, _, k = self.train.valid_metric.partition("@")
+        if metric not in ("recall", "mrr", "ndcg") or not k.isdigit() or int(k) not in self.eval.ks:
+            raise cfglib.ConfigError(f"train.valid_metric: expected recall@K, mrr@K or ndcg@K with K in "
+                                     f"eval.ks {self.eval.ks}, got {self.train.valid_metric!r}")
+
 
 def load_run_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> RunConfig:
     return cfglib.load(RunConfig, files, sets, base)
@@ -91,7 +103,8 @@ def new_run_dir(cfg: RunConfig) -> Path:
 
 
 def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceDataset:
-    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows)
+    prep = Preprocessing(min_rating=cfg.data.min_rating, k_core=cfg.data.k_core)
+    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep)
 
 
 def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:

@@ -4,11 +4,11 @@
 """
 from .datasets import DATASETS, DatasetSpec, dataset_status, download_dataset, get_dataset, verify_dataset
 from .errors import DataFormatError
-from .preprocess import build_sequences, load_id_maps, save_id_maps
+from .preprocess import Preprocessing, build_sequences, load_id_maps, save_id_maps
 from .sequences import ItemFeatures, SequenceDataset
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "DataFormatError", "ItemFeatures", "SequenceDataset",
+    "DATASETS", "DatasetSpec", "DataFormatError", "ItemFeatures", "Preprocessing", "SequenceDataset",
     "build_sequences", "dataset_status", "download_dataset", "get_dataset", "load_id_maps",
     "save_id_maps", "verify_dataset",
 ]

@@ -17,7 +17,7 @@ from . import readers as R
 from .download import download as fetch_url
 from .download import sha256_file
 from .errors import DataFormatError
-from .preprocess import build_sequences
+from .preprocess import Preprocessing, build_sequences
 from .sequences import SequenceDataset
 
 
@@ -40,7 +40,7 @@ class DatasetSpec:
     name: str
     description: str
     files: Tuple[DataFile, ...]
-    load: Callable[..., SequenceDataset]  # load(root: Path, skip_bad_rows: bool = False)
+    load: Callable[..., SequenceDataset]  # load(root: Path, skip_bad_rows: bool = False, prep=Preprocessing())
     download: Optional[Download] = None
     alt_files: Tuple[DataFile, ...] = ()  # another accepted form (e.g. what the download unpacks)
     source: str = ""  # where to get the files by hand
@@ -64,7 +64,8 @@ def _add(spec: DatasetSpec) -> DatasetSpec:
 
 
 # ---- loaders -----------------------------------------------------------------------------------
-def _load_ml100k(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_ml100k(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     d = root / "ml-100k"
     if (d / "ml-100k.inter").is_file():
         df = R.read_atomic_inter(d / "ml-100k.inter", skip_bad_rows)
@@ -76,10 +77,11 @@ def _load_ml100k(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
     else:  # GroupLens ml-100k.zip as unpacked
         df = R.read_ml100k_ratings(d / "u.data", skip_bad_rows)
         feats = R.movielens_item_features(R.read_ml100k_items(d / "u.item", skip_bad_rows))
-    return build_sequences(df, "ml-100k", item_features=feats)
+    return build_sequences(df, "ml-100k", item_features=feats, **prep.kwargs())
 
 
-def _load_ml1m_sasrec(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_ml1m_sasrec(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     d = root / "ml-1m"
     df = R.read_user_item_pairs(d / "ml-1m.sasrec.txt.gz", skip_bad_rows=skip_bad_rows)
     movie_feats = R.movielens_item_features(R.read_movielens_movies(d / "movies.dat", skip_bad_rows))
@@ -89,40 +91,45 @@ def _load_ml1m_sasrec(root: Path, skip_bad_rows: bool = False) -> SequenceDatase
     # features are keyed by MovieID; the sequences use SASRec's item ids
     feats = to_movie[["item", "movie"]].merge(movie_feats.rename(columns={"item": "movie"}),
                                                on="movie")[["item", "feature"]]
-    return build_sequences(df, "ml-1m", item_features=feats)
+    return build_sequences(df, "ml-1m", item_features=feats, **prep.kwargs())
 
 
-def _load_ml1m_raw(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_ml1m_raw(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     d = root / "ml-1m"
     df = R.read_movielens_ratings(d / "ratings.dat", skip_bad_rows)
     feats = R.movielens_item_features(R.read_movielens_movies(d / "movies.dat", skip_bad_rows))
-    return build_sequences(df, "ml-1m-raw", item_features=feats)
+    return build_sequences(df, "ml-1m-raw", item_features=feats, **prep.kwargs())
 
 
 def _pairs_loader(name: str, rel: str) -> Callable[..., SequenceDataset]:
-    def load(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
-        return build_sequences(R.read_user_item_pairs(root / rel, skip_bad_rows=skip_bad_rows), name)
+    def load(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
+        return build_sequences(R.read_user_item_pairs(root / rel, skip_bad_rows=skip_bad_rows), name, **prep.kwargs())
     return load
 
 
 def _s3rec_loader(name: str, stem: str) -> Callable[..., SequenceDataset]:
-    def load(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+    def load(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
         d = root / "s3rec-amazon-yelp-lastfm"
         df = R.read_user_sequences(d / f"{stem}.txt", skip_bad_rows=skip_bad_rows)
         feats = R.read_item_attributes_json(d / f"{stem}_item2attributes.json")
-        return build_sequences(df, name, item_features=feats)
+        return build_sequences(df, name, item_features=feats, **prep.kwargs())
     return load
 
 
-def _load_gowalla_checkins(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_gowalla_checkins(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     df = R.read_delimited(root / "gowalla-checkins" / "Gowalla_checkins.txt",
                           ("user", "item", "timestamp"), "\t", skip_bad_rows=skip_bad_rows)
     # the file is newest-first per user: among equal times the later line is the older check-in
     df["order"] = -df["order"]
-    return build_sequences(df, "gowalla-checkins")
+    return build_sequences(df, "gowalla-checkins", **prep.kwargs())
 
 
-def _load_gowalla(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_gowalla(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     d = root / "gowalla"
     if (d / "gowalla.inter").is_file():
         df = R.read_atomic_inter(d / "gowalla.inter", skip_bad_rows)
@@ -138,12 +145,13 @@ def _load_gowalla(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
         df = df[["user", "item", "order"]].assign(timestamp=R.epoch_seconds(t))
         df["order"] = -df["order"]  # SNAP lists each user's check-ins newest first
     # the EASRec/LinRec runs keep users and items with >= 5 interactions
-    return build_sequences(df, "gowalla", k_core=5)
+    return build_sequences(df, "gowalla", **prep.kwargs(k_core=5))
 
 
-def _load_douban(root: Path, skip_bad_rows: bool = False) -> SequenceDataset:
+def _load_douban(root: Path, skip_bad_rows: bool = False,
+        prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     return build_sequences(R.read_atomic_inter(root / "douban" / "douban.inter", skip_bad_rows),
-                           "douban")
+                           "douban", **prep.kwargs())
 
 
 # ---- registrations -----------------------------------------------------------------------------
@@ -281,7 +289,8 @@ def verify_dataset(name: str, data_dir: Optional[str] = None) -> Dict[str, str]:
 
 
 def get_dataset(name: str, data_dir: Optional[str] = None, skip_bad_rows: bool = False,
-                download: bool = False, verify: bool = False) -> SequenceDataset:
+                download: bool = False, verify: bool = False,
+                prep: Preprocessing = Preprocessing()) -> SequenceDataset:
     """Load a registered dataset as a SequenceDataset.
 
     Missing files raise FileNotFoundError with what to put where (or, with ``download=True`` and a
@@ -297,7 +306,7 @@ def get_dataset(name: str, data_dir: Optional[str] = None, skip_bad_rows: bool =
         raise _not_found(spec, root, missing)
     if verify:
         verify_dataset(name, data_dir)
-    return spec.load(root, skip_bad_rows=skip_bad_rows)
+    return spec.load(root, skip_bad_rows=skip_bad_rows, prep=prep)
 
 
 def dataset_status(data_dir: Optional[str] = None) -> List[dict]:

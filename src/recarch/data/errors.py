@@ -40,10 +40,12 @@ def _clip(text: str, width: int = 60) -> str:
 
 
 class BadRowCounter:
-    """Raise at the first bad row, or (``skip=True``) count bad rows and keep a few examples.
+    """Collect bad rows from vectorised checks; :meth:`finish` raises or warns.
 
-    Readers call :meth:`flag` with a vectorised mask per check and filter their rows by the returned
-    keep-mask, so a row is counted once even when several of its fields are wrong."""
+    Readers call :meth:`flag` with a mask per check and filter their rows by the returned
+    keep-mask, so a row is counted once even when several of its fields are wrong. Without
+    ``skip``, :meth:`finish` raises for the earliest bad line in the file (whichever check found
+    it); with ``skip``, it warns with the count and the first few file:line examples."""
 
     def __init__(self, file: str, skip: bool = False, max_examples: int = 5) -> None:
         self.file = str(file)
@@ -60,20 +62,18 @@ class BadRowCounter:
         expected: str,
         found: Union[Sequence, Callable[[int], str], None] = None,
     ) -> np.ndarray:
-        """Handle rows where ``bad`` is true; returns the mask of rows to keep (``~bad``).
+        """Record rows where ``bad`` is true; returns the mask of rows to keep (``~bad``).
 
         ``lines`` holds each row's 1-based line number; ``found`` is either the offending values
-        aligned with ``bad`` or a function row -> description (called for the few rows reported).
-        Raises :class:`DataFormatError` for the first bad row unless skipping."""
+        aligned with ``bad`` or a function row -> description (called for the few rows reported)."""
         bad = np.asarray(bad, dtype=bool)
         hits = np.flatnonzero(bad)
         if len(hits) == 0:
             return ~bad
-        if not self.skip:
-            raise self._error(hits[0], lines, field, expected, found)
         self.count += len(hits)
-        for r in hits[: max(0, self.max_examples - len(self.examples))]:
-            self.examples.append(self._error(r, lines, field, expected, found))
+        # rows are in file order, so the first hits of each check are its earliest lines
+        self.examples.extend(self._error(r, lines, field, expected, found)
+                             for r in hits[: self.max_examples])
         return ~bad
 
     def _error(self, r, lines, field, expected, found) -> DataFormatError:
@@ -86,11 +86,15 @@ class BadRowCounter:
         return DataFormatError(self.file, int(lines[r]), field, expected, value)
 
     def finish(self, rows_read: int) -> None:
-        """Warn about skipped rows; raise when every row was bad (the format is wrong, not a row)."""
+        """Raise for the earliest bad line (or, skipping, when every row was bad); else warn."""
         if self.count == 0:
             return
-        if self.count >= rows_read and self.examples:
-            first = self.examples[0]
+        self.examples.sort(key=lambda e: e.line)
+        del self.examples[self.max_examples:]
+        first = self.examples[0]
+        if not self.skip:
+            raise first
+        if self.count >= rows_read:
             raise DataFormatError(
                 first.file, first.line, first.field,
                 first.expected + " (every row was bad: is this the right reader?)", first.found,

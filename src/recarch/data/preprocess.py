@@ -6,14 +6,14 @@ that a run folder keeps beside its checkpoints.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
+from ..io import write_text_atomic
 from .sequences import ItemFeatures, SequenceDataset
 
 FeatureSource = Union[Mapping[str, Sequence[str]], pd.DataFrame]
@@ -54,6 +54,18 @@ def _dense(codes: np.ndarray, uniques: np.ndarray) -> Tuple[np.ndarray, np.ndarr
     rank = np.full(len(uniques), -1, dtype=np.int64)
     rank[present] = pd.Index(ordered).get_indexer(np.asarray(uniques, dtype=str)[present])
     return rank[codes], ordered
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Optional filters a user asks for on top of a dataset's own preprocessing."""
+
+    min_rating: Optional[float] = None  # keep interactions rated at least this (datasets with ratings)
+    k_core: int = 0  # iteratively keep users and items with at least k interactions (0: off)
+
+    def kwargs(self, k_core: int = 0) -> dict:
+        """build_sequences arguments; ``k_core`` is the dataset's own filter, the larger one wins."""
+        return {"min_rating": self.min_rating, "k_core": max(self.k_core, k_core)}
 
 
 def build_sequences(df: pd.DataFrame, name: str, min_rating: Optional[float] = None,
@@ -143,18 +155,6 @@ def make_item_features(features: FeatureSource, item_ids: np.ndarray) -> ItemFea
 
 
 # ---- id maps -----------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_id_maps(dataset: SequenceDataset, folder: Union[str, Path]) -> Tuple[Path, Path]:
     """Write ``users.tsv`` (row -> original user id) and ``items.tsv`` (item 1..I -> original id).
 
@@ -171,7 +171,7 @@ def save_id_maps(dataset: SequenceDataset, folder: Union[str, Path]) -> Tuple[Pa
         table = pd.DataFrame({head: np.arange(start, start + len(ids)), "original_id": ids})
         text = table.to_csv(sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_NONE)
         path = folder / fname
-        _write_atomic(path, text)
+        write_text_atomic(path, text)
         out.append(path)
     return out[0], out[1]
 

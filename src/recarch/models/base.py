@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from recarch.config import ConfigError
-from recarch.registry import Registry
+from recarch.registry import Registry, suggest
 
 MODELS: Registry = Registry("model")
 
@@ -32,7 +32,8 @@ class SeqModelConfig:
 
     def validate(self) -> None:
         if self.name not in MODELS:
-            MODELS.get(self.name)  # raises with a suggestion
+            raise ConfigError(f"model.name: unknown model {self.name!r}{suggest(self.name, MODELS)}; "
+                              f"registered: {', '.join(MODELS.names())}")
         for key in ("max_len", "hidden_size", "inner_size", "n_layers", "n_heads"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be ≥ 1, got {getattr(self, key)}")

@@ -1,0 +1,60 @@
+"""End to end through the command line on the real ml-100k files."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from recarch.cli import main
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_data = pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+SMALL = ["--set", "model.max_len=20", "--set", "model.hidden_size=16", "--set", "model.inner_size=32",
+         "--set", "model.n_layers=1", "--set", "train.epochs=2", "--set", "train.progress=false",
+         "--set", "cost.threads=1"]
+
+
+@needs_data
+def test_train_then_evaluate_writes_a_complete_run_folder(tmp_path, capsys):
+    code = main(["--data-dir", str(DATA), "train", "--model", "sasrec", "--dataset", "ml-100k",
+                 "--out-dir", str(tmp_path), *SMALL])
+    assert code == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    for name in ["config.yaml", "metrics.json", "cost.json", "history.json", "log.txt", "users.tsv", "items.tsv",
+                 "checkpoints/best.pt", "checkpoints/last.pt"]:
+        assert (run_dir / name).exists(), name
+    assert not list(run_dir.glob("*.tmp")) and not (run_dir / "inference_inputs.npz").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"pop100", "uni100", "full"}
+    assert metrics["test"]["num_users"] == 943
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert cost["flops_per_sequence"] > 0 and cost["memory"]["net_mb"] > 0
+    capsys.readouterr()
+    assert main(["--data-dir", str(DATA), "evaluate", str(run_dir), "--protocol", "uni100"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["uni100"] == pytest.approx(metrics["test"]["uni100"])
+
+
+@needs_data
+def test_resume_continues_a_run(tmp_path):
+    assert main(["--data-dir", str(DATA), "train", "--dataset", "ml-100k", "--out-dir", str(tmp_path), *SMALL,
+                 "--set", "cost.enabled=false"]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    assert main(["--data-dir", str(DATA), "train", "--resume", str(run_dir), "--set", "train.epochs=3"]) == 0
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path), "train", "--dataset", "ml-10k", "--out-dir", str(tmp_path)]) == 2
+    assert "did you mean 'ml-100k'" in capsys.readouterr().err
+    assert main(["train", "--set", "model.hiden_size=3", "--out-dir", str(tmp_path)]) == 2
+    assert "did you mean 'hidden_size'" in capsys.readouterr().err
+
+
+def test_listing_commands(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("sasrec", "fdsa", "sasrecf"))
+    assert main(["--data-dir", "/nonexistent", "datasets"]) == 0
+    assert "ml-1m" in capsys.readouterr().out

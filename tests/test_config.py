@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+
+from recarch.config import ConfigError, parse_overrides
+from recarch.run import RunConfig, load_run_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads(path):
+    cfg = load_run_config([path])
+    assert isinstance(cfg, RunConfig)
+
+
+def test_files_then_overrides_apply_in_order(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("model:\n  hidden_size: 32\n  n_heads: 4\ntrain:\n  lr: 0.01\n")
+    cfg = load_run_config([f], ["train.lr=0.5", "model.attention=linear", "eval.protocols=[full]"])
+    assert (cfg.model.hidden_size, cfg.model.n_heads, cfg.train.lr) == (32, 4, 0.5)
+    assert cfg.model.attention == "linear" and cfg.eval.protocols == ["full"]
+    assert cfg.model.inner_size == 256  # untouched default
+
+
+def test_unknown_key_names_the_path_and_suggests():
+    with pytest.raises(ConfigError, match=r"'model.hiden_size'.*did you mean 'hidden_size'"):
+        load_run_config(sets=["model.hiden_size=32"])
+    with pytest.raises(ConfigError, match=r"'trian'.*did you mean 'train'"):
+        load_run_config(sets=["trian.lr=0.1"])
+
+
+def test_wrong_types_and_values_are_named():
+    with pytest.raises(ConfigError, match=r"train.batch_size: expected an integer, got 'big'"):
+        load_run_config(sets=["train.batch_size=big"])
+    with pytest.raises(ConfigError, match=r"model.attention: expected one of \['softmax', 'linear'\]"):
+        load_run_config(sets=["model.attention=lineer"])
+    with pytest.raises(ConfigError, match="divisible"):
+        load_run_config(sets=["model.hidden_size=30", "model.n_heads=4"])
+    with pytest.raises(ConfigError, match="model.name: unknown model 'sasrek' \\(did you mean 'sasrec'"):
+        load_run_config(sets=["model.name=sasrek"])
+    with pytest.raises(ConfigError, match="train.valid_protocol: unknown protocol 'pop1000'"):
+        load_run_config(sets=["train.valid_protocol=pop1000"])
+    with pytest.raises(ConfigError, match="train.valid_metric"):
+        load_run_config(sets=["train.valid_metric=ndcg@50"])
+
+
+def test_bad_yaml_and_bad_override(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_run_config([f])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["train.lr"])
