@@ -1,0 +1,31 @@
+import math
+
+import torch
+
+from recarch.train.losses import full_ce, sampled_softmax, select_targets
+
+
+def test_full_ce_is_the_softmax_cross_entropy_over_all_items():
+    hidden = torch.tensor([[1.0, 0.0]])
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # logits 0, 1, 0
+    expected = -math.log(math.e / (1 + math.e + 1))
+    assert math.isclose(full_ce(hidden, torch.tensor([1]), items).item(), expected, rel_tol=1e-6)
+
+
+def test_select_targets_drops_padding_positions():
+    hidden = torch.arange(12.0).view(1, 4, 3)
+    h, t = select_targets(hidden, torch.tensor([[0, 0, 5, 6]]))
+    assert t.tolist() == [5, 6] and h.tolist() == [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]
+
+
+def test_sampled_softmax_masks_a_negative_equal_to_the_target():
+    hidden = torch.tensor([[1.0, 0.0]])
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    # with only items 1 and 2 to draw from, every draw of item 1 collides with the target
+    loss = sampled_softmax(hidden, torch.tensor([1]), items, num_negatives=50, generator=g)
+    g = torch.Generator().manual_seed(0)
+    drawn = torch.randint(1, 3, (50,), generator=g)
+    n2 = int((drawn == 2).sum())
+    expected = -math.log(math.e / (math.e + n2))
+    assert math.isclose(loss.item(), expected, rel_tol=1e-6)
