@@ -2,14 +2,6 @@
 
 Builds RecBole's own virtualenv, writes a SequenceDataset as a RecBole atomic file, runs
 ``_recbole_runner.py`` there, and returns its validation curve, time to best and test metrics as JSON.
-
-Split agreement (RecBole builds one sample per prefix, then leaves the last two *samples* of each
-user out): users with >= 4 items get the same train/valid/test targets as ``SequenceDataset``; users
-with 2 items only train in both. A user with exactly 3 items has no validation sample in RecBole, its
-test target is ours, and our validation pair (items 1 -> 2) becomes a RecBole training sample.
-``split_differences()`` counts such users. RecBole's ``popN`` counts popularity over all target
-positions (every item but each user's first, valid and test included) and may draw items of the
-user's own history as negatives; only the target is excluded (recarch's ``pop100-recbole``).
 """
 from __future__ import annotations
 
@@ -108,8 +100,15 @@ def write_atomic(dataset, folder: str | Path, name: str) -> Path:
     return path
 
 
+# Split agreement. RecBole builds one sample per prefix, then leaves the last two *samples* of each
+# user out: users with >= 4 items get the same train/valid/test targets as SequenceDataset, users with
+# 2 items only train in both. A user with exactly 3 items has no RecBole validation sample, its test
+# target is ours, and our validation pair (item 1 -> item 2) becomes a RecBole training sample.
+# RecBole's popN counts popularity over all target positions (every item but each user's first,
+# valid and test included) and may draw items of the user's own history as negatives; only the
+# target is excluded (recarch's ``pop100-recbole``).
 def split_differences(dataset) -> dict:
-    """Counts of users whose RecBole leave-one-out differs from ours (see the module docstring)."""
+    """Counts of users whose RecBole leave-one-out differs from ours (see the comment above)."""
     lens = dataset.lengths()
     return {
         "users_with_3_items": int((lens == 3).sum()),
@@ -158,7 +157,7 @@ def recbole_config(data_folder: str | Path, params: dict, eval_mode: str, checkp
         "normalize_field": None,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
                       "mode": {"valid": eval_mode, "test": eval_mode}},
-        "repeatable": True,
+        "repeatable": True,  # RecBole's sequential default: negatives exclude only the target
         "metrics": ["Recall", "MRR", "NDCG"],
         "topk": [5, 10, 20],
         "valid_metric": "NDCG@10",
@@ -219,33 +218,6 @@ def run_recbole(python: str | Path, data_folder: str | Path, name: str, params: 
     return json.loads(out_json.read_text())
 
 
-def _ml100k_by_hand(data_dir: Path):
-    """Stand-in loader until ``recarch.data.get_dataset`` exists: ml-100k.inter as a SequenceDataset."""
-    from recarch.data.sequences import SequenceDataset
-
-    frame = pd.read_csv(data_dir / "ml-100k" / "ml-100k.inter", sep="\t", dtype=str)
-    frame.columns = [c.split(":")[0] for c in frame.columns]
-    user_ids, users = np.unique(frame["user_id"].to_numpy(), return_inverse=True)
-    item_ids, items = np.unique(frame["item_id"].to_numpy(), return_inverse=True)
-    times = frame["timestamp"].astype(float).to_numpy()
-    order = np.lexsort((times, users))  # lexsort is stable: file order breaks timestamp ties
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=len(user_ids)))])
-    return SequenceDataset(name="ml-100k", num_items=len(item_ids), offsets=offsets.astype(np.int64),
-                           items=(items[order] + 1).astype(np.int64), user_ids=user_ids,
-                           item_ids=np.concatenate([[""], item_ids]))
-
-
-def load_dataset(name: str, data_dir: Optional[str] = None):
-    try:
-        from recarch.data import get_dataset
-    except ImportError:
-        if name != "ml-100k":
-            raise
-        from recarch.paths import data_root
-        return _ml100k_by_hand(data_root(data_dir))
-    return get_dataset(name, data_dir=data_dir)
-
-
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="ml-100k")
@@ -275,9 +247,14 @@ def main(argv: Optional[list] = None) -> int:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
-    resolve_params(params)  # fail on a typo before the slow steps
+    try:
+        resolve_params(params)  # fail on a typo before the slow steps
+        recbole_config(WORK, params, args.mode, WORK)
+    except (KeyError, ValueError) as err:
+        ap.error(str(err).strip('"'))
+    from recarch.data import get_dataset
 
-    dataset = load_dataset(args.dataset, args.data_dir)
+    dataset = get_dataset(args.dataset, data_dir=args.data_dir)
     python = ensure_recbole_venv(args.venv)
     name = f"recarch-{args.dataset}"  # never a name RecBole ships presets for (ml-100k has some)
     data_folder = WORK / "recbole_data"

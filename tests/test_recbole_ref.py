@@ -90,7 +90,9 @@ def test_ml100k_conversion_matches_real_file(tmp_path):
     src = Path("/work/shared/data/ml-100k/ml-100k.inter")
     if not src.exists():
         pytest.skip("shared ml-100k data absent")
-    ds = ref.load_dataset("ml-100k", "/work/shared/data")
+    from recarch.data import get_dataset
+
+    ds = get_dataset("ml-100k", data_dir="/work/shared/data")
     path = ref.write_atomic(ds, tmp_path, "m")
     frame = pd.read_csv(path, sep="\t")
     assert len(frame) == 100_000 and frame["user_id:token"].nunique() == 943

@@ -33,10 +33,8 @@ def _encoder(cfg: SeqModelConfig) -> TransformerEncoder:
                               cfg.attn_dropout, cfg.attention)
 
 
-@MODELS.register("fdsa")
-class FDSA(SequentialRecommender):
-    """Two self-attention streams, one over items and one over pooled item features; their outputs
-    are concatenated and projected back to D."""
+class FeatureRecommender(SequentialRecommender):
+    """Shared parts: the item stream's embedding (also the output table) and the feature pooling."""
 
     uses_features = True
 
@@ -45,8 +43,21 @@ class FDSA(SequentialRecommender):
         super().__init__()
         self.num_items, self.config = num_items, cfg
         self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
-        self.feature_embedding = SequenceEmbedding(None, cfg.max_len, cfg.hidden_size, cfg.dropout)
         self.features = FeaturePooling(item_features, num_features, cfg.hidden_size)
+
+    def item_embeddings(self):
+        return self.embedding.item.weight
+
+
+@MODELS.register("fdsa")
+class FDSA(FeatureRecommender):
+    """Two self-attention streams, one over items and one over pooled item features; their outputs
+    are concatenated and projected back to D."""
+
+    def __init__(self, num_items: int, cfg: SeqModelConfig, item_features: torch.Tensor,
+                 num_features: int) -> None:
+        super().__init__(num_items, cfg, item_features, num_features)
+        self.feature_embedding = SequenceEmbedding(None, cfg.max_len, cfg.hidden_size, cfg.dropout)
         self.item_encoder, self.feature_encoder = _encoder(cfg), _encoder(cfg)
         self.concat = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size)
         self.init_weights(cfg.init_std)
@@ -56,23 +67,15 @@ class FDSA(SequentialRecommender):
         feats = self.feature_encoder(self.feature_embedding(seq, self.features(seq)), lengths, last_only)
         return self.concat(torch.cat([items, feats], dim=-1))
 
-    def item_embeddings(self):
-        return self.embedding.item.weight
-
 
 @MODELS.register("sasrecf")
-class SASRecF(SequentialRecommender):
+class SASRecF(FeatureRecommender):
     """One stream whose input fuses each item's embedding with its pooled feature embedding
     (concatenate, then a linear map to D)."""
 
-    uses_features = True
-
     def __init__(self, num_items: int, cfg: SeqModelConfig, item_features: torch.Tensor,
                  num_features: int) -> None:
-        super().__init__()
-        self.num_items, self.config = num_items, cfg
-        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
-        self.features = FeaturePooling(item_features, num_features, cfg.hidden_size)
+        super().__init__(num_items, cfg, item_features, num_features)
         self.fuse = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size)
         self.encoder = _encoder(cfg)
         self.init_weights(cfg.init_std)
@@ -80,6 +83,3 @@ class SASRecF(SequentialRecommender):
     def encode(self, seq, lengths, last_only=False):
         fused = self.fuse(torch.cat([self.embedding.item(seq), self.features(seq)], dim=-1))
         return self.encoder(self.embedding(seq, fused), lengths, last_only)
-
-    def item_embeddings(self):
-        return self.embedding.item.weight
