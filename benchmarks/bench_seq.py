@@ -31,10 +31,10 @@ import recbole_ref  # noqa: E402
 # ``epochs`` caps a run so the whole benchmark fits a session on 2 cores; a capped run says so in the
 # table. RecBole trains one sample per prefix (~50x our work per epoch here), hence its own cap.
 SETTINGS = {
-    "ml-100k": {"max_len": 50, "epochs": 200, "batch_size": 128, "loss": "full_ce", "recbole_epochs": 15},
+    "ml-100k": {"max_len": 50, "epochs": 200, "batch_size": 128, "loss": "full_ce", "recbole_epochs": 8},
     "ml-1m": {"max_len": 200, "epochs": 12, "batch_size": 128, "loss": "full_ce", "recbole_epochs": 5},
     "amazon-games": {"max_len": 50, "epochs": 10, "batch_size": 128, "loss": "sampled_softmax", "recbole_epochs": 5},
-    "gowalla-checkins": {"max_len": 100, "epochs": 100, "batch_size": 64, "loss": "full_ce", "recbole_epochs": 15},
+    "gowalla-checkins": {"max_len": 100, "epochs": 100, "batch_size": 64, "loss": "full_ce", "recbole_epochs": 8},
 }
 MODEL = {"hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2, "dropout": 0.2, "attn_dropout": 0.2}
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from recarch import config as cfglib
-from recarch.cost import cost_report, peak_memory_subprocess
+from recarch.cost import cost_report, cuda_peak_memory, peak_memory_subprocess
 from recarch.io import write_json_atomic
 from recarch.data import Preprocessing, get_dataset, save_id_maps
 from recarch.data.batching import TrainBatches
@@ -159,8 +159,16 @@ def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cf
                  data: SequenceDataset) -> Dict[str, Any]:
     """FLOPs, parameters, inference time over the test set and (in a fresh process) its peak memory."""
     inputs = evaluator.inputs("test")
+    device = next(model.parameters()).device
+    batches = [b.to(device) for b in torch.from_numpy(inputs).split(cfg.cost.batch_size)]
     memory = None
-    if cfg.cost.memory:
+    if cfg.cost.memory and device.type == "cuda":
+        def score_all():
+            with torch.no_grad():
+                for b in batches:
+                    model.score_last(b)
+        memory = cuda_peak_memory(score_all, device=device)
+    elif cfg.cost.memory:
         # the child sees only the model and the test inputs, so the dataset's own memory is not counted
         scratch = run_dir / "inference_inputs.npz"
         feats = data.item_features
@@ -173,7 +181,6 @@ def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cf
                                             threads=cfg.cost.threads)
         finally:
             scratch.unlink()
-    batches = list(torch.from_numpy(inputs).split(cfg.cost.batch_size))
     return cost_report(model, cfg.model.max_len, batches, threads=cfg.cost.threads,
                        batch_size=cfg.cost.batch_size, memory=memory, method="score_last")
 

@@ -44,5 +44,5 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def load(path: Path) -> Dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load(path: Path, device: torch.device | str = "cpu") -> Dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)

@@ -26,7 +26,8 @@ def full_ce(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor) -> 
 
 def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, num_negatives: int,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    negatives = torch.randint(1, items.shape[0], (num_negatives,), generator=generator, device=items.device)
+    # drawn on the CPU generator (seeded, checkpointed) whatever the model's device
+    negatives = torch.randint(1, items.shape[0], (num_negatives,), generator=generator).to(items.device)
     pos = (hidden * items[target]).sum(-1, keepdim=True)  # (M, 1)
     neg = hidden @ items[negatives].T  # (M, K)
     neg = neg.masked_fill(negatives[None, :] == target[:, None], float("-inf"))

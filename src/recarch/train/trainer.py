@@ -35,12 +35,15 @@ class TrainConfig:
     valid_metric: str = "ndcg@10"
     seed: int = 42
     threads: int = 0  # 0: torch's default
+    device: str = "cpu"  # or "cuda", "cuda:1"
     progress: bool = True
 
     def validate(self) -> None:
         for key in ("batch_size", "epochs", "num_negatives"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be ≥ 1, got {getattr(self, key)}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"train.device: expected cpu or cuda[:N], got {self.device!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if self.patience < 0:
@@ -63,7 +66,8 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
                  run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
                  log: Callable[[str], None] = print) -> None:
-        self.model, self.batches, self.evaluator, self.cfg = model, batches, evaluator, cfg
+        self.device = torch.device(cfg.device)
+        self.model, self.batches, self.evaluator, self.cfg = model.to(self.device), batches, evaluator, cfg
         self.run_dir = Path(run_dir) if run_dir else None
         self.hooks = hooks or TrainHooks()
         self.log = log
@@ -91,7 +95,7 @@ class Trainer:
         bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
                    disable=not self.cfg.progress, leave=False)
         for i, (seq, target) in enumerate(bar):
-            loss = self.loss(seq, target)
+            loss = self.loss(seq.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True))
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {i} "
                                        f"(global step {self.state['step']}); lower train.lr or check the data")
@@ -159,7 +163,7 @@ class Trainer:
         path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
         if path is None or not path.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
-        ckpt = checkpoint.load(path)
+        ckpt = checkpoint.load(path, self.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.sampler.set_state(ckpt["sampler"])
@@ -171,4 +175,4 @@ class Trainer:
         if self.run_dir is None:
             self.model.load_state_dict(self._best)
         else:
-            self.model.load_state_dict(checkpoint.load(self.run_dir / "checkpoints" / "best.pt")["model"])
+            self.model.load_state_dict(checkpoint.load(self.run_dir / "checkpoints" / "best.pt", self.device)["model"])
