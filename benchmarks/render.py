@@ -49,6 +49,11 @@ def seq_section(r: dict, anchors: dict) -> list:
                    f"{run['params']:,} | {run['inference_seconds']:.2f} (batch {run['inference_batch_size']}, "
                    f"{run['inference_threads']} thr) | {fmt(run['peak_memory_mb'], 0)} | {tr['gflops']:.1f} | "
                    f"{tr['fraction_of_peak']:.0%} of {tr['matmul_peak_gflops']:.0f} |")
+    probes = [(run["attention"], run["probe_no_attn_dropout"]) for run in r["runs"] if "probe_no_attn_dropout" in run]
+    if probes:
+        out += ["", "Training throughput without attention dropout (a few steps, same run), which on CPU forces "
+                "SDPA's unfused path: " + "; ".join(f"{a}: {p['sequences_per_s']:.0f} seq/s, {p['fraction_of_peak']:.0%} "
+                                                     f"of matmul peak" for a, p in probes) + "."]
     if "comparison" in r:
         ref = r["recbole"]
         per_epoch = sum(c["train_seconds"] + c["valid_seconds"] for c in ref["valid_curve"]) / len(ref["valid_curve"])

@@ -61,6 +61,21 @@ def test_counted_flops_match_the_analytic_formula(attention):
     assert counted == formula
 
 
+@pytest.mark.parametrize("gates", [1, 2])
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_data_aware_gates_start_as_identity_and_get_gradients(gates, attention):
+    plain, gated = model(attention=attention), model(attention=attention, gates=gates)
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        # zero-initialised gate biases and small weights: 2·σ(≈0) ≈ 1, so the gated model starts near the plain one
+        torch.testing.assert_close(gated.score_last(SEQ), plain.score_last(SEQ), atol=0.05, rtol=0.05)
+        torch.testing.assert_close(gated.score_last(SEQ), gated(SEQ)[:, -1] @ gated.item_embeddings().T,
+                                   atol=1e-5, rtol=1e-5)
+    gated.train()
+    gated(SEQ).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in gated.named_parameters() if "gate" in n)
+
+
 def test_feature_models_need_features():
     cfg = SeqModelConfig(name="fdsa")
     with pytest.raises(ValueError, match="needs item features"):

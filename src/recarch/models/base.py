@@ -28,6 +28,7 @@ class SeqModelConfig:
     dropout: float = 0.2
     attn_dropout: float = 0.2
     attention: Literal["softmax", "linear"] = "softmax"
+    gates: Literal[0, 1, 2] = 0  # EASRec's data-aware gates per layer (0: none, plain SASRec)
     init_std: float = 0.02
 
     def validate(self) -> None:

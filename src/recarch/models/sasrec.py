@@ -1,4 +1,5 @@
-"""SASRec (Kang & McAuley, ICDM 2018) with switchable softmax or LinRec linear attention.
+"""SASRec (Kang & McAuley, ICDM 2018) with switchable softmax or LinRec linear attention, and
+optionally EASRec's data-aware gates (``gates: 1 | 2``) — the form a derived EASRec architecture takes.
 
 Embedding (EASRec Eq. 3-4): ``E = Dropout(LayerNorm(M[s] + P))``; scores ``r = H·Mᵀ`` with the item
 table M tied between input and output.
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recarch.models.attention import TransformerEncoder
+from recarch.models.attention import TransformerEncoder, sliced_layer_norm
 from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 
 
@@ -23,9 +24,12 @@ class SequenceEmbedding(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None) -> torch.Tensor:
+        """width: embed with the first ``width`` features only (an elastic, narrower candidate)."""
         x = self.item(seq) if extra is None else extra
         x = x + self.position.weight[: seq.shape[1]]
+        if width is not None:
+            return self.dropout(sliced_layer_norm(x[..., :width], self.norm))
         return self.dropout(self.norm(x))
 
 
@@ -38,11 +42,12 @@ class SASRec(SequentialRecommender):
         self.num_items, self.config = num_items, cfg
         self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
         self.encoder = TransformerEncoder(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads,
-                                          cfg.dropout, cfg.attn_dropout, cfg.attention)
+                                          cfg.dropout, cfg.attn_dropout, cfg.attention, cfg.gates)
         self.init_weights(cfg.init_std)
 
     def encode(self, seq, lengths, last_only=False):
-        return self.encoder(self.embedding(seq), lengths, last_only)
+        e = self.embedding(seq)
+        return self.encoder(e, lengths, last_only, e if self.config.gates else None)
 
     def item_embeddings(self):
         return self.embedding.item.weight
