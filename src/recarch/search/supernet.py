@@ -1,0 +1,134 @@
+"""EASRec's supernet (DESIGN.md §1): one SASRec-with-gates at full size whose weights K candidate
+widths share, a transformer controller α (one vector for all layers) and a depth controller β.
+
+Candidate k runs the whole network at width d_k = d·(1 − p_k) and FFN width f_k = d_ff·(1 − q_k) on
+the leading slices of every weight — the released code's "zero the last m_k / n_k dimensions" made
+physical, with the residual stream, LayerNorms and embeddings narrowed too, so that ``derive`` returns
+a plain SASRec that computes exactly what the supernet computes on the chosen path.
+  Eq. 10: ``H^l = Σ_k w_k · T_k^l(H^{l-1})``, ``w = relax(α, τ)``.
+  Eq. 11: ``H = Σ_l v_l · H^l``, ``v = relax(β, τ)``; scores ``r = H·Mᵀ`` (Eq. 12).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import List, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recarch.config import ConfigError
+from recarch.models.attention import last_position
+from recarch.models.base import SeqModelConfig, SequentialRecommender
+from recarch.models.sasrec import SASRec
+
+
+@dataclass
+class SearchSpaceConfig:
+    attn_intensities: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])  # p_k, of d
+    ffn_intensities: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])  # q_k, of d_ff
+    gates: Literal[0, 1, 2] = 2
+    relaxation: Literal["softmax", "gumbel"] = "softmax"  # the released code / the paper
+
+    def validate(self) -> None:
+        if len(self.attn_intensities) != len(self.ffn_intensities) or not self.attn_intensities:
+            raise ConfigError("search.attn_intensities and search.ffn_intensities: expected two lists of the "
+                              "same, non-zero length (one pair per candidate)")
+        if any(not 0.0 <= p < 1.0 for p in self.attn_intensities + self.ffn_intensities):
+            raise ConfigError("search intensities: expected fractions in [0, 1)")
+
+
+def candidate_widths(model: SeqModelConfig, space: SearchSpaceConfig) -> List[tuple]:
+    """(d_k, f_k) per candidate; d_k must hold whole heads of the full model's head size."""
+    head = model.hidden_size // model.n_heads
+    out = []
+    for p, q in zip(space.attn_intensities, space.ffn_intensities):
+        d, f = round(model.hidden_size * (1 - p)), round(model.inner_size * (1 - q))
+        if d < head or d % head or f < 1:
+            raise ConfigError(f"search intensity {p} of hidden_size {model.hidden_size} leaves width {d}, "
+                              f"which is not a positive multiple of the head size {head}")
+        out.append((d, f))
+    return out
+
+
+def relax(logits: torch.Tensor, tau: float, kind: str, training: bool) -> torch.Tensor:
+    """softmax(logits/τ), or a Gumbel-softmax sample while training (the paper's relaxation)."""
+    if kind == "gumbel" and training:
+        return F.gumbel_softmax(logits, tau=tau, hard=False)
+    return torch.softmax(logits / tau, dim=-1)
+
+
+def _pad(x: torch.Tensor, width: int) -> torch.Tensor:
+    return F.pad(x, (0, width - x.shape[-1]))
+
+
+class EASRecSupernet(SequentialRecommender):
+    def __init__(self, num_items: int, cfg: SeqModelConfig, space: SearchSpaceConfig) -> None:
+        super().__init__()
+        self.num_items, self.space = num_items, space
+        self.config = replace(cfg, gates=space.gates)
+        self.widths = candidate_widths(cfg, space)
+        self.backbone = SASRec(num_items, self.config)
+        self.alpha = nn.Parameter(torch.zeros(len(self.widths)))  # transformer controller
+        self.beta = nn.Parameter(torch.zeros(cfg.n_layers))  # depth controller
+        self.tau = 1.0
+
+    def arch_parameters(self) -> List[nn.Parameter]:
+        return [self.alpha, self.beta]
+
+    def weight_parameters(self) -> List[nn.Parameter]:
+        return list(self.backbone.parameters())
+
+    def candidate_weights(self) -> torch.Tensor:
+        return relax(self.alpha, self.tau, self.space.relaxation, self.training)
+
+    def depth_weights(self) -> torch.Tensor:
+        return relax(self.beta, self.tau, self.space.relaxation, self.training)
+
+    def encode(self, seq, lengths, last_only=False):
+        w, v = self.candidate_weights(), self.depth_weights()
+        full = self.config.hidden_size
+        active = [k for k in range(len(self.widths)) if w[k] != 0]  # a hard path skips the others
+        embed = {k: self.backbone.embedding(seq, width=self.widths[k][0]) for k in active}
+        h = sum(w[k] * _pad(embed[k], full) for k in active)
+        last = int(torch.nonzero(v).max())  # layers past the last weighted exit cannot change the output
+        out = 0.0
+        for l, layer in enumerate(self.backbone.encoder.layers[: last + 1]):
+            h = sum(w[k] * _pad(layer(h[..., : self.widths[k][0]], lengths, False,
+                                      embed[k] if self.config.gates else None, self.widths[k][1]), full)
+                    for k in active)
+            out = out + v[l] * h
+        return last_position(out, lengths) if last_only else out
+
+    def item_embeddings(self):
+        return self.backbone.embedding.item.weight
+
+    # ---- derive ---------------------------------------------------------------------------------
+    def chosen(self) -> tuple:
+        """(k*, L*) = (argmax α, argmax β + 1), EASRec Eq. 18."""
+        return int(self.alpha.argmax()), int(self.beta.argmax()) + 1
+
+    def derived_config(self, k: int, depth: int) -> SeqModelConfig:
+        d, f = self.widths[k]
+        head = self.config.hidden_size // self.config.n_heads
+        return replace(self.config, name="sasrec", hidden_size=d, inner_size=f, n_layers=depth, n_heads=d // head)
+
+    def derive(self, k: int | None = None, depth: int | None = None) -> SASRec:
+        """A plain SASRec (with gates) at the physical widths of candidate k and depth L, holding the
+        leading slices of the supernet's weights (once-for-all's ``get_active_subnet`` contract)."""
+        if k is None or depth is None:
+            k, depth = self.chosen()
+        model = SASRec(self.num_items, self.derived_config(k, depth))
+        source = self.backbone.state_dict()
+        with torch.no_grad():
+            for name, target in model.state_dict().items():
+                target.copy_(source[name][tuple(slice(0, n) for n in target.shape)])
+        return model
+
+    def fix_path(self, k: int, depth: int) -> None:
+        """Force the controllers one-hot on (k, depth): the supernet then runs that path alone."""
+        with torch.no_grad():
+            self.alpha.fill_(-1e9)
+            self.alpha[k] = 0.0
+            self.beta.fill_(-1e9)
+            self.beta[depth - 1] = 0.0

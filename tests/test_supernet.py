@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from recarch.config import ConfigError
+from recarch.models import SeqModelConfig
+from recarch.search import EASRecSupernet, SearchSpaceConfig
+
+torch.set_num_threads(1)
+SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0, 0, 0, 0, 0, 0, 6]])
+
+
+def supernet(attention="softmax", gates=2, **space):
+    torch.manual_seed(0)
+    cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=4, dropout=0.0,
+                         attn_dropout=0.0, attention=attention)
+    net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5, 0.75],
+                                                    ffn_intensities=[0.0, 0.5, 0.75], gates=gates, **space))
+    with torch.no_grad():  # non-trivial gates and LayerNorms, so slicing errors would show
+        for name, p in net.backbone.named_parameters():
+            if "norm" in name or "gate" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return net.eval()
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+@pytest.mark.parametrize("gates", [0, 1, 2])
+@pytest.mark.parametrize("k,depth", [(0, 3), (1, 2), (2, 1), (2, 3)])
+def test_derived_model_reproduces_the_supernet_on_its_path(attention, gates, k, depth):
+    net = supernet(attention, gates)
+    net.fix_path(k, depth)
+    derived = net.derive().eval()
+    assert (derived.config.hidden_size, derived.config.n_layers) == (net.widths[k][0], depth)
+    with torch.no_grad():
+        torch.testing.assert_close(derived.score_last(SEQ), net.score_last(SEQ), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(derived(SEQ), net(SEQ)[..., : net.widths[k][0]], atol=1e-5, rtol=1e-5)
+
+
+def test_derived_model_is_physically_narrow():
+    net = supernet()
+    net.fix_path(2, 1)
+    derived = net.derive()
+    assert derived.embedding.item.weight.shape == (31, 8)
+    assert derived.encoder.layers[0].ffn.fc1.weight.shape == (12, 8)
+    assert derived.config.n_heads == 1  # head size 8 kept
+    assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.parameters()) / 5
+
+
+def test_full_width_full_depth_path_is_the_static_model():
+    net = supernet(gates=0)
+    net.fix_path(0, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(net.score_last(SEQ), net.backbone.score_last(SEQ), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("relaxation", ["softmax", "gumbel"])
+def test_gradients_reach_both_controllers(relaxation):
+    net = supernet(relaxation=relaxation).train()
+    net.score_last(SEQ).logsumexp(-1).mean().backward()
+    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+    assert net.beta.grad is not None and net.beta.grad.abs().sum() > 0
+
+
+def test_widths_must_hold_whole_heads():
+    cfg = SeqModelConfig(hidden_size=64, n_heads=2, inner_size=256)
+    with pytest.raises(ConfigError, match="multiple of the head size 32"):
+        EASRecSupernet(10, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.75], ffn_intensities=[0.0, 0.5]))
