@@ -64,3 +64,21 @@ def test_widths_must_hold_whole_heads():
     cfg = SeqModelConfig(hidden_size=64, n_heads=2, inner_size=256)
     with pytest.raises(ConfigError, match="multiple of the head size 32"):
         EASRecSupernet(10, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.75], ffn_intensities=[0.0, 0.5]))
+
+
+def test_candidate_flops_are_counted_and_the_constraint_prefers_small_shallow_paths():
+    from recarch.cost import analytic_layer_flops
+    from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
+
+    net = supernet(gates=0)
+    flops = candidate_layer_flops(net, seq_len=8)
+    for (d, f), counted in zip(net.widths, flops):
+        assert counted == analytic_layer_flops(8, 8, d, f, d // 8)["flops"]
+    r = ResourceConstraint(flops, n_layers=3)
+    big = r(torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0]))
+    small = r(torch.tensor([0, 0, 1.0]), torch.tensor([1.0, 0, 0]))
+    assert small < big
+    # R is differentiable in both controllers
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+    r(torch.softmax(a, 0), torch.softmax(b, 0)).backward()
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0

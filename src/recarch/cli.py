@@ -29,6 +29,37 @@ def _train(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from recarch.search.job import load_search_config, search
+
+    base = {}
+    if args.dataset:
+        base.setdefault("data", {})["dataset"] = args.dataset
+    if args.out_dir:
+        base["out_dir"] = args.out_dir
+    if args.budget_flops is not None:
+        base["budget_flops"] = args.budget_flops
+    cfg = load_search_config(args.config, args.set, base)
+    summary = search(cfg, data_dir=args.data_dir)
+    print(f"results in {summary['run_dir']} (arch.json, summary.json, search/, retrain/, baseline/)")
+    return 0
+
+
+def _retrain(args) -> int:
+    from recarch import run
+
+    arch_path = Path(args.arch)
+    arch = json.loads(arch_path.read_text())
+    base = {"data": arch["data"], "model": arch["model"]}
+    if args.out_dir:
+        base["out_dir"] = args.out_dir
+    cfg = run.load_run_config(args.config, args.set, base)
+    weights = None if args.from_scratch else arch_path.parent / arch["weights"]
+    result = run.train(cfg, data_dir=args.data_dir, init_weights=weights)
+    print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
+    return 0
+
+
 def _evaluate(args) -> int:
     from recarch import run
 
@@ -70,6 +101,22 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out-dir", help="parent folder of the run folder (default runs/)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
     t.set_defaults(func=_train)
+
+    s = sub.add_parser("search", help="EASRec: search, derive, retrain, evaluate, measure (beside SASRec)")
+    s.add_argument("--dataset", help="registered dataset name")
+    s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. architect.lam=0.5")
+    s.add_argument("--budget-flops", type=float, help="derive within this fraction of the full model's encoder FLOPs")
+    s.add_argument("--out-dir")
+    s.set_defaults(func=_search)
+
+    r = sub.add_parser("retrain", help="retrain a derived architecture (arch.json from `recarch search`)")
+    r.add_argument("arch", metavar="ARCH.json")
+    r.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="training settings")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--from-scratch", action="store_true", help="do not start from the inherited supernet weights")
+    r.add_argument("--out-dir")
+    r.set_defaults(func=_retrain)
 
     e = sub.add_parser("evaluate", help="evaluate a finished run")
     e.add_argument("run_dir")

@@ -121,8 +121,11 @@ def make_evaluator(cfg: RunConfig, data: SequenceDataset) -> Evaluator:
 
 
 def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
-          resume: bool = False, echo: bool = True) -> Dict[str, Any]:
-    """Train, early-stop on validation, evaluate the best epoch on valid and test, measure cost."""
+          resume: bool = False, echo: bool = True, init_weights: Optional[Path] = None) -> Dict[str, Any]:
+    """Train, early-stop on validation, evaluate the best epoch on valid and test, measure cost.
+
+    init_weights: a checkpoint ({"model": state_dict}) to start from, e.g. a derived architecture's
+    inherited supernet weights."""
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir / "log.txt", echo)
@@ -132,6 +135,9 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     log(f"dataset {cfg.data.dataset}: {data.summary()} (loaded in {time.perf_counter() - start:.1f}s)")
     save_id_maps(data, run_dir)
     model = make_model(cfg, data)
+    if init_weights is not None and not resume:
+        model.load_state_dict(checkpoint.load(Path(init_weights))["model"])
+        log(f"initial weights from {init_weights}")
     evaluator = make_evaluator(cfg, data)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Literal, Optional
 
@@ -54,24 +54,35 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-@dataclass
 class TrainHooks:
-    """Extension points for search strategies (kept out of the loop itself)."""
+    """Where a search strategy plugs into the loop (DARTS keeps its ``Architect`` apart the same way).
+    The base class does nothing; its state travels in the checkpoint for exact resume."""
 
-    extra_loss: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None
-    after_step: List[Callable[[int], None]] = field(default_factory=list)
+    def after_step(self, step: int, seq: torch.Tensor, target: torch.Tensor) -> None:
+        """After each weight step, e.g. an architecture step."""
+
+    def after_epoch(self, epoch: int, stats: Dict) -> None:
+        """After each epoch's validation; may add entries to ``stats`` (the history row)."""
+
+    def state_dict(self) -> Dict:
+        return {}
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Restore what ``state_dict`` returned."""
 
 
 class Trainer:
     def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
                  run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, parameters: Optional[List[torch.nn.Parameter]] = None) -> None:
+        """parameters: what the weight optimizer trains (default: all of the model's)."""
         self.device = torch.device(cfg.device)
         self.model, self.batches, self.evaluator, self.cfg = model.to(self.device), batches, evaluator, cfg
         self.run_dir = Path(run_dir) if run_dir else None
         self.hooks = hooks or TrainHooks()
         self.log = log
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(),
+                                          lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
                             "history": [], "step": 0, "train_seconds": 0.0}
@@ -85,8 +96,6 @@ class Trainer:
             loss = full_ce(hidden, target, items)
         else:
             loss = sampled_softmax(hidden, target, items, self.cfg.num_negatives, self.sampler)
-        if self.hooks.extra_loss is not None:
-            loss = loss + self.hooks.extra_loss(self.model)
         return loss
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -95,7 +104,8 @@ class Trainer:
         bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
                    disable=not self.cfg.progress, leave=False)
         for i, (seq, target) in enumerate(bar):
-            loss = self.loss(seq.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True))
+            seq, target = seq.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+            loss = self.loss(seq, target)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {i} "
                                        f"(global step {self.state['step']}); lower train.lr or check the data")
@@ -103,8 +113,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.state["step"] += 1
-            for hook in self.hooks.after_step:
-                hook(self.state["step"])
+            self.hooks.after_step(self.state["step"], seq, target)
             total += loss.item() * len(seq)
             count += len(seq)
             bar.set_postfix(loss=f"{loss.item():.4f}", seq_s=f"{count / (time.perf_counter() - start):.0f}")
@@ -126,8 +135,9 @@ class Trainer:
             stats["valid_seconds"] = time.perf_counter() - start
             score = valid[protocol][metric]
             self.state["train_seconds"] += stats["seconds"] + stats["valid_seconds"]
-            self.state["history"].append({"epoch": epoch, **stats, f"valid_{metric}": score,
-                                          "elapsed_s": self.state["train_seconds"]})
+            stats.update({f"valid_{metric}": score, "elapsed_s": self.state["train_seconds"]})
+            self.hooks.after_epoch(epoch, stats)
+            self.state["history"].append({"epoch": epoch, **stats})
             improved = score > self.state["best_score"]
             if improved:
                 self.state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
@@ -157,6 +167,7 @@ class Trainer:
         else:
             checkpoint.save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                                     "sampler": self.sampler.get_state(), "state": self.state,
+                                    "hooks": self.hooks.state_dict(),
                                     "rng": checkpoint.rng_state()}, path)
 
     def restore(self) -> None:
@@ -168,6 +179,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.sampler.set_state(ckpt["sampler"])
         self.state = ckpt["state"]
+        self.hooks.load_state_dict(ckpt["hooks"])
         checkpoint.set_rng_state(ckpt["rng"])
         self.log(f"resumed after epoch {self.state['epoch']} from {path}")
 

@@ -1,0 +1,101 @@
+"""EASRec's architecture step (Eq. 17, Algorithm 1): first-order bilevel optimisation of the
+controllers (α, β) under the resource constraint, kept apart from the weight loop as a TrainHooks.
+
+``arch_data: valid`` (the paper, default): each step draws a validation batch (a user's training part
+→ their validation item). ``arch_data: train`` with ``arch_every: 10`` is the released code's scheme:
+the controllers step on the current training batch every 10th step. τ anneals linearly per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Literal
+
+import numpy as np
+import torch
+
+from recarch.config import ConfigError
+from recarch.data.sequences import SequenceDataset, windows
+from recarch.search.constraint import ResourceConstraint
+from recarch.search.supernet import EASRecSupernet
+from recarch.train.trainer import TrainHooks
+
+
+@dataclass
+class ArchitectConfig:
+    lam: float = 0.1  # λ, the resource trade-off (Table II; the released code's hyper_flops)
+    arch_lr: float = 1e-3
+    arch_data: Literal["valid", "train"] = "valid"
+    arch_every: int = 1
+    batch_size: int = 256  # validation batch for the architecture step
+    tau_start: float = 1.0
+    tau_decay: float = 5e-5  # per training step (released code)
+    tau_min: float = 0.01
+
+    def validate(self) -> None:
+        if self.arch_every < 1 or self.batch_size < 1:
+            raise ConfigError("search.arch_every and search.batch_size must be ≥ 1")
+        if not 0 < self.tau_min <= self.tau_start:
+            raise ConfigError("search: expected 0 < tau_min ≤ tau_start")
+
+
+class ValidationStream:
+    """An endless, seeded stream of validation batches: (train part (B, N), validation item (B,))."""
+
+    def __init__(self, dataset: SequenceDataset, max_len: int, batch_size: int, seed: int) -> None:
+        users = dataset.eval_users()
+        ends = dataset.train_ends()[users]
+        self.seq = windows(dataset.items, dataset.offsets[users], ends, max_len)
+        self.target = dataset.items[ends]
+        self.batch_size, self.seed, self.drawn = batch_size, seed, 0
+
+    def next(self):
+        per_cycle = -(-len(self.target) // self.batch_size)
+        cycle, i = divmod(self.drawn, per_cycle)
+        order = np.random.default_rng([self.seed, cycle]).permutation(len(self.target))
+        rows = order[i * self.batch_size:(i + 1) * self.batch_size]
+        self.drawn += 1
+        return torch.from_numpy(self.seq[rows]), torch.from_numpy(self.target[rows])
+
+
+class EASRecArchitect(TrainHooks):
+    def __init__(self, supernet: EASRecSupernet, constraint: ResourceConstraint, cfg: ArchitectConfig,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 valid: ValidationStream | None) -> None:
+        self.net, self.constraint, self.cfg, self.loss_fn, self.valid = supernet, constraint, cfg, loss_fn, valid
+        self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr)
+        self.last_resource = float("nan")
+        supernet.tau = cfg.tau_start
+
+    def resource(self) -> torch.Tensor:
+        return self.constraint(self.net.candidate_weights(), self.net.depth_weights())
+
+    def after_step(self, step: int, seq: torch.Tensor, target: torch.Tensor) -> None:
+        self.net.tau = max(self.cfg.tau_min, self.cfg.tau_start - self.cfg.tau_decay * step)
+        if step % self.cfg.arch_every:
+            return
+        if self.cfg.arch_data == "valid":
+            device = self.net.alpha.device
+            seq, target = (t.to(device) for t in self.valid.next())
+        self.optimizer.zero_grad(set_to_none=True)
+        resource = self.resource()
+        (self.loss_fn(seq, target) + self.cfg.lam * resource).backward()
+        self.optimizer.step()
+        self.last_resource = float(resource.detach())
+
+    def after_epoch(self, epoch: int, stats: Dict) -> None:
+        with torch.no_grad():
+            w, v = torch.softmax(self.net.alpha, 0), torch.softmax(self.net.beta, 0)
+            stats.update({"alpha_softmax": w.tolist(), "beta_softmax": v.tolist(), "tau": self.net.tau,
+                          "resource": float(self.constraint(w, v)),
+                          "expected_layer_flops": self.constraint.expected_flops(w, v),
+                          "chosen": list(self.net.chosen())})
+
+    def state_dict(self) -> Dict:
+        return {"optimizer": self.optimizer.state_dict(), "tau": self.net.tau,
+                "drawn": self.valid.drawn if self.valid else 0}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.net.tau = state["tau"]
+        if self.valid:
+            self.valid.drawn = state["drawn"]

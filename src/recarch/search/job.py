@@ -1,0 +1,181 @@
+"""``recarch search``: search → derive → retrain → evaluate → cost, beside the hand-sized SASRec.
+
+The run folder holds ``search/`` (supernet checkpoints, trajectory.json, trajectory.png),
+``arch.json`` and ``derived.pt`` (the architecture and its inherited weights), ``retrain/`` and
+``baseline/`` (ordinary run folders), and ``summary.json``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+import yaml
+
+from recarch import config as cfglib
+from recarch import run
+from recarch.data.batching import TrainBatches
+from recarch.io import write_json_atomic, write_text_atomic
+from recarch.models import SeqModelConfig
+from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
+from recarch.search.easrec import ArchitectConfig, EASRecArchitect, ValidationStream
+from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
+from recarch.train import Trainer, TrainConfig, checkpoint
+
+
+@dataclass
+class SearchRunConfig:
+    data: run.DataConfig = field(default_factory=run.DataConfig)
+    model: SeqModelConfig = field(default_factory=SeqModelConfig)  # the full size: supernet and baseline
+    train: TrainConfig = field(default_factory=TrainConfig)  # supernet training (search phase)
+    retrain: TrainConfig = field(default_factory=TrainConfig)  # the derived model (and the baseline)
+    eval: run.EvalConfig = field(default_factory=run.EvalConfig)
+    cost: run.CostConfig = field(default_factory=run.CostConfig)
+    space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    architect: ArchitectConfig = field(default_factory=ArchitectConfig)
+    inherit: bool = True  # retrain from the supernet's weights (the paper) or from scratch (released code)
+    budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
+    baseline: bool = True  # also train the hand-sized SASRec for the summary
+    out_dir: str = "runs"
+
+    def validate(self) -> None:
+        if self.budget_flops is not None and not 0 < self.budget_flops <= 1:
+            raise cfglib.ConfigError(f"budget_flops: expected a fraction in (0, 1], got {self.budget_flops}")
+
+    def run_config(self, model: SeqModelConfig) -> run.RunConfig:
+        return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
+                             out_dir=self.out_dir)
+
+
+def load_search_config(files=(), sets=(), base=None) -> SearchRunConfig:
+    cfg = cfglib.load(SearchRunConfig, files, sets, base)
+    cfg.run_config(cfg.model).validate()  # protocols and the validation metric
+    return cfg
+
+
+def choose(net: EASRecSupernet, layer_flops, budget: Optional[float]) -> tuple:
+    """argmax α, argmax β (Eq. 18); under a budget, the most probable (k, L) whose encoder FLOPs fit."""
+    if budget is None:
+        return net.chosen()
+    w, v = torch.softmax(net.alpha.detach(), 0), torch.softmax(net.beta.detach(), 0)
+    limit = budget * layer_flops[0] * len(v)
+    fits = [(float(w[k] * v[l - 1]), k, l) for k in range(len(w)) for l in range(1, len(v) + 1)
+            if layer_flops[k] * l <= limit]
+    if not fits:
+        raise ValueError(f"no architecture in the search space fits budget_flops={budget}")
+    _, k, depth = max(fits)
+    return k, depth
+
+
+def plot_trajectory(history, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for k in range(len(history[0]["alpha_softmax"])):
+        axes[0].plot(epochs, [h["alpha_softmax"][k] for h in history], label=f"candidate {k}")
+    for l in range(len(history[0]["beta_softmax"])):
+        axes[1].plot(epochs, [h["beta_softmax"][l] for h in history], label=f"depth {l + 1}")
+    axes[2].plot(epochs, [h["resource"] for h in history], label="R (Eq. 16)")
+    for ax, title in zip(axes, ["softmax(α): width", "softmax(β): depth", "resource term"]):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
+           echo: bool = True) -> Dict[str, Any]:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / f"easrec-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    log = run.RunLog(run_dir / "log.txt", echo)
+    base = cfg.run_config(cfg.model)
+    data = run.load_dataset(base, data_dir)
+    evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
+
+    log("phase 1/4: search")
+    torch.manual_seed(cfg.train.seed)
+    net = EASRecSupernet(data.num_items, cfg.model, cfg.space)
+    layer_flops = candidate_layer_flops(net, cfg.model.max_len)
+    log(f"candidates (width, ffn width): {net.widths}; counted FLOPs per layer: {layer_flops}")
+    constraint = ResourceConstraint(layer_flops, cfg.model.n_layers)
+    batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
+    trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
+                      parameters=net.weight_parameters())
+    valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
+             if cfg.architect.arch_data == "valid" else None)
+    trainer.hooks = EASRecArchitect(net, constraint, cfg.architect, trainer.loss, valid)
+    fit = trainer.fit()
+    trainer.load_best()
+    write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
+    if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png"):
+        log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
+
+    log("phase 2/4: derive")
+    k, depth = choose(net, layer_flops, cfg.budget_flops)
+    derived = net.derive(k, depth)
+    checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
+    arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "candidate": k, "depth": depth,
+            "widths": net.widths, "layer_flops": layer_flops,
+            "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
+            "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(),
+            "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
+    write_json_atomic(run_dir / "arch.json", arch)
+    log(f"derived: width {derived.config.hidden_size}, ffn {derived.config.inner_size}, "
+        f"{depth} layer(s), {derived.config.n_heads} head(s), gates {derived.config.gates}")
+
+    log("phase 3/4: retrain")
+    retrained = run.train(cfg.run_config(derived.config), data_dir, run_dir / "retrain", echo=echo,
+                          init_weights=run_dir / "derived.pt" if cfg.inherit else None)
+    baseline = None
+    if cfg.baseline:
+        log("phase 4/4: hand-sized SASRec baseline")
+        baseline = run.train(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo=echo)
+    summary = summarise(run_dir, arch, retrained, baseline, fit["train_seconds"])
+    write_json_atomic(run_dir / "summary.json", summary)
+    log("\n" + format_summary(summary))
+    return summary
+
+
+def _row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
+    cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text()) if (Path(result["run_dir"]) / "cost.json").exists() else {}
+    model = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())["model"]
+    return {"model": name, "hidden": model["hidden_size"], "inner": model["inner_size"], "layers": model["n_layers"],
+            "gates": model.get("gates", 0), "pop100_ndcg@10": result["test"].get("pop100", {}).get("ndcg@10"),
+            "full_ndcg@10": result["test"].get("full", {}).get("ndcg@10"),
+            "flops_per_sequence": cost.get("flops_per_sequence"), "params": cost.get("params"),
+            "inference_seconds": cost.get("inference", {}).get("seconds"),
+            "peak_memory_mb": (cost.get("memory") or {}).get("net_mb"), "train_seconds": result["train_seconds"]}
+
+
+def summarise(run_dir, arch, retrained, baseline, search_seconds) -> Dict[str, Any]:
+    rows = [_row("EASRec (derived)", retrained)] + ([_row("SASRec (hand-sized)", baseline)] if baseline else [])
+    return {"run_dir": str(run_dir), "arch": {k: arch[k] for k in ("candidate", "depth", "widths")},
+            "search_seconds": search_seconds, "rows": rows}
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    def f(x, spec):
+        return "—" if x is None else format(x, spec)
+
+    lines = [f"{'model':<20} {'d/dff/L/g':<13} {'pop100 NDCG@10':>14} {'full NDCG@10':>12} {'MFLOPs/seq':>10} "
+             f"{'infer s':>8} {'peak MB':>8}"]
+    for r in summary["rows"]:
+        shape = f"{r['hidden']}/{r['inner']}/{r['layers']}/{r['gates']}"
+        flops = r["flops_per_sequence"] / 1e6 if r["flops_per_sequence"] else None
+        lines.append(f"{r['model']:<20} {shape:<13} {f(r['pop100_ndcg@10'], '14.4f')} {f(r['full_ndcg@10'], '12.4f')} "
+                     f"{f(flops, '10.2f')} {f(r['inference_seconds'], '8.2f')} {f(r['peak_memory_mb'], '8.0f')}")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""EASRec's search job end to end on the real ml-100k, tiny settings."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from recarch.cli import main
+from recarch.search.job import choose, load_search_config, search
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_data = pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+TINY = ["model.max_len=10", "model.hidden_size=16", "model.inner_size=32", "model.n_layers=2", "model.n_heads=2",
+        "train.epochs=2", "retrain.epochs=1", "train.progress=false", "retrain.progress=false",
+        "space.attn_intensities=[0.0, 0.5]", "space.ffn_intensities=[0.0, 0.5]", "cost.memory=false",
+        "architect.arch_lr=0.05"]
+
+
+@needs_data
+def test_search_derives_retrains_and_summarises(tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_search_config(sets=TINY + ["baseline=false", "data.dataset=ml-100k"])
+    summary = search(cfg, data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
+    run_dir = tmp_path / "s"
+    arch = json.loads((run_dir / "arch.json").read_text())
+    assert arch["model"]["hidden_size"] == arch["widths"][arch["candidate"]][0]
+    assert 1 <= arch["depth"] <= 2 and arch["model"]["gates"] == 2
+    trajectory = json.loads((run_dir / "search" / "trajectory.json").read_text())
+    assert len(trajectory) == 2 and trajectory[0]["alpha_softmax"] != trajectory[1]["alpha_softmax"]
+    assert (run_dir / "search" / "trajectory.png").exists()
+    assert summary["rows"][0]["pop100_ndcg@10"] > 0
+    # the derived architecture retrains from the command line, from its inherited weights
+    out = tmp_path / "retrain"
+    assert main(["--data-dir", str(DATA), "retrain", str(run_dir / "arch.json"), "--out-dir", str(out),
+                 "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "cost.enabled=false"]) == 0
+    (retrained,) = list(out.iterdir())
+    assert "initial weights from" in (retrained / "log.txt").read_text()
+
+
+def test_budget_picks_the_most_probable_architecture_that_fits():
+    class Net:
+        alpha = torch.tensor([2.0, 1.0, 0.0])  # prefers the widest candidate
+        beta = torch.tensor([0.0, 1.0])  # prefers depth 2
+
+        def chosen(self):
+            return 0, 2
+
+    flops = [100, 40, 10]
+    assert choose(Net(), flops, None) == (0, 2)
+    assert choose(Net(), flops, 0.4) == (1, 2)  # 2 layers of 40 = 80 ≤ 0.4·200
+    assert choose(Net(), flops, 0.1) == (2, 2)
+    with pytest.raises(ValueError, match="fits budget_flops"):
+        choose(Net(), flops, 0.01)
