@@ -23,7 +23,7 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(VENV)/bin/recarch train --dataset ml-100k --model sasrec --config configs/quick.yaml --out-dir runs/demo
+	$(VENV)/bin/recarch search --config configs/easrec-quick.yaml --out-dir runs/demo
 
 bench-seq: venv
 	$(PY) benchmarks/bench_seq.py

@@ -82,3 +82,45 @@ def test_candidate_flops_are_counted_and_the_constraint_prefers_small_shallow_pa
     a, b = torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)
     r(torch.softmax(a, 0), torch.softmax(b, 0)).backward()
     assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+
+
+def _search_trainer(tmp_path, epochs, arch_data="valid"):
+    from recarch.data.batching import TrainBatches
+    from recarch.evaluation import Evaluator
+    from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
+    from recarch.search.easrec import ArchitectConfig, EASRecArchitect, ValidationStream
+    from recarch.train import Trainer, TrainConfig
+    from test_trainer import cyclic_dataset
+
+    data = cyclic_dataset()
+    torch.manual_seed(0)
+    cfg = SeqModelConfig(max_len=8, hidden_size=16, inner_size=32, n_layers=2, n_heads=2)
+    net = EASRecSupernet(data.num_items, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5],
+                                                                ffn_intensities=[0.0, 0.5]))
+    tcfg = TrainConfig(batch_size=16, lr=1e-2, epochs=epochs, patience=0, seed=3, valid_protocol="full",
+                       progress=False)
+    trainer = Trainer(net, TrainBatches(data, 8, tcfg.regime, 16, 3), Evaluator(data, 8, protocols=["full"]),
+                      tcfg, tmp_path, log=lambda m: None, parameters=net.weight_parameters())
+    acfg = ArchitectConfig(arch_lr=0.05, arch_data=arch_data, batch_size=8, tau_decay=0.01)
+    valid = ValidationStream(data, 8, 8, 3) if arch_data == "valid" else None
+    trainer.hooks = EASRecArchitect(net, ResourceConstraint(candidate_layer_flops(net, 8), 2), acfg,
+                                    trainer.loss, valid)
+    return trainer, net
+
+
+@pytest.mark.parametrize("arch_data", ["valid", "train"])
+def test_a_resumed_search_equals_an_uninterrupted_one(tmp_path, arch_data):
+    full, net_full = _search_trainer(tmp_path / "a", 3, arch_data)
+    full.fit()
+    part, _ = _search_trainer(tmp_path / "b", 2, arch_data)
+    part.fit()
+    torch.manual_seed(99)
+    resumed, net_resumed = _search_trainer(tmp_path / "b", 3, arch_data)
+    resumed.fit(resume=True)
+    assert torch.equal(net_full.alpha, net_resumed.alpha) and torch.equal(net_full.beta, net_resumed.beta)
+    for (name, a), (_, b) in zip(net_full.state_dict().items(), net_resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert net_full.tau == net_resumed.tau < 1.0
+    # the controllers moved, and only the architect moved them (weights' optimizer excludes them)
+    assert not torch.equal(net_full.alpha, torch.zeros(2))
+    assert all(p is not net_full.alpha for g in full.optimizer.param_groups for p in g["params"])
