@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from recarch.train.losses import full_ce, sampled_softmax, select_targets
+from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
 def test_full_ce_is_the_softmax_cross_entropy_over_all_items():
@@ -21,11 +21,10 @@ def test_select_targets_drops_padding_positions():
 def test_sampled_softmax_masks_a_negative_equal_to_the_target():
     hidden = torch.tensor([[1.0, 0.0]])
     items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    g = torch.Generator().manual_seed(0)
     # with only items 1 and 2 to draw from, every draw of item 1 collides with the target
-    loss = sampled_softmax(hidden, torch.tensor([1]), items, num_negatives=50, generator=g)
-    g = torch.Generator().manual_seed(0)
-    drawn = torch.randint(1, 3, (50,), generator=g)
+    drawn = draw_negatives(2, 50, torch.Generator().manual_seed(0), "cpu")
+    assert set(drawn.tolist()) == {1, 2}
+    loss = sampled_softmax(hidden, torch.tensor([1]), items, drawn)
     n2 = int((drawn == 2).sum())
     expected = -math.log(math.e / (math.e + n2))
     assert math.isclose(loss.item(), expected, rel_tol=1e-6)

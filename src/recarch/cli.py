@@ -41,7 +41,8 @@ def _search(args) -> int:
         base["budget_flops"] = args.budget_flops
     cfg = load_search_config(args.config, args.set, base)
     summary = search(cfg, data_dir=args.data_dir)
-    print(f"results in {summary['run_dir']} (arch.json, summary.json, search/, retrain/, baseline/)")
+    if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
+        print(f"results in {summary['run_dir']} (arch.json, summary.json, search/, retrain/, baseline/)")
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,7 +25,7 @@ from recarch.evaluation import PROTOCOLS, Evaluator
 from recarch.io import write_text_atomic
 from recarch.registry import suggest
 from recarch.models import SeqModelConfig, build_model
-from recarch.train import Trainer, TrainConfig, checkpoint
+from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
 @dataclass
@@ -125,30 +125,36 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     """Train, early-stop on validation, evaluate the best epoch on valid and test, measure cost.
 
     init_weights: a checkpoint ({"model": state_dict}) to start from, e.g. a derived architecture's
-    inherited supernet weights."""
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir / "log.txt", echo)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    inherited supernet weights. Under ``torchrun`` every rank trains its shard; rank 0 writes."""
+    dist = distributed.from_env(cfg.train.device)
+    cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
+    run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(cfg))))
+    log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
     start = time.perf_counter()
     data = load_dataset(cfg, data_dir)
     log(f"dataset {cfg.data.dataset}: {data.summary()} (loaded in {time.perf_counter() - start:.1f}s)")
-    save_id_maps(data, run_dir)
+    if dist.is_main:
+        save_id_maps(data, run_dir)
     model = make_model(cfg, data)
     if init_weights is not None and not resume:
         model.load_state_dict(checkpoint.load(Path(init_weights))["model"])
         log(f"initial weights from {init_weights}")
     evaluator = make_evaluator(cfg, data)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
-    trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log)
+    trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log, dist=dist)
     log(f"model {cfg.model.name} ({cfg.model.attention} attention), "
         f"{sum(p.numel() for p in model.parameters()):,} parameters; regime {cfg.train.regime}, "
-        f"{batches.num_samples:,} training sequences, run folder {run_dir}")
+        f"{batches.num_samples:,} training sequences, {dist.world} process(es), run folder {run_dir}")
     fit = trainer.fit(resume=resume)
     trainer.load_best()
     metrics = {"best_epoch": fit["best_epoch"], "epochs_run": fit["epoch"], "train_seconds": fit["train_seconds"],
                "valid": evaluator.evaluate(model, "valid"), "test": evaluator.evaluate(model, "test"),
-               "regime": cfg.train.regime, "dataset": data.summary()}
+               "regime": cfg.train.regime, "processes": dist.world, "dataset": data.summary()}
+    if not dist.is_main:
+        return {"run_dir": str(run_dir), **metrics}
     write_json_atomic(run_dir / "history.json", fit["history"])
     write_json_atomic(run_dir / "metrics.json", metrics)
     log("test " + ", ".join(f"{p} ndcg@10 {m['ndcg@10']:.4f}" for p, m in metrics["test"].items()

@@ -17,6 +17,7 @@ from recarch.config import ConfigError
 from recarch.data.sequences import SequenceDataset, windows
 from recarch.search.constraint import ResourceConstraint
 from recarch.search.supernet import EASRecSupernet
+from recarch.train.distributed import Dist
 from recarch.train.trainer import TrainHooks
 
 
@@ -60,8 +61,10 @@ class ValidationStream:
 class EASRecArchitect(TrainHooks):
     def __init__(self, supernet: EASRecSupernet, constraint: ResourceConstraint, cfg: ArchitectConfig,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 valid: ValidationStream | None) -> None:
+                 valid: ValidationStream | None, dist: Dist = Dist()) -> None:
+        """loss_fn(seq, target): this rank's share of the global batch's loss (Trainer.loss)."""
         self.net, self.constraint, self.cfg, self.loss_fn, self.valid = supernet, constraint, cfg, loss_fn, valid
+        self.dist = dist
         self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr)
         self.last_resource = float("nan")
         supernet.tau = cfg.tau_start
@@ -78,7 +81,9 @@ class EASRecArchitect(TrainHooks):
             seq, target = (t.to(device) for t in self.valid.next())
         self.optimizer.zero_grad(set_to_none=True)
         resource = self.resource()
-        (self.loss_fn(seq, target) + self.cfg.lam * resource).backward()
+        # every rank adds R/world, so the summed controller gradient carries λ·∂R exactly once
+        (self.loss_fn(seq, target) + self.cfg.lam * resource / self.dist.world).backward()
+        self.dist.sum_grads(self.net.arch_parameters())
         self.optimizer.step()
         self.last_resource = float(resource.detach())
 

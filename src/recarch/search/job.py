@@ -23,7 +23,7 @@ from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
 from recarch.search.easrec import ArchitectConfig, EASRecArchitect, ValidationStream
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
-from recarch.train import Trainer, TrainConfig, checkpoint
+from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
 @dataclass
@@ -97,11 +97,17 @@ def plot_trajectory(history, path: Path) -> bool:
 
 def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
            echo: bool = True) -> Dict[str, Any]:
+    """Under ``torchrun`` every rank searches and retrains its shard of each batch; rank 0 writes."""
+    dist = distributed.from_env(cfg.train.device)
+    cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)),
+                  retrain=replace(cfg.retrain, device=dist.device(cfg.retrain.device)))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / f"easrec-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
-    log = run.RunLog(run_dir / "log.txt", echo)
+    default = Path(cfg.out_dir) / f"easrec-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
+    run_dir = Path(dist.broadcast(str(run_dir or default)))
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     base = cfg.run_config(cfg.model)
     data = run.load_dataset(base, data_dir)
     evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
@@ -114,26 +120,30 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     constraint = ResourceConstraint(layer_flops, cfg.model.n_layers)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
-                      parameters=net.weight_parameters())
+                      parameters=net.weight_parameters(), dist=dist)
     valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
              if cfg.architect.arch_data == "valid" else None)
-    trainer.hooks = EASRecArchitect(net, constraint, cfg.architect, trainer.loss, valid)
+    trainer.hooks = EASRecArchitect(net, constraint, cfg.architect, trainer.loss, valid, dist)
     fit = trainer.fit()
     trainer.load_best()
-    write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
-    if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png"):
-        log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
+    if dist.is_main:
+        write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
+        if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png"):
+            log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
 
     log("phase 2/4: derive")
     k, depth = choose(net, layer_flops, cfg.budget_flops)
     derived = net.derive(k, depth)
-    checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
+    if dist.is_main:
+        checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
     arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "candidate": k, "depth": depth,
             "widths": net.widths, "layer_flops": layer_flops,
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
             "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(),
             "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
-    write_json_atomic(run_dir / "arch.json", arch)
+    if dist.is_main:
+        write_json_atomic(run_dir / "arch.json", arch)
+    dist.barrier()
     log(f"derived: width {derived.config.hidden_size}, ffn {derived.config.inner_size}, "
         f"{depth} layer(s), {derived.config.n_heads} head(s), gates {derived.config.gates}")
 
@@ -144,6 +154,8 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     if cfg.baseline:
         log("phase 4/4: hand-sized SASRec baseline")
         baseline = run.train(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo=echo)
+    if not dist.is_main:
+        return {"run_dir": str(run_dir)}
     summary = summarise(run_dir, arch, retrained, baseline, fit["train_seconds"])
     write_json_atomic(run_dir / "summary.json", summary)
     log("\n" + format_summary(summary))

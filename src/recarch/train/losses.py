@@ -19,17 +19,20 @@ def select_targets(hidden: torch.Tensor, target: torch.Tensor):
     return hidden, target
 
 
-def full_ce(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def full_ce(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     logits = hidden @ items.T  # (M, I+1)
-    return F.cross_entropy(logits, target)
+    return F.cross_entropy(logits, target, reduction=reduction)
 
 
-def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, num_negatives: int,
-                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    # drawn on the CPU generator (seeded, checkpointed) whatever the model's device
-    negatives = torch.randint(1, items.shape[0], (num_negatives,), generator=generator).to(items.device)
+def draw_negatives(num_items: int, k: int, generator: Optional[torch.Generator], device) -> torch.Tensor:
+    """K item ids uniform in 1..num_items, drawn on the CPU generator (seeded, checkpointed)."""
+    return torch.randint(1, num_items + 1, (k,), generator=generator).to(device)
+
+
+def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,
+                    reduction: str = "mean") -> torch.Tensor:
     pos = (hidden * items[target]).sum(-1, keepdim=True)  # (M, 1)
     neg = hidden @ items[negatives].T  # (M, K)
     neg = neg.masked_fill(negatives[None, :] == target[:, None], float("-inf"))
     logits = torch.cat([pos, neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(target))
+    return F.cross_entropy(logits, torch.zeros_like(target), reduction=reduction)

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
 from recarch.train import checkpoint
-from recarch.train.losses import full_ce, sampled_softmax, select_targets
+from recarch.train.distributed import Dist
+from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
 @dataclass
@@ -74,49 +75,63 @@ class TrainHooks:
 class Trainer:
     def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
                  run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
-                 log: Callable[[str], None] = print, parameters: Optional[List[torch.nn.Parameter]] = None) -> None:
-        """parameters: what the weight optimizer trains (default: all of the model's)."""
+                 log: Callable[[str], None] = print, parameters: Optional[List[torch.nn.Parameter]] = None,
+                 dist: Dist = Dist()) -> None:
+        """parameters: what the weight optimizer trains (default: all of the model's); dist: this
+        process's place in a data-parallel run (see recarch.train.distributed)."""
         self.device = torch.device(cfg.device)
         self.model, self.batches, self.evaluator, self.cfg = model.to(self.device), batches, evaluator, cfg
         self.run_dir = Path(run_dir) if run_dir else None
         self.hooks = hooks or TrainHooks()
         self.log = log
-        self.optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(),
-                                          lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.params = list(parameters if parameters is not None else model.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.dist = dist
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
                             "history": [], "step": 0, "train_seconds": 0.0}
 
     # ---- one step -------------------------------------------------------------------------------
     def loss(self, seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the mean loss over the *global* batch (seq, target): its shard's summed
+        loss over the global number of targets, so that summing gradients over ranks is exact."""
+        count = int((target > 0).sum()) if target.dim() == 2 else len(target)
+        negatives = None
+        if self.cfg.loss == "sampled_softmax":  # drawn before sharding: every rank stays in step
+            negatives = draw_negatives(self.model.num_items, self.cfg.num_negatives, self.sampler, self.device)
+        seq, target = self.dist.shard(seq), self.dist.shard(target)
+        if len(seq) == 0:
+            return torch.zeros((), device=self.device, requires_grad=True)
         hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
         hidden, target = select_targets(hidden, target)
         items = self.model.item_embeddings()
         if self.cfg.loss == "full_ce":
-            loss = full_ce(hidden, target, items)
+            loss = full_ce(hidden, target, items, reduction="sum")
         else:
-            loss = sampled_softmax(hidden, target, items, self.cfg.num_negatives, self.sampler)
-        return loss
+            loss = sampled_softmax(hidden, target, items, negatives, reduction="sum")
+        return loss / count
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         self.model.train()
         total, count, start = 0.0, 0, time.perf_counter()
         bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
-                   disable=not self.cfg.progress, leave=False)
+                   disable=not (self.cfg.progress and self.dist.is_main), leave=False)
         for i, (seq, target) in enumerate(bar):
             seq, target = seq.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
             loss = self.loss(seq, target)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss is {loss.item()} at epoch {epoch}, step {i} "
+            value = float(self.dist.sum(loss.detach()))
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss is {value} at epoch {epoch}, step {i} "
                                        f"(global step {self.state['step']}); lower train.lr or check the data")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.dist.sum_grads(self.params)
             self.optimizer.step()
             self.state["step"] += 1
             self.hooks.after_step(self.state["step"], seq, target)
-            total += loss.item() * len(seq)
+            total += value * len(seq)
             count += len(seq)
-            bar.set_postfix(loss=f"{loss.item():.4f}", seq_s=f"{count / (time.perf_counter() - start):.0f}")
+            bar.set_postfix(loss=f"{value:.4f}", seq_s=f"{count / (time.perf_counter() - start):.0f}")
         seconds = time.perf_counter() - start
         return {"loss": total / max(count, 1), "seconds": seconds, "sequences_per_s": count / seconds}
 
@@ -157,6 +172,10 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self, name: str, model_only: bool = False) -> None:
+        """Rank 0 writes; every rank waits for the file before going on."""
+        if self.run_dir is not None and not self.dist.is_main:
+            self.dist.barrier()
+            return
         if self.run_dir is None:
             if model_only:  # keep the best weights in memory when there is no run folder
                 self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -169,6 +188,7 @@ class Trainer:
                                     "sampler": self.sampler.get_state(), "state": self.state,
                                     "hooks": self.hooks.state_dict(),
                                     "rng": checkpoint.rng_state()}, path)
+        self.dist.barrier()
 
     def restore(self) -> None:
         path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
