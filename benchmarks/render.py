@@ -88,6 +88,8 @@ def main() -> int:
              "attention kernel counted). Times are wall-clock on a shared 2-core machine: compare ratios "
              "measured in the same run.", "", "## Sequential core (`make bench-seq`)", ""]
     for path in sorted((HERE / "results").glob("seq-*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
         lines += seq_section(json.loads(path.read_text()), anchors)
     text = "\n".join(lines)
     tmp = ROOT / "BENCHMARKS.md.tmp"
