@@ -20,12 +20,13 @@ TINY = ["model.max_len=10", "model.hidden_size=16", "model.inner_size=32", "mode
 @needs_data
 def test_search_derives_retrains_and_summarises(tmp_path):
     torch.set_num_threads(1)
-    cfg = load_search_config(sets=TINY + ["baseline=false", "data.dataset=ml-100k"])
+    cfg = load_search_config(sets=TINY + ["baseline=false", "data.dataset=ml-100k", "budget_ms=1000"])
     summary = search(cfg, data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
     run_dir = tmp_path / "s"
     arch = json.loads((run_dir / "arch.json").read_text())
     assert arch["model"]["hidden_size"] == arch["widths"][arch["candidate"]][0]
     assert 1 <= arch["depth"] <= 2 and arch["model"]["gates"] == 2
+    assert len(arch["layer_ms"]) == 2 and arch["layer_ms"][arch["candidate"]] * arch["depth"] <= 1000
     trajectory = json.loads((run_dir / "search" / "trajectory.json").read_text())
     assert len(trajectory) == 2 and trajectory[0]["alpha_softmax"] != trajectory[1]["alpha_softmax"]
     assert (run_dir / "search" / "trajectory.png").exists()
@@ -48,7 +49,19 @@ def test_budget_picks_the_most_probable_architecture_that_fits():
 
     flops = [100, 40, 10]
     assert choose(Net(), flops, None) == (0, 2)
-    assert choose(Net(), flops, 0.4) == (1, 2)  # 2 layers of 40 = 80 ≤ 0.4·200
-    assert choose(Net(), flops, 0.1) == (2, 2)
-    with pytest.raises(ValueError, match="fits budget_flops"):
-        choose(Net(), flops, 0.01)
+    assert choose(Net(), flops, 80) == (1, 2)  # 2 layers of 40
+    assert choose(Net(), flops, 20) == (2, 2)
+    assert choose(Net(), flops, 10) == (2, 1)
+    with pytest.raises(ValueError, match="no architecture in the search space fits"):
+        choose(Net(), flops, 5)
+
+
+def test_candidate_latency_is_measured_and_ordered():
+    from recarch.models import SeqModelConfig
+    from recarch.search import EASRecSupernet, SearchSpaceConfig
+    from recarch.search.constraint import candidate_layer_latency
+
+    net = EASRecSupernet(50, SeqModelConfig(max_len=50, hidden_size=128, inner_size=512, n_heads=4),
+                         SearchSpaceConfig(attn_intensities=[0.0, 0.75], ffn_intensities=[0.0, 0.75]))
+    ms = candidate_layer_latency(net, 50, batch_size=64, repeats=3)
+    assert len(ms) == 2 and all(t > 0 for t in ms) and ms[1] < ms[0]

@@ -39,6 +39,8 @@ def _search(args) -> int:
         base["out_dir"] = args.out_dir
     if args.budget_flops is not None:
         base["budget_flops"] = args.budget_flops
+    if args.budget_ms is not None:
+        base["budget_ms"] = args.budget_ms
     cfg = load_search_config(args.config, args.set, base)
     summary = search(cfg, data_dir=args.data_dir)
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
@@ -107,7 +109,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", help="registered dataset name")
     s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. architect.lam=0.5")
-    s.add_argument("--budget-flops", type=float, help="derive within this fraction of the full model's encoder FLOPs")
+    budget = s.add_mutually_exclusive_group()
+    budget.add_argument("--budget-flops", type=float, help="derive within this fraction of the full model's encoder FLOPs")
+    budget.add_argument("--budget-ms", type=float, help="derive within this many measured CPU ms per batch (encoder)")
     s.add_argument("--out-dir")
     s.set_defaults(func=_search)
 

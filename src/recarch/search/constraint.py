@@ -7,6 +7,8 @@ flop counter, attention kernel included); normalised F̃_k = F_k / (F_max − F_
 """
 from __future__ import annotations
 
+import statistics
+import time
 from typing import List
 
 import torch
@@ -34,10 +36,40 @@ def candidate_layer_flops(supernet, seq_len: int) -> List[int]:
     return out
 
 
-class ResourceConstraint:
-    """R(w, v) of Eq. 15-16 for K candidates and L layers."""
+def candidate_layer_latency(supernet, seq_len: int, batch_size: int = 256, threads: int = 1,
+                            repeats: int = 5) -> List[float]:
+    """Measured CPU milliseconds of one layer of each candidate on a (batch_size, seq_len) batch at
+    inference (the median of ``repeats`` after a warm-up), so a user can budget in time, not FLOPs."""
+    layer = supernet.backbone.encoder.layers[0]
+    gates = supernet.config.gates
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    was_training = layer.training
+    layer.eval()
+    out = []
+    try:
+        for d, f in supernet.widths:
+            x = torch.randn(batch_size, seq_len, d)
+            lengths = torch.full((batch_size,), seq_len)
+            times = []
+            with torch.no_grad():
+                for i in range(repeats + 1):
+                    start = time.perf_counter()
+                    layer(x, lengths, False, x if gates else None, f)
+                    if i:
+                        times.append((time.perf_counter() - start) * 1e3)
+            out.append(statistics.median(times))
+    finally:
+        layer.train(was_training)
+        torch.set_num_threads(previous)
+    return out
 
-    def __init__(self, layer_flops: List[int], n_layers: int) -> None:
+
+class ResourceConstraint:
+    """R(w, v) of Eq. 15-16 for K candidates and L layers, on per-layer costs F_k: counted FLOPs
+    (the paper) or measured milliseconds (``candidate_layer_latency``)."""
+
+    def __init__(self, layer_flops: List[float], n_layers: int) -> None:
         flops = torch.tensor(layer_flops, dtype=torch.float32)
         spread = flops.max() - flops.min()
         self.layer_flops = layer_flops
@@ -52,6 +84,6 @@ class ResourceConstraint:
         return soft_depth * hard_depth
 
     def expected_flops(self, w: torch.Tensor, v: torch.Tensor) -> float:
-        """Σ_l v_l·l · Σ_k w_k F_k: the controllers' expected encoder FLOPs per sequence."""
+        """Σ_l v_l·l · Σ_k w_k F_k: the controllers' expected encoder cost (FLOPs per sequence or ms)."""
         f = torch.tensor(self.layer_flops, dtype=torch.float32)
         return float((v.detach().cpu() * self.depths).sum() * (w.detach().cpu() * f).sum())

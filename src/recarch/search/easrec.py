@@ -24,6 +24,7 @@ from recarch.train.trainer import TrainHooks
 @dataclass
 class ArchitectConfig:
     lam: float = 0.1  # λ, the resource trade-off (Table II; the released code's hyper_flops)
+    cost: Literal["flops", "latency"] = "flops"  # what F_k in Eq. 15 measures
     arch_lr: float = 1e-3
     arch_data: Literal["valid", "train"] = "valid"
     arch_every: int = 1

@@ -20,7 +20,7 @@ from recarch import run
 from recarch.data.batching import TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig
-from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
+from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
 from recarch.search.easrec import ArchitectConfig, EASRecArchitect, ValidationStream
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
@@ -38,12 +38,17 @@ class SearchRunConfig:
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
     inherit: bool = True  # retrain from the supernet's weights (the paper) or from scratch (released code)
     budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
+    budget_ms: Optional[float] = None  # or within this many CPU ms per batch of cost.batch_size (encoder)
     baseline: bool = True  # also train the hand-sized SASRec for the summary
     out_dir: str = "runs"
 
     def validate(self) -> None:
         if self.budget_flops is not None and not 0 < self.budget_flops <= 1:
             raise cfglib.ConfigError(f"budget_flops: expected a fraction in (0, 1], got {self.budget_flops}")
+        if self.budget_ms is not None and self.budget_ms <= 0:
+            raise cfglib.ConfigError(f"budget_ms: expected milliseconds > 0, got {self.budget_ms}")
+        if self.budget_ms is not None and self.budget_flops is not None:
+            raise cfglib.ConfigError("give budget_flops or budget_ms, not both")
 
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
@@ -56,16 +61,17 @@ def load_search_config(files=(), sets=(), base=None) -> SearchRunConfig:
     return cfg
 
 
-def choose(net: EASRecSupernet, layer_flops, budget: Optional[float]) -> tuple:
-    """argmax α, argmax β (Eq. 18); under a budget, the most probable (k, L) whose encoder FLOPs fit."""
-    if budget is None:
+def choose(net: EASRecSupernet, layer_cost, limit: Optional[float]) -> tuple:
+    """argmax α, argmax β (Eq. 18); under a limit on the encoder's cost (L · cost of one layer of
+    candidate k), the most probable (k, L) that fits."""
+    if limit is None:
         return net.chosen()
     w, v = torch.softmax(net.alpha.detach(), 0), torch.softmax(net.beta.detach(), 0)
-    limit = budget * layer_flops[0] * len(v)
     fits = [(float(w[k] * v[l - 1]), k, l) for k in range(len(w)) for l in range(1, len(v) + 1)
-            if layer_flops[k] * l <= limit]
+            if layer_cost[k] * l <= limit]
     if not fits:
-        raise ValueError(f"no architecture in the search space fits budget_flops={budget}")
+        raise ValueError(f"no architecture in the search space fits the budget ({limit:.4g} for the encoder; "
+                         f"one layer costs {min(layer_cost):.4g} at the smallest)")
     _, k, depth = max(fits)
     return k, depth
 
@@ -117,7 +123,12 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     net = EASRecSupernet(data.num_items, cfg.model, cfg.space)
     layer_flops = candidate_layer_flops(net, cfg.model.max_len)
     log(f"candidates (width, ffn width): {net.widths}; counted FLOPs per layer: {layer_flops}")
-    constraint = ResourceConstraint(layer_flops, cfg.model.n_layers)
+    layer_ms = None
+    if cfg.architect.cost == "latency" or cfg.budget_ms is not None:
+        layer_ms = candidate_layer_latency(net, cfg.model.max_len, cfg.cost.batch_size, cfg.cost.threads)
+        log(f"measured ms per layer (batch {cfg.cost.batch_size}, {cfg.cost.threads} thread(s)): "
+            + ", ".join(f"{t:.2f}" for t in layer_ms))
+    constraint = ResourceConstraint(layer_ms if cfg.architect.cost == "latency" else layer_flops, cfg.model.n_layers)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
                       parameters=net.weight_parameters(), dist=dist)
@@ -132,12 +143,16 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
             log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
 
     log("phase 2/4: derive")
-    k, depth = choose(net, layer_flops, cfg.budget_flops)
+    if cfg.budget_ms is not None:
+        k, depth = choose(net, layer_ms, cfg.budget_ms)
+    else:
+        limit = cfg.budget_flops * layer_flops[0] * cfg.model.n_layers if cfg.budget_flops else None
+        k, depth = choose(net, layer_flops, limit)
     derived = net.derive(k, depth)
     if dist.is_main:
         checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
     arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "candidate": k, "depth": depth,
-            "widths": net.widths, "layer_flops": layer_flops,
+            "widths": net.widths, "layer_flops": layer_flops, "layer_ms": layer_ms,
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
             "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(),
             "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
