@@ -1,0 +1,82 @@
+"""EASRec benchmark: the searched model vs the hand-sized SASRec (same attention, same protocol),
+plus the gate ablation (the paper's Table V) and a λ sweep (its Fig. 4).
+
+Writes ``benchmarks/results/easrec-<dataset>.json``; ``benchmarks/render.py`` renders it.
+Example: ``python benchmarks/bench_easrec.py --datasets ml-100k --ablation --sweep``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from recarch.cost import machine_info
+from recarch.io import write_json_atomic
+from recarch.search.job import load_search_config, search
+
+HERE = Path(__file__).resolve().parent
+PRESETS = {"ml-100k": "configs/easrec-quick.yaml"}
+LAMBDAS = [0.01, 0.05, 0.1, 0.5, 1.0]
+
+
+def one(dataset: str, args, tag: str, sets: list) -> dict:
+    preset = [HERE.parent / PRESETS[dataset]] if dataset in PRESETS else []
+    cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={args.seed}",
+                                      f"train.threads={args.threads}", f"retrain.threads={args.threads}",
+                                      "train.progress=false", "retrain.progress=false", *args.set, *sets])
+    started = time.perf_counter()
+    summary = search(cfg, data_dir=args.data_dir, run_dir=HERE / ".work" / "easrec" / f"{dataset}-{tag}",
+                     echo=not args.quiet)
+    summary["wall_seconds"] = time.perf_counter() - started
+    summary["settings"] = sets
+    return summary
+
+
+def ratios(summary: dict) -> dict:
+    ours, base = summary["rows"]
+    return {
+        "pop100_ndcg@10_relative": ours["pop100_ndcg@10"] / base["pop100_ndcg@10"] - 1,
+        "full_ndcg@10_relative": ours["full_ndcg@10"] / base["full_ndcg@10"] - 1,
+        "flops_fraction": ours["flops_per_sequence"] / base["flops_per_sequence"],
+        "inference_speedup": base["inference_seconds"] / ours["inference_seconds"],
+        "memory_fraction": ours["peak_memory_mb"] / base["peak_memory_mb"] if base["peak_memory_mb"] else None,
+        "search_plus_retrain_over_sasrec": (summary["search_seconds"] + ours["train_seconds"]) / base["train_seconds"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=["ml-100k"])
+    ap.add_argument("--attention", default="softmax", choices=["softmax", "linear"])
+    ap.add_argument("--ablation", action="store_true", help="gates 2 / 1 / 0")
+    ap.add_argument("--sweep", action="store_true", help=f"λ in {LAMBDAS}")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for dataset in args.datasets:
+        result = {"benchmark": "easrec", "dataset": dataset, "seed": args.seed, "attention": args.attention,
+                  "command": "python benchmarks/bench_easrec.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  "machine": machine_info(args.threads)}
+        attention = [f"model.attention={args.attention}"]
+        main_run = one(dataset, args, f"{args.attention}-main", attention)
+        result["main"] = {**main_run, "ratios": ratios(main_run)}
+        if args.ablation:
+            result["gates"] = [one(dataset, args, f"{args.attention}-gates{g}", attention + [f"space.gates={g}", "baseline=false"])
+                               for g in (2, 1, 0)]
+        if args.sweep:
+            result["lambda"] = [one(dataset, args, f"{args.attention}-lam{lam}", attention + [f"architect.lam={lam}", "baseline=false"])
+                                for lam in LAMBDAS]
+        write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
