@@ -45,6 +45,24 @@ def test_resume_continues_a_run(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+def test_train_on_your_own_csv_log(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["uid,iid,when"] + [f"u{u},{(s + t) % 15},2024-01-{1 + t:02d}T00:00:00" for u, s in
+                               enumerate(rng.integers(0, 15, 40)) for t in range(8)]
+    log = tmp_path / "clicks.csv"
+    log.write_text("\n".join(rows) + "\n")
+    assert main(["train", "--out-dir", str(tmp_path / "runs"), *SMALL, "--set", f"data.table.path={log}",
+                 "--set", "data.table.user=uid", "--set", "data.table.item=iid", "--set", "data.table.timestamp=when",
+                 "--set", "data.table.timestamp_format=iso", "--set", "cost.enabled=false",
+                 "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    assert run_dir.name.startswith("sasrec-softmax-clicks-")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dataset"]["users"] == 40 and metrics["dataset"]["items"] == 15
+
+
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path), "train", "--dataset", "ml-10k", "--out-dir", str(tmp_path)]) == 2
     assert "did you mean 'ml-100k'" in capsys.readouterr().err

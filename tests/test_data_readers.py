@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from recarch.data import readers as R
+from recarch.data import tables as T
 from recarch.data.errors import DataFormatError, DataWarning
 
 
@@ -257,7 +258,7 @@ def test_item_attributes_json(tmp_path):
 # ---- generic tables ------------------------------------------------------------------------------
 def test_csv_named_columns_and_features(tmp_path):
     text = "uid,iid,ts,stars,genre\nu1,a,10,4,Comedy|Drama\nu1,b,5,3,\nu2,a,7,5,Comedy\n"
-    df = R.read_table(write(tmp_path, "x.csv", text), user="uid", item="iid", timestamp="ts",
+    df = T.read_table(write(tmp_path, "x.csv", text), user="uid", item="iid", timestamp="ts",
                       rating="stars", features=["genre"])
     assert df["user"].tolist() == ["u1", "u1", "u2"]
     assert df["timestamp"].tolist() == [10.0, 5.0, 7.0] and df["rating"].dtype == np.float64
@@ -267,12 +268,12 @@ def test_csv_named_columns_and_features(tmp_path):
 def test_csv_missing_column_and_wrong_separator(tmp_path):
     p = write(tmp_path, "x.csv", "user,item,time\n1,2,3\n")
     with pytest.raises(DataFormatError) as e:
-        R.read_table(p)
+        T.read_table(p)
     assert_error(e, p, 1, "timestamp")
     assert "did you mean 'time'" in str(e.value)
     p = write(tmp_path, "y.csv", "user;item;timestamp\n1;2;3\n")
     with pytest.raises(DataFormatError) as e:
-        R.read_table(p)
+        T.read_table(p)
     assert_error(e, p, 1, "user")
     assert "wrong separator" in str(e.value)
 
@@ -280,26 +281,26 @@ def test_csv_missing_column_and_wrong_separator(tmp_path):
 def test_csv_bad_values_and_field_counts(tmp_path):
     p = write(tmp_path, "x.tsv", "user\titem\ttimestamp\n1\t2\t3\n1\t3\tlater\n")
     with pytest.raises(DataFormatError) as e:
-        R.read_table(p, numeric_ids=True)
+        T.read_table(p, numeric_ids=True)
     assert_error(e, p, 3, "timestamp")
     p = write(tmp_path, "y.csv", "user,item,timestamp\n1,2,3\n1,3,4,5\n2,4,6\n")
     with pytest.raises(DataFormatError) as e:
-        R.read_table(p)
+        T.read_table(p)
     assert_error(e, p, 3, "line")
     with pytest.warns(DataWarning):
-        df = R.read_table(p, skip_bad_rows=True)
+        df = T.read_table(p, skip_bad_rows=True)
     assert df["item"].tolist() == ["2", "4"]
 
 
 def test_csv_iso_timestamps_and_parquet(tmp_path):
     p = write(tmp_path, "x.csv", "user,item,timestamp\n1,2,1970-01-01T00:01:00Z\n1,3,1970-01-02\n")
-    df = R.read_table(p, timestamp_format="iso")
+    df = T.read_table(p, timestamp_format="iso")
     assert df["timestamp"].tolist() == [60.0, 86400.0]
     pytest.importorskip("pyarrow")
     q = tmp_path / "x.parquet"
     pd.DataFrame({"user": [1, 2], "item": [7, 8], "timestamp": [1.5, 2.5],
                   "rating": [4, 5]}).to_parquet(q)
-    df = R.read_table(q, rating="rating")
+    df = T.read_table(q, rating="rating")
     assert df["user"].tolist() == ["1", "2"] and df["rating"].tolist() == [4.0, 5.0]
 
 

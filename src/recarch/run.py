@@ -18,7 +18,7 @@ import yaml
 from recarch import config as cfglib
 from recarch.cost import cost_report, cuda_peak_memory, peak_memory_subprocess
 from recarch.io import write_json_atomic
-from recarch.data import Preprocessing, get_dataset, save_id_maps
+from recarch.data import Preprocessing, build_sequences, get_dataset, read_table, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import PROTOCOLS, Evaluator
@@ -29,8 +29,22 @@ from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
 @dataclass
+class TableConfig:
+    """Your own interaction log: a CSV/TSV/Parquet file with a header naming its columns."""
+
+    path: str = ""
+    user: str = "user"
+    item: str = "item"
+    timestamp: Optional[str] = "timestamp"  # null: the file's row order is the time order
+    rating: Optional[str] = None
+    timestamp_format: Optional[str] = None  # null: seconds; "iso"; or a strftime format
+    sep: Optional[str] = None  # default from the suffix
+
+
+@dataclass
 class DataConfig:
-    dataset: str = "ml-100k"
+    dataset: str = "ml-100k"  # a registered dataset (`recarch datasets`), unless table.path is set
+    table: TableConfig = field(default_factory=TableConfig)
     min_rating: Optional[float] = None
     k_core: int = 0
     skip_bad_rows: bool = False
@@ -95,7 +109,8 @@ class RunLog:
 
 def new_run_dir(cfg: RunConfig) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.out_dir) / f"{cfg.model.name}-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
+    data = Path(cfg.data.table.path).stem if cfg.data.table.path else cfg.data.dataset
+    base = Path(cfg.out_dir) / f"{cfg.model.name}-{cfg.model.attention}-{data}-{stamp}"
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
@@ -104,6 +119,11 @@ def new_run_dir(cfg: RunConfig) -> Path:
 
 def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceDataset:
     prep = Preprocessing(min_rating=cfg.data.min_rating, k_core=cfg.data.k_core)
+    t = cfg.data.table
+    if t.path:
+        frame = read_table(t.path, user=t.user, item=t.item, timestamp=t.timestamp, rating=t.rating, sep=t.sep,
+                           timestamp_format=t.timestamp_format, skip_bad_rows=cfg.data.skip_bad_rows)
+        return build_sequences(frame, Path(t.path).stem, **prep.kwargs())
     return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep)
 
 

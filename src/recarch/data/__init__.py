@@ -5,10 +5,11 @@
 from .datasets import DATASETS, DatasetSpec, dataset_status, download_dataset, get_dataset, verify_dataset
 from .errors import DataFormatError
 from .preprocess import Preprocessing, build_sequences, load_id_maps, save_id_maps
+from .tables import read_table
 from .sequences import ItemFeatures, SequenceDataset
 
 __all__ = [
     "DATASETS", "DatasetSpec", "DataFormatError", "ItemFeatures", "Preprocessing", "SequenceDataset",
-    "build_sequences", "dataset_status", "download_dataset", "get_dataset", "load_id_maps",
+    "build_sequences", "dataset_status", "read_table", "download_dataset", "get_dataset", "load_id_maps",
     "save_id_maps", "verify_dataset",
 ]

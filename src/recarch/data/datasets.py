@@ -14,6 +14,7 @@ import pandas as pd
 from ..paths import data_root
 from ..registry import Registry
 from . import readers as R
+from .tables import epoch_seconds
 from .download import download as fetch_url
 from .download import sha256_file
 from .errors import DataFormatError
@@ -142,7 +143,7 @@ def _load_gowalla(root: Path, skip_bad_rows: bool = False,
             r = int(t.isna().to_numpy().argmax())
             raise DataFormatError(str(path), r + 1, "time", "an ISO time like 2010-10-19T23:55:27Z",
                                     repr(df["time"].iloc[r]))
-        df = df[["user", "item", "order"]].assign(timestamp=R.epoch_seconds(t))
+        df = df[["user", "item", "order"]].assign(timestamp=epoch_seconds(t))
         df["order"] = -df["order"]  # SNAP lists each user's check-ins newest first
     # the EASRec/LinRec runs keep users and items with >= 5 interactions
     return build_sequences(df, "gowalla", **prep.kwargs(k_core=5))
