@@ -98,7 +98,9 @@ class CausalSelfAttention(nn.Module):
 class DataAwareGate(nn.Module):
     """EASRec's data-aware gate (Eq. 6-7, after PEPNet), fed by the embedding-layer output E:
     ``g(E) = 2·σ(W₂·ReLU(W₁E + b₁) + b₂)`` with hidden width = output width (``layers=2``), or
-    ``2·σ(W E + b)`` (``layers=1``); the factor 2 (the paper's scaling γ) lets it amplify as well as damp."""
+    ``2·σ(W E + b)`` (``layers=1``); the factor 2 (the paper's scaling γ) lets it amplify as well as damp.
+    Initialised like every linear layer here, N(0, 0.02) with zero bias, so a gate starts near 1 (the
+    identity); the released GateNN uses Xavier/He initialisation instead."""
 
     def __init__(self, d_in: int, d_out: int, layers: int) -> None:
         super().__init__()
