@@ -50,6 +50,11 @@ def test_wrong_types_and_values_are_named():
         load_run_config(sets=["train.valid_metric=ndcg@50"])
 
 
+def test_unknown_search_strategy_is_named():
+    with pytest.raises(ConfigError, match="unknown search strategy 'easrek' \\(did you mean 'easrec'"):
+        load_search_config(sets=["strategy=easrek"])
+
+
 def test_bad_yaml_and_bad_override(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("model: [1, 2\n")

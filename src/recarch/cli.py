@@ -41,6 +41,8 @@ def _search(args) -> int:
         base["budget_flops"] = args.budget_flops
     if args.budget_ms is not None:
         base["budget_ms"] = args.budget_ms
+    if args.strategy:
+        base["strategy"] = args.strategy
     cfg = load_search_config(args.config, args.set, base)
     summary = search(cfg, data_dir=args.data_dir)
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
@@ -107,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="EASRec: search, derive, retrain, evaluate, measure (beside SASRec)")
     s.add_argument("--dataset", help="registered dataset name")
+    s.add_argument("--strategy", help="search strategy (default easrec)")
     s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. architect.lam=0.5")
     budget = s.add_mutually_exclusive_group()

@@ -1,4 +1,6 @@
-"""Architecture search: EASRec's elastic supernet (strategies, constraint and CLI to follow)."""
+"""Architecture search: EASRec's elastic supernet, resource constraint, strategies and the search job."""
+from recarch.search.easrec import STRATEGIES, ArchitectConfig, EASRecArchitect
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, candidate_widths, relax
 
-__all__ = ["EASRecSupernet", "SearchSpaceConfig", "candidate_widths", "relax"]
+__all__ = ["STRATEGIES", "ArchitectConfig", "EASRecArchitect", "EASRecSupernet", "SearchSpaceConfig",
+           "candidate_widths", "relax"]

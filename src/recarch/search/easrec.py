@@ -15,6 +15,7 @@ import torch
 
 from recarch.config import ConfigError
 from recarch.data.sequences import SequenceDataset, windows
+from recarch.registry import Registry
 from recarch.search.constraint import ResourceConstraint
 from recarch.search.supernet import EASRecSupernet
 from recarch.train.distributed import Dist
@@ -59,7 +60,13 @@ class ValidationStream:
         return torch.from_numpy(self.seq[rows]), torch.from_numpy(self.target[rows])
 
 
+STRATEGIES: Registry = Registry("search strategy")
+
+
+@STRATEGIES.register("easrec")
 class EASRecArchitect(TrainHooks):
+    """EASRec: first-order bilevel steps on (α, β) with the dynamic resource term λ·R."""
+
     def __init__(self, supernet: EASRecSupernet, constraint: ResourceConstraint, cfg: ArchitectConfig,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  valid: ValidationStream | None, dist: Dist = Dist()) -> None:

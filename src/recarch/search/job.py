@@ -21,7 +21,8 @@ from recarch.data.batching import TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
-from recarch.search.easrec import ArchitectConfig, EASRecArchitect, ValidationStream
+from recarch.registry import suggest
+from recarch.search.easrec import STRATEGIES, ArchitectConfig, ValidationStream
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
@@ -36,6 +37,7 @@ class SearchRunConfig:
     cost: run.CostConfig = field(default_factory=run.CostConfig)
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
+    strategy: str = "easrec"  # a registered search strategy (recarch.search.easrec.STRATEGIES)
     inherit: bool = True  # retrain from the supernet's weights (the paper) or from scratch (released code)
     budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
     budget_ms: Optional[float] = None  # or within this many CPU ms per batch of cost.batch_size (encoder)
@@ -43,6 +45,9 @@ class SearchRunConfig:
     out_dir: str = "runs"
 
     def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise cfglib.ConfigError(f"strategy: unknown search strategy {self.strategy!r}"
+                                     f"{suggest(self.strategy, STRATEGIES)}; registered: {', '.join(STRATEGIES.names())}")
         if self.budget_flops is not None and not 0 < self.budget_flops <= 1:
             raise cfglib.ConfigError(f"budget_flops: expected a fraction in (0, 1], got {self.budget_flops}")
         if self.budget_ms is not None and self.budget_ms <= 0:
@@ -134,7 +139,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
                       parameters=net.weight_parameters(), dist=dist)
     valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
              if cfg.architect.arch_data == "valid" else None)
-    trainer.hooks = EASRecArchitect(net, constraint, cfg.architect, trainer.loss, valid, dist)
+    trainer.hooks = STRATEGIES.get(cfg.strategy)(net, constraint, cfg.architect, trainer.loss, valid, dist)
     fit = trainer.fit()
     trainer.load_best()
     if dist.is_main:
