@@ -65,3 +65,13 @@ def test_candidate_latency_is_measured_and_ordered():
                          SearchSpaceConfig(attn_intensities=[0.0, 0.75], ffn_intensities=[0.0, 0.75]))
     ms = candidate_layer_latency(net, 50, batch_size=64, repeats=3)
     assert len(ms) == 2 and all(t > 0 for t in ms) and ms[1] < ms[0]
+
+
+@needs_data
+def test_darts_strategy_runs_the_same_job_without_gates(tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_search_config(sets=TINY + ["baseline=false", "data.dataset=ml-100k", "strategy=darts",
+                                          "train.epochs=1"])
+    search(cfg, data_dir=str(DATA), run_dir=tmp_path, echo=False)
+    arch = json.loads((tmp_path / "arch.json").read_text())
+    assert arch["strategy"] == "darts" and arch["model"]["gates"] == 0

@@ -124,3 +124,35 @@ def test_a_resumed_search_equals_an_uninterrupted_one(tmp_path, arch_data):
     # the controllers moved, and only the architect moved them (weights' optimizer excludes them)
     assert not torch.equal(net_full.alpha, torch.zeros(2))
     assert all(p is not net_full.alpha for g in full.optimizer.param_groups for p in g["params"])
+
+
+def test_proxyless_single_path_step_leaves_inactive_slices_without_gradient():
+    net = supernet(gates=2).train()
+    net.path_sampling = True
+    for seed in range(4):
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        w = net.candidate_weights()
+        assert sorted(w.detach().tolist()) == [0.0, 0.0, 1.0]  # one-hot in value
+        k = int(w.argmax())
+        torch.manual_seed(seed)  # the forward draws the same path first
+        net.score_last(SEQ).logsumexp(-1).mean().backward()
+        d, f = net.widths[k]
+        layer = net.backbone.encoder.layers[0]
+        assert layer.attention.query.weight.grad[d:].abs().sum() == 0  # rows only wider candidates use
+        assert layer.ffn.fc1.weight.grad[f:].abs().sum() == 0
+        assert layer.attention.query.weight.grad[:d].abs().sum() > 0
+        assert net.alpha.grad.abs().sum() > 0  # the controller learns through the sampled gate
+
+
+@pytest.mark.parametrize("name", ["darts", "proxylessnas"])
+def test_baseline_strategies_search_and_move_the_controllers(tmp_path, name):
+    from recarch.search import STRATEGIES
+
+    trainer, net = _search_trainer(tmp_path, 2, "valid")
+    strategy = STRATEGIES.get(name)
+    trainer.hooks = strategy(net, trainer.hooks.constraint, trainer.hooks.cfg, trainer.loss, trainer.hooks.valid)
+    assert net.path_sampling == (name == "proxylessnas")
+    trainer.fit()
+    assert net.alpha.abs().sum() > 0 and net.beta.abs().sum() > 0
+    assert strategy.space_overrides.get("relaxation") == "softmax"

@@ -67,12 +67,16 @@ STRATEGIES: Registry = Registry("search strategy")
 class EASRecArchitect(TrainHooks):
     """EASRec: first-order bilevel steps on (α, β) with the dynamic resource term λ·R."""
 
+    space_overrides: Dict = {}  # what the strategy fixes in the search space
+    uses_resource = True
+
     def __init__(self, supernet: EASRecSupernet, constraint: ResourceConstraint, cfg: ArchitectConfig,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  valid: ValidationStream | None, dist: Dist = Dist()) -> None:
         """loss_fn(seq, target): this rank's share of the global batch's loss (Trainer.loss)."""
         self.net, self.constraint, self.cfg, self.loss_fn, self.valid = supernet, constraint, cfg, loss_fn, valid
         self.dist = dist
+        supernet.path_sampling = getattr(self, "path_sampling", False)
         self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr)
         self.last_resource = float("nan")
         supernet.tau = cfg.tau_start
@@ -89,8 +93,9 @@ class EASRecArchitect(TrainHooks):
             seq, target = (t.to(device) for t in self.valid.next())
         self.optimizer.zero_grad(set_to_none=True)
         resource = self.resource()
+        lam = self.cfg.lam if self.uses_resource else 0.0
         # every rank adds R/world, so the summed controller gradient carries λ·∂R exactly once
-        (self.loss_fn(seq, target) + self.cfg.lam * resource / self.dist.world).backward()
+        (self.loss_fn(seq, target) + lam * resource / self.dist.world).backward()
         self.dist.sum_grads(self.net.arch_parameters())
         self.optimizer.step()
         self.last_resource = float(resource.detach())
@@ -112,3 +117,29 @@ class EASRecArchitect(TrainHooks):
         self.net.tau = state["tau"]
         if self.valid:
             self.valid.drawn = state["drawn"]
+
+
+@STRATEGIES.register("darts")
+class DARTSArchitect(EASRecArchitect):
+    """DARTS (Liu et al., ICLR 2019) on the same space: softmax relaxation, first-order bilevel steps,
+    no resource term, no gates; argmax derive. (DARTS also has a second-order step; we keep first
+    order, as EASRec does.)"""
+
+    space_overrides = {"gates": 0, "relaxation": "softmax"}
+    uses_resource = False
+
+
+@STRATEGIES.register("proxylessnas")
+class ProxylessArchitect(EASRecArchitect):
+    """ProxylessNAS (Cai et al., ICLR 2019) on the same space: binarised paths, one (candidate, depth)
+    sampled from softmax(α), softmax(β) per forward, so weights train one sub-network at a time; the
+    controllers get the BinaryConnect-style gradient through the sampled gate only (straight-through;
+    ProxylessNAS samples two paths to estimate the others' terms), plus λ·R on the expected cost."""
+
+    space_overrides = {"relaxation": "softmax"}
+    path_sampling = True
+
+    def resource(self) -> torch.Tensor:
+        # the expected cost under the controllers' distributions, not the sampled path's
+        return self.constraint(torch.softmax(self.net.alpha / self.net.tau, 0),
+                               torch.softmax(self.net.beta / self.net.tau, 0))

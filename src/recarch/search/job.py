@@ -123,9 +123,10 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     data = run.load_dataset(base, data_dir)
     evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
 
-    log("phase 1/4: search")
+    log(f"phase 1/4: search ({cfg.strategy})")
     torch.manual_seed(cfg.train.seed)
-    net = EASRecSupernet(data.num_items, cfg.model, cfg.space)
+    strategy = STRATEGIES.get(cfg.strategy)
+    net = EASRecSupernet(data.num_items, cfg.model, replace(cfg.space, **strategy.space_overrides))
     layer_flops = candidate_layer_flops(net, cfg.model.max_len)
     log(f"candidates (width, ffn width): {net.widths}; counted FLOPs per layer: {layer_flops}")
     layer_ms = None
@@ -139,7 +140,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
                       parameters=net.weight_parameters(), dist=dist)
     valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
              if cfg.architect.arch_data == "valid" else None)
-    trainer.hooks = STRATEGIES.get(cfg.strategy)(net, constraint, cfg.architect, trainer.loss, valid, dist)
+    trainer.hooks = strategy(net, constraint, cfg.architect, trainer.loss, valid, dist)
     fit = trainer.fit()
     trainer.load_best()
     if dist.is_main:
@@ -147,6 +148,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
         if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png"):
             log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
 
+    net.path_sampling = False
     log("phase 2/4: derive")
     if cfg.budget_ms is not None:
         k, depth = choose(net, layer_ms, cfg.budget_ms)
@@ -156,7 +158,8 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     derived = net.derive(k, depth)
     if dist.is_main:
         checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
-    arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "candidate": k, "depth": depth,
+    arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "strategy": cfg.strategy,
+            "candidate": k, "depth": depth,
             "widths": net.widths, "layer_flops": layer_flops, "layer_ms": layer_ms,
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
             "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(),

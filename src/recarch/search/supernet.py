@@ -72,6 +72,7 @@ class EASRecSupernet(SequentialRecommender):
         self.alpha = nn.Parameter(torch.zeros(len(self.widths)))  # transformer controller
         self.beta = nn.Parameter(torch.zeros(cfg.n_layers))  # depth controller
         self.tau = 1.0
+        self.path_sampling = False  # ProxylessNAS: one sampled (candidate, depth) path per forward
 
     def arch_parameters(self) -> List[nn.Parameter]:
         return [self.alpha, self.beta]
@@ -79,11 +80,19 @@ class EASRecSupernet(SequentialRecommender):
     def weight_parameters(self) -> List[nn.Parameter]:
         return list(self.backbone.parameters())
 
+    def _weights(self, logits: torch.Tensor) -> torch.Tensor:
+        p = relax(logits, self.tau, self.space.relaxation, self.training)
+        if not self.path_sampling:
+            return p
+        # binarised path: one-hot in value, ∂p in gradient (straight-through); argmax when evaluating
+        k = torch.multinomial(p.detach(), 1)[0] if self.training else p.argmax()
+        return F.one_hot(k, len(p)).to(p) - p.detach() + p
+
     def candidate_weights(self) -> torch.Tensor:
-        return relax(self.alpha, self.tau, self.space.relaxation, self.training)
+        return self._weights(self.alpha)
 
     def depth_weights(self) -> torch.Tensor:
-        return relax(self.beta, self.tau, self.space.relaxation, self.training)
+        return self._weights(self.beta)
 
     def encode(self, seq, lengths, last_only=False):
         w, v = self.candidate_weights(), self.depth_weights()
