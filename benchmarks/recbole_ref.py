@@ -94,7 +94,7 @@ def write_atomic(dataset, folder: str | Path, name: str) -> Path:
     out_dir = Path(folder) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.inter"
-    tmp = path.with_suffix(".inter.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # concurrent writers never share a temp file
     frame.to_csv(tmp, sep="\t", index=False)
     os.replace(tmp, path)
     return path
@@ -190,7 +190,9 @@ def run_recbole(python: str | Path, data_folder: str | Path, name: str, params: 
     The result (also written to ``out_json``) has ``valid_curve`` [{epoch, seconds, ndcg@10, ...}],
     ``best_valid_ndcg@10``, ``seconds_to_best``, ``total_seconds`` and ``test`` {recall@K, mrr@K, ndcg@K}."""
     p = resolve_params(params)
-    run_dir = Path(run_dir) if run_dir else WORK / "recbole_runs" / f"{name}-{eval_mode}"
+    # One folder per call: runs launched side by side must not share job.json, logs or checkpoints.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir = Path(run_dir) if run_dir else WORK / "recbole_runs" / f"{name}-{eval_mode}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     out_json = Path(out_json).resolve()
     job = {

@@ -145,7 +145,7 @@ def test_proxyless_single_path_step_leaves_inactive_slices_without_gradient():
         assert net.alpha.grad.abs().sum() > 0  # the controller learns through the sampled gate
 
 
-@pytest.mark.parametrize("name", ["darts", "proxylessnas"])
+@pytest.mark.parametrize("name", ["darts", "proxylessnas", "recnas"])
 def test_baseline_strategies_search_and_move_the_controllers(tmp_path, name):
     from recarch.search import STRATEGIES
 
@@ -156,3 +156,15 @@ def test_baseline_strategies_search_and_move_the_controllers(tmp_path, name):
     trainer.fit()
     assert net.alpha.abs().sum() > 0 and net.beta.abs().sum() > 0
     assert strategy.space_overrides.get("relaxation") == "softmax"
+
+
+def test_recnas_anneals_per_epoch_and_prunes_weak_choices(tmp_path):
+    from recarch.search.easrec import RecNASArchitect
+
+    trainer, net = _search_trainer(tmp_path, 1, "valid")
+    hooks = RecNASArchitect(net, trainer.hooks.constraint, trainer.hooks.cfg, trainer.loss, trainer.hooks.valid)
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([3.0, -3.0]))
+    hooks.after_epoch(1, {})
+    assert net.alpha[1] == -1e9 and net.alpha[0] == 3.0  # the weak candidate is gone for good
+    assert net.tau == pytest.approx(0.7)
