@@ -159,7 +159,7 @@ def test_baseline_strategies_search_and_move_the_controllers(tmp_path, name):
 
 
 def test_recnas_anneals_per_epoch_and_prunes_weak_choices(tmp_path):
-    from recarch.search.easrec import RecNASArchitect
+    from recarch.search.recnas import RecNASArchitect
 
     trainer, net = _search_trainer(tmp_path, 1, "valid")
     hooks = RecNASArchitect(net, trainer.hooks.constraint, trainer.hooks.cfg, trainer.loss, trainer.hooks.valid)

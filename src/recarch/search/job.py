@@ -22,7 +22,8 @@ from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
 from recarch.registry import suggest
-from recarch.search.easrec import STRATEGIES, ArchitectConfig, ValidationStream
+from recarch.search import STRATEGIES
+from recarch.search.easrec import ArchitectConfig, ValidationStream
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
