@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset

@@ -1,7 +1,6 @@
 """Readers on small hand-made files: each format, and each malformed case with its file:line and field."""
 import gzip
 import json
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -9,7 +9,7 @@ import datetime as _dt
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -17,14 +17,13 @@ import yaml
 
 from recarch import config as cfglib
 from recarch.cost import cost_report, cuda_peak_memory, peak_memory_subprocess
-from recarch.io import write_json_atomic
 from recarch.data import Preprocessing, build_sequences, get_dataset, read_table, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import PROTOCOLS, Evaluator
-from recarch.io import write_text_atomic
-from recarch.registry import suggest
+from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig, build_model
+from recarch.registry import suggest
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
