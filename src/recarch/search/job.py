@@ -114,7 +114,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)),
                   retrain=replace(cfg.retrain, device=dist.device(cfg.retrain.device)))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    default = Path(cfg.out_dir) / f"easrec-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
+    default = Path(cfg.out_dir) / f"{cfg.strategy}-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
     run_dir = Path(dist.broadcast(str(run_dir or default)))
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
