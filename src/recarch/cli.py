@@ -84,6 +84,14 @@ def _datasets(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    from recarch.data import download_dataset
+
+    for path in download_dataset(args.name, args.data_dir):
+        print(path)
+    return 0
+
+
 def _models(args) -> int:
     from recarch.models import MODELS
 
@@ -133,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     sub.add_parser("datasets", help="list registered datasets, present or not").set_defaults(func=_datasets)
+    d = sub.add_parser("download", help="fetch a registered dataset into the data directory (sha256-checked)")
+    d.add_argument("name")
+    d.set_defaults(func=_download)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     return p
 

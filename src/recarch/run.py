@@ -47,6 +47,7 @@ class DataConfig:
     min_rating: Optional[float] = None
     k_core: int = 0
     skip_bad_rows: bool = False
+    download: bool = True  # fetch (sha256-checked) a missing dataset that has a public download
 
 
 @dataclass
@@ -123,7 +124,8 @@ def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceData
         frame = read_table(t.path, user=t.user, item=t.item, timestamp=t.timestamp, rating=t.rating, sep=t.sep,
                            timestamp_format=t.timestamp_format, skip_bad_rows=cfg.data.skip_bad_rows)
         return build_sequences(frame, Path(t.path).stem, **prep.kwargs())
-    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep)
+    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep,
+                       download=cfg.data.download)
 
 
 def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:

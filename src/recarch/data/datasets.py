@@ -257,7 +257,8 @@ def _not_found(spec: DatasetSpec, root: Path, missing: List[Path]) -> FileNotFou
     if spec.alt_files:
         msg += f" Also accepted instead: {', '.join(str(root / f.path) for f in spec.alt_files)}."
     if spec.download:
-        msg += (f" Download it with get_dataset({spec.name!r}, download=True), which fetches "
+        msg += (f" Download it with `recarch download {spec.name}` (or get_dataset({spec.name!r}, "
+                f"download=True)), which fetches "
                 f"{spec.download.url} (sha256-checked) into {root / spec.download.into}.")
     if spec.source:
         msg += f" Source: {spec.source}."
