@@ -26,7 +26,13 @@ def machine_line(m: dict, seed) -> str:
 def seq_section(r: dict, anchors: dict) -> list:
     ds = r["dataset"]
     out = [f"### {ds}", "", f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", ""]
-    out += ["Test metrics @10 (Recall / MRR / NDCG) of the best-validation epoch; training regime "
+    c = r["runs"][0]["config"]
+    out += [f"Settings: d {c['hidden_size']}, d_ff {c['inner_size']}, {c['n_layers']} layers, {c['n_heads']} heads, "
+            f"N {c['max_len']}, dropout {c['dropout']} (attention {c['attn_dropout']}), batch {c['batch_size']} sequences, "
+            f"Adam lr 1e-3, loss `{r['runs'][0].get('loss', c.get('loss', 'full_ce'))}`, early stopping after 10 epochs "
+            f"without a better validation NDCG@10, at most {c['epochs']} epochs (\"capped\": the cap stopped a run "
+            "that was still improving).", "",
+            "Test metrics @10 (Recall / MRR / NDCG) of the best-validation epoch; training regime "
             f"`{r['runs'][0]['regime']}`, validation protocol `{r['runs'][0]['valid_protocol']}`.", ""]
     out += ["| model | " + " | ".join(PROTOCOLS) + " |", "|---|" + "---|" * len(PROTOCOLS)]
     for run in r["runs"]:
@@ -71,7 +77,7 @@ def seq_section(r: dict, anchors: dict) -> list:
                        f"{c['relative']:+.1%} | {fmt(c['seconds_to_recbole_best_ours'], 0)} / "
                        f"{c['seconds_to_best_recbole']:.0f} | {fmt(c['time_ratio'], 2)} | {'yes' if ok else 'no'} |")
     if ds in anchors:
-        out += ["", "Published anchors on the same data (ours: best of the runs above per protocol, shown per attention kind):", "",
+        out += ["", "Published anchors on the same data (their settings differ from ours above: read the gap with that in mind):", "",
                 "| protocol | published Recall@10 / NDCG@10 | source | ours softmax | ours linear |", "|---|---|---|---|---|"]
         for a in anchors[ds]:
             ours = {run["attention"]: run["test"].get(a["protocol"]) for run in r["runs"]}
