@@ -57,8 +57,8 @@ def seq_section(r: dict, anchors: dict) -> list:
                    f"{tr['fraction_of_peak']:.0%} of {tr['matmul_peak_gflops']:.0f} |")
     probes = [(run["attention"], run["probe_no_attn_dropout"]) for run in r["runs"] if "probe_no_attn_dropout" in run]
     if probes:
-        out += ["", "Training throughput without attention dropout (a few steps, same run), which on CPU forces "
-                "SDPA's unfused path: " + "; ".join(f"{a}: {p['sequences_per_s']:.0f} seq/s, {p['fraction_of_peak']:.0%} "
+        out += ["", "Training throughput with attention dropout off (on CPU, attention dropout forces SDPA's unfused "
+                "path), over a few steps in the same run: " + "; ".join(f"{a}: {p['sequences_per_s']:.0f} seq/s, {p['fraction_of_peak']:.0%} "
                                                      f"of matmul peak" for a, p in probes) + "."]
     if "comparison" in r:
         ref = r["recbole"]
