@@ -2,7 +2,7 @@
 plus the gate ablation (the paper's Table V) and a λ sweep (its Fig. 4).
 
 Writes ``benchmarks/results/easrec-<dataset>.json``; ``benchmarks/render.py`` renders it.
-Example: ``python benchmarks/bench_easrec.py --datasets ml-100k --ablation --sweep``.
+Example: ``python benchmarks/bench_easrec.py --datasets ml-100k [--part main|gates|lambda]``.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["ml-100k"])
     ap.add_argument("--attention", default="softmax", choices=["softmax", "linear"])
-    ap.add_argument("--ablation", action="store_true", help="gates 2 / 1 / 0")
-    ap.add_argument("--sweep", action="store_true", help=f"λ in {LAMBDAS}")
+    ap.add_argument("--part", choices=["main", "gates", "lambda"], default="main",
+                    help=f"main: EASRec vs SASRec; gates: 2 / 1 / 0 (Table V); lambda: λ in {LAMBDAS} (Fig. 4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -66,15 +66,17 @@ def main(argv=None) -> int:
                   "command": "python benchmarks/bench_easrec.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "machine": machine_info(args.threads)}
         attention = [f"model.attention={args.attention}"]
-        main_run = one(dataset, args, f"{args.attention}-main", attention)
-        result["main"] = {**main_run, "ratios": ratios(main_run)}
-        if args.ablation:
+        if args.part == "main":
+            main_run = one(dataset, args, f"{args.attention}-main", attention)
+            result["main"] = {**main_run, "ratios": ratios(main_run)}
+        elif args.part == "gates":
             result["gates"] = [one(dataset, args, f"{args.attention}-gates{g}", attention + [f"space.gates={g}", "baseline=false"])
                                for g in (2, 1, 0)]
-        if args.sweep:
+        else:
             result["lambda"] = [one(dataset, args, f"{args.attention}-lam{lam}", attention + [f"architect.lam={lam}", "baseline=false"])
                                 for lam in LAMBDAS]
-        write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}.json", result)
+        suffix = "" if args.part == "main" else f"-{args.part}"
+        write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}{suffix}.json", result)
     return 0
 
 
