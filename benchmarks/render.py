@@ -88,7 +88,8 @@ def seq_section(r: dict, anchors: dict) -> list:
 
 
 def easrec_section(r: dict) -> list:
-    out = [f"### {r['dataset']} ({r['attention']} attention)", "",
+    part = "" if "main" in r else (" — gate ablation" if "gates" in r else " — λ sweep")
+    out = [f"### {r['dataset']} ({r['attention']} attention){part}", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", ""]
     if "main" in r:
         out += easrec_main(r["main"])
@@ -131,7 +132,10 @@ def main() -> int:
         if path.name.endswith(".partial.json"):
             continue
         lines += seq_section(json.loads(path.read_text()), anchors)
-    easrec = sorted((HERE / "results").glob("easrec-*.json"))
+    parts = {"": 0, "-gates": 1, "-lambda": 2}
+    easrec = sorted((HERE / "results").glob("easrec-*.json"),
+                    key=lambda p: next((p.stem.removesuffix(k), v) for k, v in reversed(parts.items())
+                                       if p.stem.endswith(k)))
     if easrec:
         lines += ["## EASRec search (`benchmarks/bench_easrec.py`)", ""]
         for path in easrec:
