@@ -108,9 +108,14 @@ class RunLog:
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     data = Path(cfg.data.table.path).stem if cfg.data.table.path else cfg.data.dataset
-    base = Path(cfg.out_dir) / f"{cfg.model.name}-{cfg.model.attention}-{data}-{stamp}"
+    return unique_run_dir(cfg.out_dir, f"{cfg.model.name}-{cfg.model.attention}-{data}")
+
+
+def unique_run_dir(out_dir: str, name: str) -> Path:
+    """``out_dir/name-<timestamp>``, with a counter appended if that folder exists already."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(out_dir) / f"{name}-{stamp}"
     path, i = base, 1
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1

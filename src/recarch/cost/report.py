@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from recarch.cost.flops import UNIT, flops_per_sequence
+from recarch.cost.flops import UNIT, count_flops, flops_per_sequence
 from recarch.cost.timing import first_tensor, inference_time
 
 
@@ -85,12 +85,21 @@ def _batch_rows(batch: Any) -> int:
 
 def cost_report(model: nn.Module, seq_len: int, test_batches: Sequence[Any], threads: int,
                 batch_size: int, memory: dict | None = None, method: str = "forward",
-                peak_size: int = 1024) -> dict:
+                peak_size: int = 1024, flops_inputs: tuple | None = None) -> dict:
     """Cost of ``model.<method>`` on the test set: FLOPs per sequence (counted at seq_len),
     parameters, inference time over ``test_batches`` (each a tensor or a tuple of arguments) at
     ``threads``, the achieved GFLOP/s beside the matmul peak, machine info, and ``memory`` as given
-    (e.g. peak_memory_subprocess's dict; None if not measured). The model's training flag is restored."""
-    flops = flops_per_sequence(model, seq_len, batch=1, method=method)
+    (e.g. peak_memory_subprocess's dict; None if not measured). The model's training flag is restored.
+    ``flops_inputs``: one row of other inputs than an id sequence (e.g. a CTR sample) to count FLOPs on."""
+    if flops_inputs is None:
+        flops = flops_per_sequence(model, seq_len, batch=1, method=method)
+    else:
+        model_training = model.training
+        model.eval()
+        try:
+            flops = {"flops_per_sequence": count_flops(model, flops_inputs, method)["flops"]}
+        finally:
+            model.train(model_training)
     call = getattr(model, method)
     was_training = model.training
     model.eval()

@@ -59,8 +59,8 @@ class TrainHooks:
     """Where a search strategy plugs into the loop (DARTS keeps its ``Architect`` apart the same way).
     The base class does nothing; its state travels in the checkpoint for exact resume."""
 
-    def after_step(self, step: int, seq: torch.Tensor, target: torch.Tensor) -> None:
-        """After each weight step, e.g. an architecture step."""
+    def after_step(self, step: int, *batch: torch.Tensor) -> None:
+        """After each weight step (``batch``: the tensors the step trained on), e.g. an architecture step."""
 
     def after_epoch(self, epoch: int, stats: Dict) -> None:
         """After each epoch's validation; may add entries to ``stats`` (the history row)."""
@@ -73,6 +73,8 @@ class TrainHooks:
 
 
 class Trainer:
+    rate_key, rate_unit = "sequences_per_s", "seq/s"  # what one training row is, for the stats and the log
+
     def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
                  run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
                  log: Callable[[str], None] = print, parameters: Optional[List[torch.nn.Parameter]] = None,
@@ -116,9 +118,9 @@ class Trainer:
         total, count, start = 0.0, 0, time.perf_counter()
         bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
                    disable=not (self.cfg.progress and self.dist.is_main), leave=False)
-        for i, (seq, target) in enumerate(bar):
-            seq, target = seq.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
-            loss = self.loss(seq, target)
+        for i, batch in enumerate(bar):
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            loss = self.loss(*batch)
             value = float(self.dist.sum(loss.detach()))
             if not math.isfinite(value):
                 raise TrainingDiverged(f"loss is {value} at epoch {epoch}, step {i} "
@@ -128,12 +130,12 @@ class Trainer:
             self.dist.sum_grads(self.params)
             self.optimizer.step()
             self.state["step"] += 1
-            self.hooks.after_step(self.state["step"], seq, target)
-            total += value * len(seq)
-            count += len(seq)
-            bar.set_postfix(loss=f"{value:.4f}", seq_s=f"{count / (time.perf_counter() - start):.0f}")
+            self.hooks.after_step(self.state["step"], *batch)
+            total += value * len(batch[0])
+            count += len(batch[0])
+            bar.set_postfix(loss=f"{value:.4f}", rate=f"{count / (time.perf_counter() - start):.0f} {self.rate_unit}")
         seconds = time.perf_counter() - start
-        return {"loss": total / max(count, 1), "seconds": seconds, "sequences_per_s": count / seconds}
+        return {"loss": total / max(count, 1), "seconds": seconds, self.rate_key: count / seconds}
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> Dict:
@@ -161,7 +163,7 @@ class Trainer:
                 self.state["bad_epochs"] += 1
             self.state["epoch"] = epoch
             self.save("last.pt")
-            self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats['sequences_per_s']:.0f} seq/s, "
+            self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats[self.rate_key]:.0f} {self.rate_unit}, "
                      f"valid {protocol} {metric} {score:.4f}{' *' if improved else ''}")
             if self.stopped():
                 self.log(f"early stop: no better {metric} for {self.cfg.patience} epochs")

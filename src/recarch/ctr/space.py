@@ -1,0 +1,139 @@
+"""The NASRec search space (DESIGN.md §4): architectures as plain JSON-able dataclasses, random
+sampling and mutation.
+
+An architecture is a list of choice blocks. Block i (1-based) reads earlier outputs by index, 0 being
+the raw input (dense: numeric features and flattened field embeddings; sparse: the field embeddings).
+Each block picks a dense operator and a sparse operator with their widths, which earlier outputs feed
+its dense, sparse and binary (second operand of gating / sum) inputs, and two merger switches.
+The logit reads the last block.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, List
+
+from recarch.config import ConfigError
+
+DENSE_OPS = ("fc", "gating", "sum", "dot")
+SPARSE_OPS = ("efc", "attention")
+SPACES = {"full": (DENSE_OPS, SPARSE_OPS), "autoctr": (("fc", "dot"), ("efc",))}
+
+
+@dataclass
+class SpaceConfig:
+    space: str = "full"  # "full" or "autoctr" (NASRec's small space: FC, dot-product, EFC)
+    blocks: int = 7
+    dense_dims: List[int] = field(default_factory=lambda: [16, 32, 64, 128, 256, 512, 768, 1024])
+    sparse_dims: List[int] = field(default_factory=lambda: [16, 32, 48, 64])  # output tokens of a sparse op
+    embed_dim: int = 16
+    max_inputs: int = 4  # at most this many earlier outputs feed each input of a block
+    attn_heads: int = 2
+
+    def validate(self) -> None:
+        if self.space not in SPACES:
+            raise ConfigError(f"space.space: expected one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.blocks < 1 or self.max_inputs < 1:
+            raise ConfigError("space.blocks and space.max_inputs must be ≥ 1")
+        if not self.dense_dims or not self.sparse_dims or min(self.dense_dims + self.sparse_dims) < 1:
+            raise ConfigError("space.dense_dims and space.sparse_dims must be non-empty lists of widths ≥ 1")
+        if self.embed_dim % self.attn_heads:
+            raise ConfigError(f"space.embed_dim {self.embed_dim} must be divisible by space.attn_heads {self.attn_heads}")
+
+    @property
+    def dense_ops(self):
+        return SPACES[self.space][0]
+
+    @property
+    def sparse_ops(self):
+        return SPACES[self.space][1]
+
+
+@dataclass
+class BlockArch:
+    dense_op: str
+    sparse_op: str
+    dense_dim: int
+    sparse_dim: int
+    dense_in: List[int]
+    sparse_in: List[int]
+    binary_in: List[int]  # second operand of gating / sum (ignored by fc and dot)
+    dense_to_sparse: bool  # add a projection of the dense output to the sparse output
+    fm: bool  # add a factorisation machine of the sparse output to the dense output
+
+
+@dataclass
+class Arch:
+    blocks: List[BlockArch]
+
+    def to_dict(self) -> Dict:
+        return {"blocks": [asdict(b) for b in self.blocks]}
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> "Arch":
+        try:
+            return cls([BlockArch(**b) for b in data["blocks"]])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a CTR architecture (expected {{'blocks': [{{dense_op, sparse_op, ...}}]}}): {err}") from None
+
+    def key(self) -> str:
+        return repr(self.to_dict())
+
+
+def check(arch: Arch, space: SpaceConfig) -> None:
+    """Raise ValueError naming the block and field that does not fit ``space``."""
+    if len(arch.blocks) != space.blocks:
+        raise ValueError(f"architecture has {len(arch.blocks)} blocks, the space {space.blocks}")
+    for i, b in enumerate(arch.blocks, 1):
+        for name, value, allowed in [("dense_op", b.dense_op, space.dense_ops), ("sparse_op", b.sparse_op, space.sparse_ops),
+                                     ("dense_dim", b.dense_dim, space.dense_dims), ("sparse_dim", b.sparse_dim, space.sparse_dims)]:
+            if value not in allowed:
+                raise ValueError(f"block {i}: {name} {value!r} not in {list(allowed)}")
+        for name in ("dense_in", "sparse_in", "binary_in"):
+            ids = getattr(b, name)
+            if (name != "binary_in" and not ids) or any(not 0 <= j < i for j in ids) or len(set(ids)) != len(ids):
+                raise ValueError(f"block {i}: {name} {ids} must be distinct earlier outputs in [0, {i})"
+                                 + ("" if name == "binary_in" else ", at least one"))
+
+
+def _inputs(rng: random.Random, i: int, max_inputs: int, any_path: bool = True) -> List[int]:
+    """Earlier outputs feeding a block: each kept with probability ½ (any-path), at least one, at
+    most ``max_inputs``; the previous block's output is always a candidate."""
+    ids = [j for j in range(i) if rng.random() < 0.5] if any_path else list(range(i))
+    if not ids:
+        ids = [i - 1]
+    if len(ids) > max_inputs:
+        ids = rng.sample(ids, max_inputs)
+    return sorted(ids)
+
+
+def sample(space: SpaceConfig, rng: random.Random, largest: bool = False) -> Arch:
+    """A random architecture (``largest``: widest widths, as many inputs as allowed)."""
+    blocks = []
+    for i in range(1, space.blocks + 1):
+        blocks.append(BlockArch(
+            dense_op=rng.choice(space.dense_ops), sparse_op=rng.choice(space.sparse_ops),
+            dense_dim=max(space.dense_dims) if largest else rng.choice(space.dense_dims),
+            sparse_dim=max(space.sparse_dims) if largest else rng.choice(space.sparse_dims),
+            dense_in=_inputs(rng, i, space.max_inputs, not largest),
+            sparse_in=_inputs(rng, i, space.max_inputs, not largest),
+            binary_in=_inputs(rng, i, space.max_inputs, not largest),
+            dense_to_sparse=True if largest else rng.random() < 0.5, fm=True if largest else rng.random() < 0.5))
+    return Arch(blocks)
+
+
+def mutate(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
+    """A copy with one decision of one block re-drawn."""
+    blocks = [replace(b) for b in arch.blocks]
+    i = rng.randrange(len(blocks))
+    b = blocks[i]
+    redraw = {
+        "dense_op": lambda: rng.choice(space.dense_ops), "sparse_op": lambda: rng.choice(space.sparse_ops),
+        "dense_dim": lambda: rng.choice(space.dense_dims), "sparse_dim": lambda: rng.choice(space.sparse_dims),
+        "dense_in": lambda: _inputs(rng, i + 1, space.max_inputs), "sparse_in": lambda: _inputs(rng, i + 1, space.max_inputs),
+        "binary_in": lambda: _inputs(rng, i + 1, space.max_inputs),
+        "dense_to_sparse": lambda: not b.dense_to_sparse, "fm": lambda: not b.fm,
+    }
+    what = rng.choice(sorted(redraw))
+    setattr(b, what, redraw[what]())
+    return Arch(blocks)

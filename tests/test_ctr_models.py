@@ -1,0 +1,154 @@
+"""CTR models, metrics, the NASRec supernet and its hardware cost model."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from recarch.ctr import hardware as hw
+from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
+from recarch.ctr.metrics import log_loss, roc_auc
+from recarch.ctr.models import CTR_MODELS, CTRModelConfig, build_ctr_model, fm_interaction, pairwise_dots
+from recarch.ctr.space import Arch, SpaceConfig, check, mutate, sample
+from recarch.ctr.supernet import NASRecNet, NASRecSupernet, lower_pairs
+from recarch.ctr.table import CTRSchema
+
+SCHEMA = CTRSchema([f"f{i}" for i in range(5)], [7, 3, 9, 4, 5], ["n1", "n2"])
+SPACE = SpaceConfig(blocks=4, dense_dims=[8, 16, 32], sparse_dims=[4, 8])
+
+
+def inputs(n=6):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 3, (n, 5), generator=g), torch.rand(n, 2, generator=g)
+
+
+def test_auc_and_logloss_on_hand_cases():
+    # positives at 0.9 and 0.4, negatives at 0.4 and 0.1: pairs (0.9>0.4, 0.9>0.1, 0.4=0.4 → ½, 0.4>0.1) = 3.5/4
+    assert roc_auc(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.4, 0.1])) == pytest.approx(0.875)
+    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
+    assert roc_auc(np.array([1, 0, 1]), np.array([0.1, 0.2, 0.3])) == 0.5
+    expected = -(np.log(0.8) + np.log(0.6)) / 2
+    assert log_loss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc(np.array([1, 1]), np.array([0.2, 0.3]))
+
+
+def test_interaction_terms_match_definitions():
+    e = torch.randn(3, 4, 5)
+    naive = sum((e[:, i] * e[:, j]).sum(-1) for i in range(4) for j in range(i + 1, 4))
+    assert torch.allclose(fm_interaction(e), naive, atol=1e-5)
+    dots = pairwise_dots(e)
+    assert dots.shape == (3, 6) and torch.allclose(dots.sum(1), naive, atol=1e-5)
+    a, b = lower_pairs(4)
+    assert list(zip(a.tolist(), b.tolist())) == [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("name", ["dlrm", "deepfm", "dcnv2", "autoint"])
+def test_baselines_learn_a_simple_rule(name):
+    """Click iff field 0 has id 1: every baseline must fit it (AUC → 1) in a few hundred steps."""
+    torch.manual_seed(0)
+    cfg = CTRModelConfig(name=name, embed_dim=4, mlp=[16], dropout=0.0, init_std=0.1)
+    model = build_ctr_model(SCHEMA, cfg)
+    cat, num = torch.randint(0, 3, (256, 5)), torch.rand(256, 2)
+    label = (cat[:, 0] == 1).float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(cat, num), label)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model(cat, num).shape == (256,)
+    assert roc_auc(label.numpy(), model(cat, num).detach().numpy()) > 0.99
+
+
+def test_unknown_model_is_named():
+    with pytest.raises(Exception, match="did you mean 'deepfm'"):
+        CTRModelConfig(name="deepfn").validate()
+    assert {"dlrm", "deepfm", "dcnv2", "autoint"} <= set(CTR_MODELS.names())
+
+
+def test_extracted_network_reproduces_the_supernet_path():
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    cat, num = inputs()
+    rng = random.Random(1)
+    for t in range(25):
+        arch = sample(SPACE, rng, largest=t == 0)
+        check(arch, SPACE)
+        plain = net.extract(arch)
+        assert torch.allclose(net(cat, num, arch), plain(cat, num), atol=1e-5)
+        # the plain network is a model of its own: same layout when built from the architecture alone
+        fresh = NASRecNet(SCHEMA, SPACE, arch)
+        fresh.load_state_dict(plain.state_dict())
+        assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_supernet_gradients_reach_only_the_sampled_path():
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    arch = sample(SPACE, random.Random(3))
+    arch.blocks[0].dense_op = "fc"
+    net(*inputs(), arch).sum().backward()
+    fc, gating = net.blocks[0].dense["fc"].a, net.blocks[0].dense["gating"].a
+    w = arch.blocks[0].dense_dim
+    assert fc.weight.grad[:w].abs().sum() > 0
+    assert fc.weight.grad[w:].abs().sum() == 0  # rows beyond the sampled width are not used
+    assert gating.weight.grad is None or gating.weight.grad.abs().sum() == 0
+
+
+def test_mutation_changes_one_decision_and_stays_valid():
+    rng = random.Random(0)
+    arch = sample(SPACE, rng)
+    for _ in range(50):
+        child = mutate(arch, SPACE, rng)
+        check(child, SPACE)
+        diffs = sum(a != b for pa, pb in zip(arch.blocks, child.blocks)
+                    for a, b in zip(vars(pa).values(), vars(pb).values()))
+        assert diffs <= 1
+    assert Arch.from_dict(arch.to_dict()).key() == arch.key()
+    with pytest.raises(ValueError, match="block 2: dense_in"):
+        bad = sample(SPACE, rng)
+        bad.blocks[1].dense_in = [2]
+        check(bad, SPACE)
+
+
+def test_regularised_evolution_finds_the_optimum_of_a_toy_problem():
+    cfg = EvolutionConfig(population=8, sample_size=4, children=2, generations=60, seed=0)
+    history = evolve(cfg, lambda r: r.randrange(100), lambda g, r: max(0, min(99, g + r.choice([-3, -1, 1, 3]))),
+                     lambda g: None if g > 90 else Scored(g, abs(g - 42), {}), progress=False)
+    assert min(s.score for s in history) == 0
+    assert all(s.genome <= 90 for s in history)  # budget respected
+    assert pareto_front([{"a": 1, "b": 2}, {"a": 2, "b": 1}, {"a": 2, "b": 2}], ["a", "b"]) == [0, 1]
+
+
+def test_pim_model_roofline_and_capacity():
+    cfg = hw.HardwareConfig(batch=10, pim_capacity_mb=1.0)
+    ops = [hw.OpCost("emb.f0", 0, 4e6, 4, 64, lookups=True), hw.OpCost("block1.dense", 1000, 4000, 400, 40)]
+    host = hw.pim_cost(ops, frozenset(), cfg)
+    # embedding on the host: 10 rows of 64 bytes + (4 + 64) · 10 activation bytes at 25.6 GB/s
+    emb = (64 * 10 + 68 * 10) / 25.6e9
+    dense = max(2 * 1000 * 10 / 200e9, (4000 + 440 * 10) / 25.6e9)
+    assert host["latency_s"] == pytest.approx(emb + dense)
+    assert host["feasible"] and host["pim_mb"] == 0
+    placed = hw.pim_cost(ops, frozenset({"emb.f0"}), cfg)
+    assert not placed["feasible"]  # a 4 MB table does not fit in 1 MB
+    assert hw.embeddings_in_memory(ops, cfg) == frozenset()
+    small = hw.pim_cost(ops, frozenset({"block1.dense"}), cfg)
+    link = 440 * 10 / 12.8e9
+    assert small["latency_s"] == pytest.approx(emb + max(2e4 / 50e9, 8400 / 200e9) + link)
+
+
+def test_network_ops_count_the_plain_network():
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    arch = sample(SPACE, random.Random(5))
+    plain = net.extract(arch)
+    cat, num = inputs(1)
+    ops = hw.network_ops(plain, (cat, num))
+    from recarch.cost.flops import count_flops
+
+    assert 2 * sum(op.macs for op in ops) == pytest.approx(count_flops(plain, (cat, num))["flops"])
+    assert [op.name for op in ops][:5] == [f"emb.f{i}" for i in range(5)]
+    assert sum(op.weight_bytes for op in ops) == 4 * sum(p.numel() for p in plain.parameters())
+    table = hw.LatencyTable(batch=8, repeats=2)
+    assert table.network_ms(plain) > 0 and len(table.table) == 1 + SPACE.blocks
