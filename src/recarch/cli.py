@@ -101,6 +101,100 @@ def _models(args) -> int:
     return 0
 
 
+def _ctr_train(args) -> int:
+    from recarch.ctr.run import load_ctr_config, train_ctr
+
+    base = {}
+    if args.model:
+        base.setdefault("model", {})["name"] = args.model
+    if args.dataset:
+        base.setdefault("data", {})["dataset"] = args.dataset
+    if args.out_dir:
+        base["out_dir"] = args.out_dir
+    if args.resume:
+        cfg = load_ctr_config([Path(args.resume) / "config.yaml"], args.set)
+    else:
+        cfg = load_ctr_config(args.config, args.set, base)
+    result = train_ctr(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
+    print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
+    return 0
+
+
+def _ctr_search(args) -> int:
+    from recarch.ctr.search import load_search_config, search_ctr
+
+    base = {}
+    if args.dataset:
+        base.setdefault("data", {})["dataset"] = args.dataset
+    if args.space:
+        base.setdefault("space", {})["space"] = args.space
+    if args.hardware:
+        base["hardware"] = args.hardware
+    if args.budget_mflops is not None:
+        base["budget_mflops"] = args.budget_mflops
+    if args.out_dir:
+        base["out_dir"] = args.out_dir
+    cfg = load_search_config(args.config, args.set, base)
+    result = search_ctr(cfg, data_dir=args.data_dir)
+    print(f"results in {result['run_dir']} (arch-*.json, summary.json, pareto-*.png, retrain/)")
+    return 0
+
+
+def _ctr_evaluate(args) -> int:
+    from recarch.ctr.run import evaluate_ctr
+
+    print(json.dumps(evaluate_ctr(Path(args.run_dir), args.split, args.data_dir), indent=2))
+    return 0
+
+
+def _ctr_datasets(args) -> int:
+    from recarch.ctr.datasets import ctr_dataset_status
+
+    rows = ctr_dataset_status(args.data_dir)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        mark = "present" if r["present"] == "yes" else "missing"
+        print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+    return 0
+
+
+def _ctr_models(args) -> int:
+    from recarch.ctr.run import CTR_MODELS
+
+    for name in CTR_MODELS.names():
+        doc = (CTR_MODELS.get(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<10} {doc[0] if doc else ''}")
+    return 0
+
+
+def ctr_parser(sub) -> None:
+    c = sub.add_parser("ctr", help="CTR track: train hand-designed models, NASRec-style search with PIM co-design")
+    csub = c.add_subparsers(dest="ctr_command", required=True)
+    t = csub.add_parser("train", help="train and evaluate a CTR model (AUC, log loss, cost)")
+    t.add_argument("--model", help="dlrm | deepfm | dcnv2 | autoint | nasrec (see `recarch ctr models`)")
+    t.add_argument("--dataset", help="registered CTR dataset (see `recarch ctr datasets`)")
+    t.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. model.embed_dim=10")
+    t.add_argument("--out-dir")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
+    t.set_defaults(func=_ctr_train)
+    s = csub.add_parser("search", help="supernet → evolution (× PIM placement) → retrain the best → export")
+    s.add_argument("--dataset")
+    s.add_argument("--space", choices=["autoctr", "full"])
+    s.add_argument("--hardware", metavar="PIM.yaml", help="hardware model; adds the co-design search")
+    s.add_argument("--budget-mflops", type=float, help="FLOPs per sample limit, in millions")
+    s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--out-dir")
+    s.set_defaults(func=_ctr_search)
+    e = csub.add_parser("evaluate", help="evaluate a finished CTR run")
+    e.add_argument("run_dir")
+    e.add_argument("--split", default="test", choices=["valid", "test"])
+    e.set_defaults(func=_ctr_evaluate)
+    csub.add_parser("datasets", help="list CTR datasets, present or not").set_defaults(func=_ctr_datasets)
+    csub.add_parser("models", help="list CTR models").set_defaults(func=_ctr_models)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recarch", description="Automated architecture design of recommender models.")
     p.add_argument("--data-dir", default=None, help="dataset root (default: $RECARCH_DATA, else ~/.cache/recarch/data)")
@@ -145,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     d.set_defaults(func=_download)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
+    ctr_parser(sub)
     return p
 
 

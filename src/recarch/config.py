@@ -84,6 +84,12 @@ def from_dict(cls: Type[C], data: Dict[str, Any], prefix: str = "") -> C:
         if key not in names:
             raise ConfigError(f"unknown config key {prefix + key!r}{suggest(key, names)}; valid keys under "
                               f"{prefix.rstrip('.') or 'the top level'}: {', '.join(names)}")
+    data = dict(data)
+    for f in dataclasses.fields(cls):  # a nested section starts from the parent's default for it
+        if isinstance(data.get(f.name), dict) and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):
+                data[f.name] = merge(to_dict(default), data[f.name])
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)

@@ -14,7 +14,8 @@ and sparse input S (selected earlier token matrices, concatenated along the toke
   ``attention``: one multi-head self-attention layer with a residual and LayerNorm, then the same map;
 - mergers: ``dense_to_sparse`` adds a projection of the dense output, reshaped to tokens, to the
   sparse output (NASRec concatenates it; adding keeps the token count elastic); ``fm`` adds a linear
-  map of the factorisation machine ½[(Σ_t s_t)² − Σ_t s_t²] of the sparse output to the dense output.
+  map of the factorisation machine ½[(Σ_t s_t)² − Σ_t s_t²] of the sparse output (layer-normalised without
+  parameters: it grows with the square of the token count) to the dense output.
 The logit is a linear map of the last block's dense output. With no binary input, y = x.
 """
 from __future__ import annotations
@@ -201,7 +202,7 @@ class Block(nn.Module):
             sparse = sparse + self.to_sparse(dense, c.ws * sparse.shape[-1], torch.arange(c.w)).view_as(sparse)
         if arch.fm:
             fm = 0.5 * (sparse.sum(1).pow(2) - sparse.pow(2).sum(1))
-            dense = dense + self.fm(fm, c.w)
+            dense = dense + self.fm(F.layer_norm(fm, fm.shape[-1:]), c.w)
         return dense, sparse
 
     def extract(self, c: Context, arch: BlockArch) -> "Block":

@@ -61,9 +61,9 @@ def batches(table: CTRTable, batch_size: int, shuffle: bool = False, seed: int =
             rows = slice(start, min(start + batch_size, n))
         else:
             rows = np.sort(order[start:start + batch_size])
-        yield (torch.from_numpy(np.ascontiguousarray(table.cat[rows], dtype=np.int64)),
-               torch.from_numpy(np.ascontiguousarray(table.num[rows], dtype=np.float32)),
-               torch.from_numpy(np.ascontiguousarray(table.label[rows], dtype=np.float32)))
+        yield (torch.from_numpy(np.array(table.cat[rows], dtype=np.int64)),  # copies: memory maps are read-only
+               torch.from_numpy(np.array(table.num[rows], dtype=np.float32)),
+               torch.from_numpy(np.array(table.label[rows], dtype=np.float32)))
 
 
 class TrainBatches:

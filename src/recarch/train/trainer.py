@@ -22,12 +22,16 @@ from recarch.train.distributed import Dist
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
+
+
 @dataclass
 class TrainConfig:
     regime: Literal["all_positions", "last_position"] = "all_positions"
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     num_negatives: int = 256  # sampled_softmax only
     batch_size: int = 128
+    optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer)
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 200
@@ -45,6 +49,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be ≥ 1, got {getattr(self, key)}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"train.device: expected cpu or cuda[:N], got {self.device!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if self.patience < 0:
@@ -87,7 +93,7 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.log = log
         self.params = list(parameters if parameters is not None else model.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.dist = dist
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,

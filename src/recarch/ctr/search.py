@@ -1,0 +1,343 @@
+"""``recarch ctr search``: train the NASRec supernet, evolve architectures (and, with a hardware model,
+their processing-in-memory placement) on inherited weights, retrain the best from scratch, export.
+
+Phases and run folder:
+1. ``supernet/`` — path-sampled supernet training with the shared trainer (checkpoints, resume).
+2. ``evolution-<mode>.json`` — every scored candidate; ``pareto-<mode>.{json,png}``. Modes: ``arch``
+   (validation log loss under the FLOPs budget) and, with ``hardware``, ``codesign`` (the same plus
+   λ_hw · log(energy · latency) relative to the largest architecture, over architecture × placement).
+3. ``retrain/<mode>-<k>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR runs).
+4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from recarch import config as cfglib
+from recarch.cost import machine_info
+from recarch.ctr import hardware as hwlib
+from recarch.ctr.datasets import CTRDataConfig
+from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
+from recarch.ctr.models import CTRModelConfig
+from recarch.ctr.run import CTREvaluator, CTRRunConfig, CTRTrainer, ctr_train_defaults, load_data, train_ctr
+from recarch.ctr.space import Arch, SpaceConfig, mutate, sample
+from recarch.ctr.supernet import NASRecSupernet
+from recarch.ctr.table import CTRData, TrainBatches
+from recarch.io import write_json_atomic, write_text_atomic
+from recarch.run import CostConfig, RunLog, unique_run_dir
+from recarch.train import TrainConfig, TrainHooks
+from recarch.train.distributed import Dist
+
+Genome = Tuple[Arch, frozenset]
+
+
+@dataclass
+class CTRSearchConfig:
+    data: CTRDataConfig = field(default_factory=CTRDataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    train: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), batch_size=512, epochs=20))
+    largest_warmup_steps: int = 0  # the largest path is trained with probability decaying 1 → 0 over these steps
+    eval_paths: int = 4  # random architectures whose mean validation AUC early-stops the supernet
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    budget_mflops: Optional[float] = None  # FLOPs per sample (in millions, FlopCounterMode's unit)
+    hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
+    hw_weight: float = 0.05  # λ_hw
+    latency_table: bool = True  # measure CPU latency per operator for every candidate
+    top_k: int = 3
+    retrain: TrainConfig = field(default_factory=ctr_train_defaults)
+    cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
+    out_dir: str = "runs"
+
+    def validate(self) -> None:
+        if self.budget_mflops is not None and self.budget_mflops <= 0:
+            raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
+        if self.top_k < 1 or self.eval_paths < 1:
+            raise cfglib.ConfigError("top_k and eval_paths must be ≥ 1")
+
+
+def load_search_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> CTRSearchConfig:
+    return cfglib.load(CTRSearchConfig, files, sets, base)
+
+
+class FixedPath(nn.Module):
+    """One sub-network of the supernet as an ordinary ``forward(cat, num)`` model (shared weights)."""
+
+    def __init__(self, supernet: NASRecSupernet, arch: Arch) -> None:
+        super().__init__()
+        self.supernet, self.arch = supernet, arch
+
+    def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        return self.supernet(cat, num, self.arch)
+
+
+class PathSampler(TrainHooks):
+    """Draws the sub-network of each training step (single path over operators, any path over
+    connections); its random state travels in the checkpoint."""
+
+    def __init__(self, space: SpaceConfig, seed: int, warmup_steps: int) -> None:
+        self.space, self.warmup = space, warmup_steps
+        self.rng = random.Random(seed)
+
+    def next(self, step: int) -> Arch:
+        p_largest = max(0.0, 1 - step / self.warmup) if self.warmup else 0.0
+        return sample(self.space, self.rng, largest=self.rng.random() < p_largest)
+
+    def state_dict(self) -> Dict:
+        return {"rng": repr(self.rng.getstate())}
+
+    def load_state_dict(self, state: Dict) -> None:
+        import ast
+
+        self.rng.setstate(ast.literal_eval(state["rng"]))
+
+
+class SupernetTrainer(CTRTrainer):
+    def loss(self, cat, num, label):
+        arch = self.hooks.next(self.state["step"])
+        model = self.model
+        self.model = FixedPath(model, arch)
+        try:
+            return super().loss(cat, num, label)
+        finally:
+            self.model = model
+
+
+class PathsEvaluator(CTREvaluator):
+    """Mean validation AUC / log loss of a fixed set of random sub-networks."""
+
+    def __init__(self, data: CTRData, batch_size: int, archs: List[Arch]) -> None:
+        super().__init__(data, batch_size)
+        self.archs = archs
+
+    def evaluate(self, model, split, protocols=None):
+        rows = [super(PathsEvaluator, self).evaluate(FixedPath(model, a), split)["ctr"] for a in self.archs]
+        return {"ctr": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
+
+
+def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> Tuple[NASRecSupernet, Dict]:
+    torch.manual_seed(cfg.train.seed)
+    net = NASRecSupernet(data.schema, cfg.space)
+    rng = random.Random(cfg.train.seed + 1)
+    evaluator = PathsEvaluator(data, 8192, [sample(cfg.space, rng) for _ in range(cfg.eval_paths)])
+    trainer = SupernetTrainer(net, TrainBatches(data.train, cfg.train.batch_size, cfg.train.seed), evaluator,
+                              cfg.train, run_dir / "supernet", log=log,
+                              hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
+    log(f"supernet: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.space.blocks} blocks, "
+        f"space {cfg.space.space}")
+    fit = trainer.fit()
+    trainer.load_best()
+    return net.eval(), fit
+
+
+class CandidateScorer:
+    """Scores a genome on inherited weights: validation log loss and AUC, counted FLOPs, measured CPU
+    latency and, with a hardware model, PIM energy/latency of its placement."""
+
+    def __init__(self, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
+                 hw: Optional[hwlib.HardwareConfig], mode: str) -> None:
+        self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
+        self.evaluator = CTREvaluator(data, 8192)
+        self.example = (torch.from_numpy(np.array(data.test.cat[:1], dtype=np.int64)),
+                        torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
+        self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
+        self.cache: Dict[str, Dict] = {}
+        self.reference = None
+        if hw is not None:  # energy and latency are relative to the largest network, embeddings in memory
+            largest = sample(cfg.space, random.Random(0), largest=True)
+            ops = self.ops(largest)
+            self.reference = hwlib.pim_cost(ops, hwlib.embeddings_in_memory(ops, hw), hw)
+
+    def ops(self, arch: Arch) -> List[hwlib.OpCost]:
+        return hwlib.network_ops(self.net.extract(arch), self.example)
+
+    def arch_info(self, arch: Arch) -> Optional[Dict]:
+        key = arch.key()
+        if key not in self.cache:
+            plain = self.net.extract(arch)
+            ops = hwlib.network_ops(plain, self.example)
+            info = {"mflops": 2 * sum(op.macs for op in ops) / 1e6, "ops": ops}
+            if self.cfg.budget_mflops is None or info["mflops"] <= self.cfg.budget_mflops:
+                metrics = self.evaluator.evaluate(FixedPath(self.net, arch), "valid")["ctr"]
+                info.update(valid_logloss=metrics["logloss"], valid_auc=metrics["auc"],
+                            params=sum(p.numel() for p in plain.parameters()))
+                if self.latency is not None:
+                    info["cpu_ms"] = self.latency.network_ms(plain)
+            self.cache[key] = info
+        info = self.cache[key]
+        return info if "valid_logloss" in info else None
+
+    def placement_for(self, arch: Arch, genome_placement: frozenset) -> frozenset:
+        if self.mode == "codesign":
+            return genome_placement
+        return hwlib.embeddings_in_memory(self.cache[arch.key()]["ops"], self.hw) if self.hw else frozenset()
+
+    def __call__(self, genome: Genome) -> Optional[Scored]:
+        arch, placement = genome
+        info = self.arch_info(arch)
+        if info is None:
+            return None
+        row = {k: v for k, v in info.items() if k != "ops"}
+        score = info["valid_logloss"]
+        if self.hw is not None:
+            placement = self.placement_for(arch, placement)
+            cost = hwlib.pim_cost(info["ops"], placement, self.hw)
+            if not cost["feasible"]:
+                return None
+            row.update(pim_latency_ms=1e3 * cost["latency_s"], energy_mj=1e3 * cost["energy_j"], pim_mb=cost["pim_mb"])
+            if self.mode == "codesign":
+                score += self.cfg.hw_weight * math.log(cost["energy_j"] * cost["latency_s"] /
+                                                       (self.reference["energy_j"] * self.reference["latency_s"]))
+        row["score"] = score
+        return Scored((arch, placement), score, row)
+
+
+def operators(space: SpaceConfig, schema) -> List[str]:
+    return [f"emb.{f}" for f in schema.fields] + [f"block{i}.{p}" for i in range(1, space.blocks + 1)
+                                                   for p in ("dense", "sparse")] + ["head"]
+
+
+def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
+                  hw: Optional[hwlib.HardwareConfig]) -> Tuple[List[Scored], CandidateScorer]:
+    names = operators(cfg.space, data.schema)
+    scorer = CandidateScorer(net, data, cfg, hw, mode)
+
+    def draw(rng: random.Random) -> Genome:
+        return sample(cfg.space, rng), frozenset(n for n in names if mode == "codesign" and rng.random() < 0.5)
+
+    def change(genome: Genome, rng: random.Random) -> Genome:
+        arch, placement = genome
+        if mode == "codesign" and rng.random() < 0.5:
+            return arch, placement ^ {rng.choice(names)}
+        return mutate(arch, cfg.space, rng), placement
+
+    with torch.no_grad():
+        history = evolve(cfg.evolution, draw, change, scorer, progress=cfg.train.progress)
+    return history, scorer
+
+
+def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dict]:
+    rows = [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history]
+    x_key = keys[1]
+    front = pareto_front([{k: r[k] for k in keys} for r in rows], keys)
+    write_json_atomic(path.with_suffix(".json"), {"keys": keys, "front": [rows[i] for i in front]})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.scatter([r[x_key] for r in rows], [r["valid_logloss"] for r in rows], s=6, alpha=0.4, label="evaluated")
+    pts = sorted((rows[i][x_key], rows[i]["valid_logloss"]) for i in front)
+    ax.plot(*zip(*pts), "r.-", label=f"Pareto front ({', '.join(keys)})")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("validation log loss (inherited weights)")
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path.with_suffix(".png"))
+    return [rows[i] for i in front]
+
+
+def distinct_best(history: List[Scored], k: int) -> List[Scored]:
+    seen, best = set(), []
+    for s in sorted(history, key=lambda s: s.score):
+        key = (s.genome[0].key(), tuple(sorted(s.genome[1])))
+        if key not in seen:
+            seen.add(key)
+            best.append(s)
+        if len(best) == k:
+            break
+    return best
+
+
+def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
+               echo: bool = True) -> Dict[str, Any]:
+    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.dataset}-{cfg.space.space}"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir / "log.txt", echo)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    hw = hwlib.load_hardware(cfg.hardware) if cfg.hardware else None
+    data = load_data(CTRRunConfig(data=cfg.data), data_dir)
+    log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows")
+    timings: Dict[str, float] = {}
+
+    log("phase 1/3: supernet training")
+    start = time.perf_counter()
+    net, fit = train_supernet(cfg, data, run_dir, log)
+    timings["supernet_s"] = time.perf_counter() - start
+    samples_per_s = float(np.mean([h["samples_per_s"] for h in fit["history"]]))
+
+    summary: Dict[str, Any] = {"dataset": data.name, "space": cfglib.to_dict(cfg.space), "budget_mflops": cfg.budget_mflops,
+                               "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"],
+                                            "valid_auc_mean_paths": fit["best_score"], "seconds": fit["train_seconds"],
+                                            "train_samples_per_s": samples_per_s,
+                                            "params": sum(p.numel() for p in net.parameters())},
+                               "modes": {}, "machine": machine_info(cfg.train.threads or None)}
+    modes = ["arch"] + (["codesign"] if hw is not None else [])
+    for mode in modes:
+        log(f"phase 2/3: evolution ({mode})")
+        start = time.perf_counter()
+        history, scorer = run_evolution(mode, net, data, cfg, hw)
+        timings[f"evolution_{mode}_s"] = time.perf_counter() - start
+        write_json_atomic(run_dir / f"evolution-{mode}.json",
+                          [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history])
+        keys = ["valid_logloss", "mflops"] + (["energy_mj", "pim_latency_ms"] if hw is not None else [])
+        front = write_pareto(history, keys, run_dir / f"pareto-{mode}")
+        if scorer.latency is not None:
+            scorer.latency.save(run_dir / "latency-table.json")
+        log(f"{len(history)} candidates scored, {len(front)} on the Pareto front; best score {history and min(s.score for s in history):.4f}")
+
+        log(f"phase 3/3: retraining the top {cfg.top_k} ({mode}) from scratch")
+        start = time.perf_counter()
+        results = []
+        for k, best in enumerate(distinct_best(history, cfg.top_k), 1):
+            arch, placement = best.genome
+            arch_path = run_dir / f"arch-{mode}-{k}.json"
+            write_json_atomic(arch_path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(),
+                                          "placement": sorted(placement), "search": best.info})
+            run_cfg = CTRRunConfig(data=cfg.data, model=CTRModelConfig(name="nasrec", arch_file=str(arch_path.resolve())),
+                                   train=cfg.retrain, cost=cfg.cost)
+            result = train_ctr(run_cfg, data_dir, run_dir / "retrain" / f"{mode}-{k}", echo=echo, data=data)
+            cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
+            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "valid": result["valid"],
+                            "test": result["test"], "train_seconds": result["train_seconds"],
+                            "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
+                            "inference_us_per_sample": cost["inference"]["us_per_sample"]})
+        timings[f"retrain_{mode}_s"] = time.perf_counter() - start
+        winner = max(results, key=lambda r: r["valid"]["auc"])
+        (run_dir / f"arch-{mode}.json").write_text((run_dir / winner["arch_file"]).read_text())
+        summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
+                                  "winner": winner, "latency_entries": len(scorer.latency.table) if scorer.latency else 0}
+        log(f"{mode} winner: {winner['arch_file']}, test AUC {winner['test']['auc']:.4f}, "
+            f"log loss {winner['test']['logloss']:.4f}, {winner['flops_per_sample'] / 1e6:.3f} MFLOPs/sample")
+    summary["timings"] = timings
+    summary["search_seconds"] = sum(v for k, v in timings.items() if not k.startswith("retrain"))
+    write_json_atomic(run_dir / "summary.json", summary)
+    print_summary(summary, log)
+    return {"run_dir": str(run_dir), **summary}
+
+
+def print_summary(summary: Dict, log) -> None:
+    log("mode      test AUC  log loss  MFLOPs/sample  energy mJ/batch  PIM ms/batch  CPU µs/sample")
+    for mode, m in summary["modes"].items():
+        w = m["winner"]
+        s = w["search"]
+        log(f"{mode:9} {w['test']['auc']:.4f}    {w['test']['logloss']:.4f}    {w['flops_per_sample'] / 1e6:10.3f}  "
+            f"{s.get('energy_mj', float('nan')):15.4f}  {s.get('pim_latency_ms', float('nan')):12.4f}  "
+            f"{w['inference_us_per_sample']:13.2f}")
