@@ -12,11 +12,29 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_shipped_config_loads(path):
+    from recarch.ctr.hardware import load_hardware
+    from recarch.ctr.run import CTRRunConfig, load_ctr_config
+    from recarch.ctr.search import CTRSearchConfig
+    from recarch.ctr.search import load_search_config as load_ctr_search
+
     if path.name.startswith("easrec-"):
         cfg = load_search_config([path])
         candidate_widths(cfg.model, cfg.space)  # every candidate holds whole heads
+    elif path.name.startswith("ctr-search"):
+        assert isinstance(load_ctr_search([path]), CTRSearchConfig)
+    elif path.name.startswith("ctr-"):
+        assert isinstance(load_ctr_config([path]), CTRRunConfig)
+    elif path.name == "pim.yaml":
+        assert load_hardware(str(path)).pim.bandwidth_gbs > load_hardware(str(path)).host.bandwidth_gbs
     else:
         assert isinstance(load_run_config([path]), RunConfig)
+
+
+def test_a_nested_section_keeps_its_parents_default():
+    from recarch.ctr.run import load_ctr_config
+
+    cfg = load_ctr_config(sets=["train.lr=0.01"])  # the CTR run's train section defaults differ from TrainConfig's
+    assert (cfg.train.lr, cfg.train.valid_protocol, cfg.train.valid_metric) == (0.01, "ctr", "auc-logloss")
 
 
 def test_files_then_overrides_apply_in_order(tmp_path):

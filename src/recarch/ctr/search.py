@@ -315,7 +315,7 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
                                    train=cfg.retrain, cost=cfg.cost)
             result = train_ctr(run_cfg, data_dir, run_dir / "retrain" / f"{mode}-{k}", echo=echo, data=data)
             cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
-            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "valid": result["valid"],
+            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "placement": sorted(placement), "valid": result["valid"],
                             "test": result["test"], "train_seconds": result["train_seconds"],
                             "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
                             "inference_us_per_sample": cost["inference"]["us_per_sample"]})

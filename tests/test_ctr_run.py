@@ -1,0 +1,83 @@
+"""The CTR jobs end to end on Frappe: `recarch ctr train | evaluate | search`, resume, budget, export."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from recarch.cli import main
+from recarch.ctr.run import load_ctr_run
+from recarch.ctr.search import load_search_config
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+pytestmark = pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
+SMALL = ["--set", "model.embed_dim=4", "--set", "model.mlp=[16]", "--set", "train.epochs=2",
+         "--set", "train.progress=false", "--set", "cost.threads=1", "--set", "train.batch_size=4096"]
+TINY_SEARCH = ["--set", "space.blocks=2", "--set", "space.dense_dims=[8,16]", "--set", "space.sparse_dims=[4,8]",
+               "--set", "train.epochs=1", "--set", "train.batch_size=2048", "--set", "train.progress=false",
+               "--set", "evolution.population=6", "--set", "evolution.sample_size=3", "--set", "evolution.children=2",
+               "--set", "evolution.generations=3", "--set", "top_k=1", "--set", "retrain.epochs=1",
+               "--set", "retrain.batch_size=4096", "--set", "retrain.progress=false", "--set", "cost.threads=1",
+               "--set", "train.optimizer=adagrad", "--set", "train.lr=0.05"]
+
+
+def test_train_evaluate_and_resume(tmp_path, capsys):
+    args = ["--data-dir", str(DATA), "ctr", "train", "--model", "dcnv2", "--dataset", "frappe", "--out-dir", str(tmp_path)]
+    assert main(args + SMALL) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["rows"] == 8659 and 0.85 < metrics["test"]["auc"] <= 1.0
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert cost["flops_per_sample"] > 0 and 0 < cost["embedding_params"] < cost["params"]
+    capsys.readouterr()
+    assert main(["--data-dir", str(DATA), "ctr", "evaluate", str(run_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["auc"] == pytest.approx(metrics["test"]["auc"])
+
+    # 1 epoch + resume to 2 epochs gives exactly the uninterrupted run
+    other = tmp_path / "resumed"
+    assert main(args[:-1] + [str(other)] + SMALL + ["--set", "train.epochs=1", "--set", "cost.enabled=false"]) == 0
+    (resumed,) = list(other.iterdir())
+    assert main(["--data-dir", str(DATA), "ctr", "train", "--resume", str(resumed), "--set", "train.epochs=2"]) == 0
+    a = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_user_errors_name_the_problem(tmp_path, capsys):
+    assert main(["--data-dir", str(DATA), "ctr", "train", "--dataset", "frapee", "--out-dir", str(tmp_path)]) == 2
+    assert "did you mean 'frappe'" in capsys.readouterr().err
+    assert main(["--data-dir", str(DATA), "ctr", "train", "--model", "nasrec", "--out-dir", str(tmp_path)]) == 2
+    assert "arch_file" in capsys.readouterr().err
+
+
+def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
+    budget = 0.02  # MFLOPs per sample
+    assert main(["--data-dir", str(DATA), "ctr", "search", "--dataset", "frappe", "--out-dir", str(tmp_path),
+                 "--hardware", str(Path(__file__).resolve().parents[1] / "configs" / "pim.yaml"),
+                 "--budget-mflops", str(budget), *TINY_SEARCH]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["modes"]) == {"arch", "codesign"}
+    for mode in ("arch", "codesign"):
+        history = json.loads((run_dir / f"evolution-{mode}.json").read_text())
+        assert len(history) >= 6 + 3 * 2 - 6  # redraws outside the budget are not scored
+        assert all(h["mflops"] <= budget for h in history)
+        assert (run_dir / f"pareto-{mode}.png").stat().st_size > 0
+        front = json.loads((run_dir / f"pareto-{mode}.json").read_text())["front"]
+        assert front and all(set(f) >= {"valid_logloss", "mflops", "energy_mj", "pim_latency_ms"} for f in front)
+        winner = summary["modes"][mode]["winner"]
+        assert winner["flops_per_sample"] <= budget * 1e6
+        exported = json.loads((run_dir / f"arch-{mode}.json").read_text())
+        assert set(exported) >= {"space", "arch", "placement", "search"}
+    # arch-only keeps dense operators on the host; the co-design search places operators too
+    arch_hist = json.loads((run_dir / "evolution-arch.json").read_text())
+    assert all(not any(p.startswith("block") for p in h["placement"]) for h in arch_hist)
+    # the retrained winner is an ordinary run that reloads and evaluates
+    cfg, data, model = load_ctr_run(run_dir / "retrain" / "arch-1", str(DATA))
+    assert cfg.model.name == "nasrec"
+    capsys.readouterr()
+    assert main(["--data-dir", str(DATA), "ctr", "evaluate", str(run_dir / "retrain" / "arch-1")]) == 0
+    assert json.loads(capsys.readouterr().out)["auc"] == pytest.approx(summary["modes"]["arch"]["winner"]["test"]["auc"])
+    assert (run_dir / "latency-table.json").exists()
+    assert load_search_config([run_dir / "config.yaml"]).budget_mflops == budget
