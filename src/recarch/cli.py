@@ -167,6 +167,18 @@ def _ctr_models(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from recarch.reproduce.tables import reproduce
+
+    for preset in args.config:
+        if not Path(preset).is_file():
+            raise FileNotFoundError(f"--config: no preset at {preset} (run from the repository root, or give a path)")
+    result = reproduce(args.table, args.dataset, args.seeds, args.config, args.set, args.data_dir, Path(args.out_dir),
+                       echo=args.verbose)
+    print(Path(result["markdown"]).read_text())
+    return 0
+
+
 def ctr_parser(sub) -> None:
     c = sub.add_parser("ctr", help="CTR track: train hand-designed models, NASRec-style search with PIM co-design")
     csub = c.add_subparsers(dest="ctr_command", required=True)
@@ -240,11 +252,24 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_download)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     ctr_parser(sub)
+
+    rp = sub.add_parser("reproduce", help="the EASRec paper's Table III / IV / V or Fig. 4 on a dataset, beside its numbers")
+    rp.add_argument("table", choices=["table3", "table4", "table5", "fig4"])
+    rp.add_argument("--dataset", required=True)
+    rp.add_argument("--seeds", type=int, default=1, help="seeds per method (mean ± std, t-test from 2)")
+    rp.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
+                    help="search preset shared by every method (default configs/easrec-quick.yaml)")
+    rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    rp.add_argument("--out-dir", default="reproduce", help="tables, plots and cached runs (resumable)")
+    rp.add_argument("--verbose", action="store_true", help="print every run's log")
+    rp.set_defaults(func=_reproduce)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "func", None) is _reproduce and not args.config:
+        args.config = ["configs/easrec-quick.yaml"]
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:

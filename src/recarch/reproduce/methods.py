@@ -1,0 +1,86 @@
+"""The methods of the EASRec paper's tables, each run from one search preset (the same data, model
+size, training and evaluation settings for all), with one result row per (dataset, method, seed)
+cached on disk so that an interrupted reproduction resumes where it stopped."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import yaml
+
+from recarch import run
+from recarch.io import write_json_atomic
+from recarch.registry import Registry
+from recarch.search.job import load_search_config, search
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str  # the paper's row name
+    strategy: Optional[str] = None  # a search strategy; None: train the hand-sized model
+    model: str = "sasrec"
+    attention: Optional[str] = None  # None: the preset's
+    sets: Tuple[str, ...] = ()  # extra overrides, e.g. ("space.gates=1",)
+
+
+METHODS: Registry[Method] = Registry("method")
+for _name, _method in {
+    "easrec": Method("Ours (EASRec)", "easrec"),
+    "darts": Method("DARTS + SASRec", "darts"),
+    "proxylessnas": Method("ProxylessNAS + SASRec", "proxylessnas"),
+    "recnas": Method("RecNAS + SASRec", "recnas"),
+    "sasrec": Method("SASRec (w/o LinRec)", attention="softmax"),
+    "fdsa": Method("FDSA (w/o LinRec)", model="fdsa", attention="softmax"),
+    "sasrecf": Method("SASRecF (w/o LinRec)", model="sasrecf", attention="softmax"),
+    "sasrec-linear": Method("SASRec (w LinRec)", attention="linear"),
+    "fdsa-linear": Method("FDSA (w LinRec)", model="fdsa", attention="linear"),
+    "sasrecf-linear": Method("SASRecF (w LinRec)", model="sasrecf", attention="linear"),
+    "easrec-gates1": Method("1 layer", "easrec", sets=("space.gates=1",)),
+    "easrec-gates0": Method("No Gates", "easrec", sets=("space.gates=0",)),
+    **{f"easrec-lam{lam}": Method(f"λ = {lam}", "easrec", sets=(f"architect.lam={lam}",))
+       for lam in (0.01, 0.05, 0.1, 0.5, 1.0)},
+}.items():
+    METHODS.register(_name)(_method)
+
+
+def _row(run_dir: Path) -> Dict[str, Any]:
+    """Validation and test metrics, model shape and cost of a finished training run folder."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cost_path = run_dir / "cost.json"
+    cost = json.loads(cost_path.read_text()) if cost_path.exists() else {}
+    model = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]
+    return {"valid": metrics["valid"], "test": metrics["test"], "train_seconds": metrics["train_seconds"],
+            "model": {k: model[k] for k in ("name", "attention", "hidden_size", "inner_size", "n_layers", "gates")},
+            "flops_per_sequence": cost.get("flops_per_sequence"), "params": cost.get("params"),
+            "inference_seconds": cost.get("inference", {}).get("seconds"),
+            "inference_device": cost.get("inference", {}).get("device"),
+            "peak_memory_mb": (cost.get("memory") or {}).get("net_mb")}
+
+
+def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
+               data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
+    """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in
+    ``runs_dir/<dataset>/<name>/seed<seed>/row.json``."""
+    method = METHODS.get(name)
+    folder = Path(runs_dir) / dataset / name / f"seed{seed}"
+    cached = folder / "row.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    overrides = [*sets, f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}", *method.sets]
+    cfg = load_search_config(list(preset), overrides)
+    if method.strategy is None:
+        model = replace(cfg.model, name=method.model, attention=method.attention or cfg.model.attention, gates=0)
+        run.train(cfg.run_config(model), data_dir, folder / "run", echo=echo)
+        row = _row(folder / "run")
+    else:
+        attention = method.attention or cfg.model.attention
+        cfg = replace(cfg, strategy=method.strategy, baseline=False, model=replace(cfg.model, attention=attention))
+        summary = search(cfg, data_dir, folder / "run", echo=echo)
+        row = _row(folder / "run" / "retrain")
+        row["search_seconds"] = summary["search_seconds"]
+        row["train_seconds"] += summary["search_seconds"]
+    row.update(method=name, label=method.label, dataset=dataset, seed=seed)
+    write_json_atomic(cached, row)
+    return row

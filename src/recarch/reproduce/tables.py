@@ -1,0 +1,199 @@
+"""Build the EASRec paper's Table III (accuracy), Table IV (inference time and memory), Table V (gate
+ablation) and Fig. 4 (λ sweep) from our runs: mean ± std over seeds, Welch's t-test of EASRec against
+each other row (the paper's two-sided test, p < 0.05), the paper's numbers beside ours, a markdown
+file, a JSON file and a PNG (an accuracy-vs-FLOPs Pareto plot, or the λ curve)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from tqdm import tqdm
+
+from recarch.io import write_json_atomic, write_text_atomic
+from recarch.registry import Registry
+from recarch.reproduce.methods import METHODS, run_method
+from recarch.reproduce.stats import mean_std, welch_t_test
+
+PAPER = json.loads((Path(__file__).with_name("easrec_paper.json")).read_text())
+PAPER_DATASET = {"ml-1m": "ml-1m", "gowalla-checkins": "gowalla", "douban": "douban"}  # ours → the paper's
+METRICS = ["recall@10", "mrr@10", "ndcg@10"]
+PROTOCOL = "pop100"  # the paper's protocol
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    methods: Sequence[str]
+    render: Callable[["Result"], List[str]]
+    plot: str  # "pareto" or "lambda"
+
+
+TABLES: Registry[Table] = Registry("table")
+
+
+class Result:
+    """The rows of one table on one dataset: per method, one row per seed."""
+
+    def __init__(self, table: str, dataset: str, rows: Dict[str, List[Dict[str, Any]]]) -> None:
+        self.table, self.dataset, self.rows = table, dataset, rows
+        self.paper_key = PAPER_DATASET.get(dataset)
+
+    def values(self, method: str, split: str, metric: str) -> List[float]:
+        return [r[split][PROTOCOL][metric] for r in self.rows[method]]
+
+    def stat(self, method: str, split: str, metric: str) -> str:
+        mean, std = mean_std(self.values(method, split, metric))
+        return f"{mean:.4f} ± {std:.4f}" if len(self.rows[method]) > 1 else f"{mean:.4f}"
+
+    def cost(self, method: str, key: str) -> Optional[float]:
+        values = [r[key] for r in self.rows[method] if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    def test_against_first(self, method: str) -> Optional[dict]:
+        first = next(iter(self.rows))
+        if method == first:
+            return None
+        return welch_t_test(self.values(first, "test", "ndcg@10"), self.values(method, "test", "ndcg@10"))
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"table": self.table, "dataset": self.dataset, "protocol": PROTOCOL, "paper_dataset": self.paper_key,
+                "paper_source": PAPER["source"], "rows": self.rows,
+                "significance": {m: self.test_against_first(m) for m in self.rows}}
+
+
+def _p(test: Optional[dict]) -> str:
+    if test is None:
+        return "—"
+    return f"{test['p']:.3f}{' *' if test['p'] < 0.05 else ''}"
+
+
+def render_table3(r: Result) -> List[str]:
+    paper = PAPER["table3"].get(r.paper_key or "", {})
+    head = "| method | " + " | ".join(f"valid {m}" for m in METRICS) + " | " + " | ".join(f"test {m}" for m in METRICS) + \
+           " | paper test R / M / N @10 | p (test NDCG@10 vs first row) |"
+    out = [head, "|" + "---|" * (len(METRICS) * 2 + 3)]
+    for m in r.rows:
+        p = paper.get(m, {}).get("test")
+        paper_cell = " / ".join(f"{p[k]:.4f}" for k in METRICS) if p else "—"
+        out.append(f"| {METHODS.get(m).label} | " + " | ".join(r.stat(m, "valid", k) for k in METRICS) + " | "
+                   + " | ".join(r.stat(m, "test", k) for k in METRICS) + f" | {paper_cell} | {_p(r.test_against_first(m))} |")
+    return out
+
+
+def render_table4(r: Result) -> List[str]:
+    paper = PAPER["table4"]["values"].get(r.paper_key or "", {})
+    device = next((row["inference_device"] for rows in r.rows.values() for row in rows if row.get("inference_device")), "cpu")
+    out = [f"| method | d / d_ff / layers | MFLOPs/seq | params | inference s (test set, {device}) | peak MB | "
+           "test NDCG@10 | paper inference s / GPU GB |", "|---|---|---|---|---|---|---|---|"]
+    for m in r.rows:
+        shape = r.rows[m][0]["model"]
+        p = paper.get(m)
+        paper_cell = f"{p['inference_s']} s / {p['gpu_memory_gb']} GB" if p else "—"
+        flops, params, infer, mem = (r.cost(m, k) for k in ("flops_per_sequence", "params", "inference_seconds", "peak_memory_mb"))
+        out.append(f"| {METHODS.get(m).label} | {shape['hidden_size']} / {shape['inner_size']} / {shape['n_layers']} | "
+                   f"{flops / 1e6 if flops else float('nan'):.2f} | {params or 0:,.0f} | {infer or float('nan'):.3f} | "
+                   f"{mem or float('nan'):.0f} | {r.stat(m, 'test', 'ndcg@10')} | "
+                   f"{paper_cell} |")
+    return out
+
+
+def render_table5(r: Result) -> List[str]:
+    paper = PAPER["table5"].get(r.paper_key or "", {})
+    keys = {"easrec": "gates2", "easrec-gates1": "gates1", "easrec-gates0": "gates0"}
+    out = ["| gates | " + " | ".join(f"test {m}" for m in METRICS) + " | paper R / M / N @10 | p (vs 2 layers) |",
+           "|---|---|---|---|---|---|"]
+    for m in r.rows:
+        p = paper.get(keys[m])
+        label = "2 layers" if m == "easrec" else METHODS.get(m).label
+        out.append(f"| {label} | " + " | ".join(r.stat(m, "test", k) for k in METRICS) + " | "
+                   + (" / ".join(f"{p[k]:.4f}" for k in METRICS) if p else "—") + f" | {_p(r.test_against_first(m))} |")
+    return out
+
+
+def render_fig4(r: Result) -> List[str]:
+    out = ["| λ | chosen d / d_ff / layers | test NDCG@10 | MFLOPs/seq |", "|---|---|---|---|"]
+    for m in r.rows:
+        shape = r.rows[m][0]["model"]
+        out.append(f"| {m.removeprefix('easrec-lam')} | {shape['hidden_size']} / {shape['inner_size']} / {shape['n_layers']} | "
+                   f"{r.stat(m, 'test', 'ndcg@10')} | {(r.cost(m, 'flops_per_sequence') or 0) / 1e6:.2f} |")
+    return out + ["", PAPER["fig4"]["note"]]
+
+
+MAIN = ["easrec", "darts", "proxylessnas", "recnas", "sasrec", "fdsa", "sasrecf", "sasrec-linear", "fdsa-linear",
+        "sasrecf-linear"]
+TABLES.register("table3")(Table("Table III: accuracy of every method", MAIN, render_table3, "pareto"))
+TABLES.register("table4")(Table("Table IV: inference time and memory", MAIN, render_table4, "pareto"))
+TABLES.register("table5")(Table("Table V: data-aware gate ablation", ["easrec", "easrec-gates1", "easrec-gates0"],
+                                render_table5, "pareto"))
+TABLES.register("fig4")(Table("Fig. 4: the trade-off λ", [f"easrec-lam{lam}" for lam in PAPER["fig4"]["lambdas"]],
+                              render_fig4, "lambda"))
+
+
+def pareto_methods(points: Dict[str, tuple]) -> List[str]:
+    """Methods no other method beats on both FLOPs (lower) and NDCG@10 (higher)."""
+    return [m for m, (f, a) in points.items()
+            if not any(f2 <= f and a2 >= a and (f2 < f or a2 > a) for m2, (f2, a2) in points.items() if m2 != m)]
+
+
+def plot(result: Result, kind: str, path: Path) -> List[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = {m: (result.cost(m, "flops_per_sequence") / 1e6, sum(result.values(m, "test", "ndcg@10")) / len(result.rows[m]))
+              for m in result.rows if result.cost(m, "flops_per_sequence")}
+    front = pareto_methods(points)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if kind == "lambda":
+        lams = [float(m.removeprefix("easrec-lam")) for m in points]
+        ax.plot(lams, [p[1] for p in points.values()], "o-", label="test NDCG@10")
+        ax2 = ax.twinx()
+        ax2.plot(lams, [p[0] for p in points.values()], "s--", color="tab:red", label="MFLOPs/seq")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ")
+        ax2.set_ylabel("MFLOPs / sequence")
+    else:
+        for m, (f, a) in points.items():
+            ax.scatter(f, a, color="tab:red" if m in front else "tab:blue")
+            ax.annotate(METHODS.get(m).label, (f, a), fontsize=6)
+        ax.set_xlabel("MFLOPs / sequence")
+        ax.set_xscale("log")
+    ax.set_ylabel(f"test NDCG@10 ({PROTOCOL})")
+    ax.set_title(f"{result.dataset}: {TABLES.get(result.table).title}", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return front
+
+
+def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets: Sequence[str] = (),
+              data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False) -> Dict[str, Any]:
+    """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``."""
+    spec = TABLES.get(table)
+    out_dir = Path(out_dir)
+    rows: Dict[str, List[Dict[str, Any]]] = {}
+    jobs = [(m, s) for m in spec.methods for s in range(seeds)]
+    for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
+        rows.setdefault(method, []).append(run_method(method, dataset, 42 + seed, preset, sets, data_dir,
+                                                      out_dir / "runs", echo=echo))
+    result = Result(table, dataset, rows)
+    stem = out_dir / f"{table}-{dataset}"
+    front = plot(result, spec.plot, stem.with_suffix(".png"))
+    lines = [f"## {spec.title} — {dataset}", "",
+             f"Protocol {PROTOCOL} (the paper's), {seeds} seed(s) (mean ± std), preset {', '.join(map(str, preset))}"
+             + (f", overrides {' '.join(sets)}" if sets else "") + ".",
+             f"Paper numbers: {PAPER['source']}" + (f" (its dataset: {PAPER['datasets'][result.paper_key]})" if result.paper_key
+                                                    else "; the paper has no results on this dataset") + ".",
+             "p: Welch's two-sided t-test on test NDCG@10 against the first row (* p < 0.05; needs ≥ 2 seeds).", "",
+             *spec.render(result), "",
+             f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
+             f"(`{stem.with_suffix('.png').name}`).", ""]
+    data = {**result.to_json(), "pareto_front": front, "seeds": seeds, "preset": list(map(str, preset)), "sets": list(sets)}
+    write_json_atomic(stem.with_suffix(".json"), data)
+    write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))
+    return {"markdown": stem.with_suffix(".md"), **data}

@@ -1,0 +1,63 @@
+"""`recarch reproduce`: statistics, table rendering, and a real (tiny) Table V run that resumes from its cache."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from recarch.cli import main
+from recarch.reproduce.stats import mean_std, student_t_two_sided, welch_t_test
+from recarch.reproduce.tables import PAPER, Result, pareto_methods, render_table3
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+TINY = ["model.max_len=10", "model.hidden_size=16", "model.inner_size=32", "model.n_layers=2", "model.n_heads=2",
+        "train.epochs=1", "retrain.epochs=1", "train.progress=false", "retrain.progress=false",
+        "space.attn_intensities=[0.0,0.5]", "space.ffn_intensities=[0.0,0.5]", "cost.memory=false",
+        "eval.protocols=[pop100]"]
+
+
+def test_student_t_tail_matches_tabulated_critical_values():
+    # two-sided 5 % critical values: 12.706 (df 1), 2.228 (df 10), 1.960 (df ∞)
+    for t, df in [(12.706, 1), (2.228, 10), (1.960, 1e7)]:
+        assert student_t_two_sided(t, df) == pytest.approx(0.05, abs=2e-4)
+    assert student_t_two_sided(0.0, 5) == pytest.approx(1.0)
+    # Welch by hand: means 2.5 vs 4.5, variances 5/3 each, n 4 → t = −2/√(5/6) = −2.191, df 6, p = 0.0710
+    test = welch_t_test([1, 2, 3, 4], [3, 4, 5, 6])
+    assert test["t"] == pytest.approx(-2.1909, abs=1e-4) and test["df"] == pytest.approx(6.0)
+    assert test["p"] == pytest.approx(0.0710, abs=1e-4)
+    assert welch_t_test([1.0], [2.0, 3.0]) is None and mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+
+
+def _row(ndcg):
+    metrics = {"pop100": {"recall@10": ndcg + 0.2, "mrr@10": ndcg - 0.05, "ndcg@10": ndcg}}
+    return {"valid": metrics, "test": metrics, "flops_per_sequence": 1e6}
+
+
+def test_table3_marks_significance_and_shows_the_papers_numbers():
+    rows = {"easrec": [_row(0.50), _row(0.51), _row(0.52)], "sasrec": [_row(0.40), _row(0.41), _row(0.40)],
+            "darts": [_row(0.49), _row(0.52), _row(0.51)]}
+    lines = render_table3(Result("table3", "ml-1m", rows))
+    easrec, sasrec, darts = lines[2:5]
+    assert "0.5100 ± 0.0100" in easrec and "0.6796 / 0.3991 / 0.4661" in easrec  # ours, then the paper's test row
+    assert sasrec.rstrip(" |").endswith("*")  # 0.51 vs 0.403 over 3 seeds: p < 0.05
+    assert not darts.rstrip(" |").endswith("*")
+    assert PAPER["table3"]["gowalla"]["easrec"]["test"]["ndcg@10"] == 0.7317
+    assert pareto_methods({"a": (1.0, 0.5), "b": (2.0, 0.4), "c": (3.0, 0.6)}) == ["a", "c"]
+
+
+@pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+def test_table5_runs_every_gate_variant_and_resumes(tmp_path, capsys):
+    preset = Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml"
+    args = ["--data-dir", str(DATA), "reproduce", "table5", "--dataset", "ml-100k", "--config", str(preset),
+            "--out-dir", str(tmp_path)] + [x for s in TINY for x in ("--set", s)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| 2 layers |" in out and "| 1 layer |" in out and "| No Gates |" in out
+    result = json.loads((tmp_path / "table5-ml-100k.json").read_text())
+    gates = {m: rows[0]["model"]["gates"] for m, rows in result["rows"].items()}
+    assert gates == {"easrec": 2, "easrec-gates1": 1, "easrec-gates0": 0}
+    assert (tmp_path / "table5-ml-100k.png").stat().st_size > 0
+    runs = sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("row.json"))
+    assert len(runs) == 3
+    assert main(args) == 0  # every row comes from the cache: nothing is retrained
+    assert sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("row.json")) == runs
