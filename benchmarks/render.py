@@ -185,6 +185,11 @@ def main() -> int:
         lines += ["## EASRec search (`benchmarks/bench_easrec.py`)", ""]
         for path in easrec:
             lines += easrec_section(json.loads(path.read_text()))
+    tables = sorted((HERE / "results" / "reproduce").glob("*.md"))
+    if tables:
+        lines += ["## The EASRec paper's tables on our data (`recarch reproduce … --out-dir benchmarks/results/reproduce`)", ""]
+        for path in tables:
+            lines += ["#" + path.read_text().strip(), ""]  # one heading level down
     ctr = sorted((HERE / "results").glob("ctr-*.json"))
     if ctr:
         lines += ["## CTR track: baselines and NASRec-style search with PIM co-design (`benchmarks/bench_ctr.py`)", "",
