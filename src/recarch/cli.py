@@ -10,16 +10,32 @@ from typing import List, Optional
 from recarch.config import ConfigError
 
 
+def _base(args, **options: str) -> dict:
+    """Config overrides from command-line options, each mapped to a dotted config key."""
+    base: dict = {}
+    for option, dotted in options.items():
+        value = getattr(args, option)
+        if value is None or value is False:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = base
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return base
+
+
+def _print_status(rows) -> None:
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        mark = "present" if r["present"] == "yes" else "missing"
+        print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+
+
 def _train(args) -> int:
     from recarch import run
 
-    base = {}
-    if args.model:
-        base.setdefault("model", {})["name"] = args.model
-    if args.dataset:
-        base.setdefault("data", {})["dataset"] = args.dataset
-    if args.out_dir:
-        base["out_dir"] = args.out_dir
+    base = _base(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
     if args.resume:
         cfg = run.load_run_config([Path(args.resume) / "config.yaml"], args.set)
     else:
@@ -32,17 +48,8 @@ def _train(args) -> int:
 def _search(args) -> int:
     from recarch.search.job import load_search_config, search
 
-    base = {}
-    if args.dataset:
-        base.setdefault("data", {})["dataset"] = args.dataset
-    if args.out_dir:
-        base["out_dir"] = args.out_dir
-    if args.budget_flops is not None:
-        base["budget_flops"] = args.budget_flops
-    if args.budget_ms is not None:
-        base["budget_ms"] = args.budget_ms
-    if args.strategy:
-        base["strategy"] = args.strategy
+    base = _base(args, dataset="data.dataset", out_dir="out_dir", budget_flops="budget_flops", budget_ms="budget_ms",
+                 strategy="strategy")
     cfg = load_search_config(args.config, args.set, base)
     summary = search(cfg, data_dir=args.data_dir)
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
@@ -76,11 +83,7 @@ def _evaluate(args) -> int:
 def _datasets(args) -> int:
     from recarch.data import dataset_status
 
-    rows = dataset_status(args.data_dir)
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        mark = "present" if r["present"] == "yes" else "missing"
-        print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+    _print_status(dataset_status(args.data_dir))
     return 0
 
 
@@ -104,13 +107,7 @@ def _models(args) -> int:
 def _ctr_train(args) -> int:
     from recarch.ctr.run import load_ctr_config, train_ctr
 
-    base = {}
-    if args.model:
-        base.setdefault("model", {})["name"] = args.model
-    if args.dataset:
-        base.setdefault("data", {})["dataset"] = args.dataset
-    if args.out_dir:
-        base["out_dir"] = args.out_dir
+    base = _base(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
     if args.resume:
         cfg = load_ctr_config([Path(args.resume) / "config.yaml"], args.set)
     else:
@@ -123,17 +120,8 @@ def _ctr_train(args) -> int:
 def _ctr_search(args) -> int:
     from recarch.ctr.search import load_search_config, search_ctr
 
-    base = {}
-    if args.dataset:
-        base.setdefault("data", {})["dataset"] = args.dataset
-    if args.space:
-        base.setdefault("space", {})["space"] = args.space
-    if args.hardware:
-        base["hardware"] = args.hardware
-    if args.budget_mflops is not None:
-        base["budget_mflops"] = args.budget_mflops
-    if args.out_dir:
-        base["out_dir"] = args.out_dir
+    base = _base(args, dataset="data.dataset", space="space.space", hardware="hardware",
+                 budget_mflops="budget_mflops", out_dir="out_dir")
     cfg = load_search_config(args.config, args.set, base)
     result = search_ctr(cfg, data_dir=args.data_dir)
     print(f"results in {result['run_dir']} (arch-*.json, summary.json, pareto-*.png, retrain/)")
@@ -150,11 +138,7 @@ def _ctr_evaluate(args) -> int:
 def _ctr_datasets(args) -> int:
     from recarch.ctr.datasets import ctr_dataset_status
 
-    rows = ctr_dataset_status(args.data_dir)
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        mark = "present" if r["present"] == "yes" else "missing"
-        print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+    _print_status(ctr_dataset_status(args.data_dir))
     return 0
 
 
