@@ -13,29 +13,48 @@ import sys
 import time
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 import torch
+import yaml
 
 from recarch.cost import machine_info
 from recarch.cost.report import matmul_peak_gflops
-from recarch.ctr.run import load_ctr_config, train_ctr
+from recarch.ctr.run import CTRRunConfig, load_ctr_config, train_ctr
+from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.search import load_search_config, search_ctr
 from recarch.io import write_json_atomic
+from recarch.reproduce.stats import mean_std, welch_t_test
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BASELINES = ["dlrm", "deepfm", "dcnv2", "autoint"]
 
 
-def baseline(dataset: str, name: str, args) -> dict:
+def baseline(dataset: str, name: str, seed: int, args) -> dict:
     cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"],
-                          [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={args.seed}",
+                          [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}",
                            f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set])
-    result = train_ctr(cfg, args.data_dir, HERE / ".work" / "ctr" / f"{dataset}-{name}", echo=not args.quiet)
+    return finished(train_ctr(cfg, args.data_dir, HERE / ".work" / "ctr" / f"{dataset}-{name}-seed{seed}",
+                              echo=not args.quiet), name)
+
+
+def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
+    """The exported winner of ``mode`` trained from scratch with ``seed`` (the search's retrain settings)."""
+    cfg = load_search_config([search_dir / "config.yaml"])
+    run_cfg = CTRRunConfig(data=cfg.data, model=CTRModelConfig(name="nasrec", arch_file=str(search_dir / f"arch-{mode}.json")),
+                           train=replace(cfg.retrain, seed=seed), cost=cfg.cost)
+    return finished(train_ctr(run_cfg, args.data_dir, search_dir / "seeds" / f"{mode}-seed{seed}", echo=not args.quiet),
+                    f"searched ({mode})")
+
+
+def finished(result: dict, name: str) -> dict:
     run_dir = Path(result["run_dir"])
     cost = json.loads((run_dir / "cost.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
-    return {"model": name, "valid": result["valid"], "test": result["test"], "best_epoch": result["best_epoch"],
+    seed = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["seed"])
+    return {"model": name, "seed": seed, "valid": result["valid"], "test": result["test"], "best_epoch": result["best_epoch"],
             "epochs_run": result["epochs_run"], "train_seconds": result["train_seconds"],
             "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])),
             "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
@@ -43,11 +62,25 @@ def baseline(dataset: str, name: str, args) -> dict:
 
 
 def search(dataset: str, budget_mflops: float, args) -> dict:
+    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search"
+    if args.reuse_search and (run_dir / "summary.json").exists():
+        return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
     cfg = load_search_config([ROOT / "configs/ctr-search-small.yaml"],
                              [f"data.dataset={dataset}", f"train.seed={args.seed}", f"retrain.seed={args.seed}",
                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
                               f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}", *args.search_set])
-    return search_ctr(cfg, args.data_dir, HERE / ".work" / "ctr" / f"{dataset}-search", echo=not args.quiet)
+    return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
+
+
+def aggregate(rows: list) -> dict:
+    """Per-seed rows of one model → the first row's shape and cost, test/valid AUC and log loss as mean ± std."""
+    out = dict(rows[0])
+    for split in ("valid", "test"):
+        for metric in ("auc", "logloss"):
+            out[f"{split}_{metric}"] = mean_std([r[split][metric] for r in rows])
+    out["seeds"] = [r["seed"] for r in rows]
+    out["per_seed"] = [{k: r[k] for k in ("seed", "valid", "test", "best_epoch", "train_seconds")} for r in rows]
+    return out
 
 
 def supernet_peak_fraction(summary: dict, run_dir: Path, peak: float) -> float:
@@ -63,7 +96,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["frappe"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seed", type=int, default=42, help="first seed; seeds are seed, seed+1, …")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per model (mean ± std, Welch's t-test)")
+    ap.add_argument("--reuse-search", action="store_true", help="reuse a finished search of an earlier run")
     ap.add_argument("--budget-fraction", type=float, default=0.5)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="baseline overrides")
     ap.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE", help="search overrides")
@@ -75,25 +110,34 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         started = time.perf_counter()
         peak = matmul_peak_gflops(args.threads)
-        rows = [baseline(dataset, name, args) for name in BASELINES]
-        best = max(rows, key=lambda r: r["valid"]["auc"])
+        seeds = range(args.seed, args.seed + args.seeds)
+        rows = [aggregate([baseline(dataset, name, s, args) for s in seeds]) for name in BASELINES]
+        best = max(rows, key=lambda r: r["valid_auc"][0])
         budget = args.budget_fraction * best["flops_per_sample"] / 1e6
         summary = search(dataset, budget, args)
+        budget = summary["budget_mflops"]  # a reused search keeps its own budget
         run_dir = Path(summary["run_dir"])
         cfg = load_search_config([run_dir / "config.yaml"])
         summary["config_population"] = cfg.evolution.population
         modes = summary["modes"]
+        for mode, m in modes.items():
+            exported = json.loads((run_dir / f"arch-{mode}.json").read_text())
+            m["winner"]["placement"] = exported["placement"]
+            m["seeds"] = aggregate([retrain(dataset, run_dir, mode, s, args) for s in seeds])
+            m["vs_best_baseline"] = welch_t_test([r["test"]["auc"] for r in m["seeds"]["per_seed"]],
+                                                 [r["test"]["auc"] for r in best["per_seed"]])
         arch, co = modes["arch"]["winner"], modes["codesign"]["winner"]
+        arch_auc, co_auc = modes["arch"]["seeds"]["test_auc"][0], modes["codesign"]["seeds"]["test_auc"][0]
         result = {
-            "dataset": dataset, "seed": args.seed, "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]),
+            "dataset": dataset, "seed": args.seed, "seeds": list(seeds), "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]),
             "machine": machine_info(args.threads), "matmul_peak_gflops": peak, "baselines": rows,
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
             "modes": modes,
             "ratios": {
-                "searched_auc_minus_best": arch["test"]["auc"] - best["test"]["auc"],
+                "searched_auc_minus_best": arch_auc - best["test_auc"][0],
                 "searched_flops_fraction": arch["flops_per_sample"] / best["flops_per_sample"],
-                "codesign_auc_minus_best": co["test"]["auc"] - best["test"]["auc"],
+                "codesign_auc_minus_best": co_auc - best["test_auc"][0],
                 "codesign_flops_fraction": co["flops_per_sample"] / best["flops_per_sample"],
                 "energy_arch_over_codesign": arch["search"]["energy_mj"] / co["search"]["energy_mj"],
                 "pim_latency_arch_over_codesign": arch["search"]["pim_latency_ms"] / co["search"]["pim_latency_ms"],

@@ -127,25 +127,28 @@ NASREC_README = ("NASRec's published results (its README; full Kaggle data, not 
                  "Frappe here is 30 % of the public file (the NFM repository's test + validation parts, re-split 8:1:1).")
 
 
+def _ms(pair, digits=4) -> str:
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
 def ctr_section(r: dict) -> list:
     out = [f"### {r['dataset']}", "", f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} "
-           f"fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
+           f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
            "| model | test AUC | test log loss | MFLOPs/sample | params | embedding params | CPU µs/sample | "
-           "train samples/s | epochs (best) |", "|---|---|---|---|---|---|---|---|---|"]
-    for b in r["baselines"]:
-        out.append(f"| {b['model']}{' (best, valid AUC)' if b['model'] == r['best_baseline'] else ''} | "
-                   f"{fmt(b['test']['auc'])} | {fmt(b['test']['logloss'])} | {b['flops_per_sample'] / 1e6:.3f} | "
+           "train samples/s | p (AUC vs best baseline) |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [(b["model"] + (" (best by valid AUC)" if b["model"] == r["best_baseline"] else ""), b, None) for b in r["baselines"]]
+    rows += [(f"searched ({mode})", m["seeds"], m["vs_best_baseline"]) for mode, m in r["modes"].items()]
+    for name, b, test in rows:
+        p = "—" if test is None else f"{test['p']:.3f}"
+        out.append(f"| {name} | {_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {b['flops_per_sample'] / 1e6:.3f} | "
                    f"{b['params']:,} | {b['embedding_params']:,} | {b['inference_us_per_sample']:.2f} | "
-                   f"{b['samples_per_s']:.0f} | {b['epochs_run']} ({b['best_epoch']}) |")
-    for mode, m in r["modes"].items():
-        w = m["winner"]
-        out.append(f"| searched ({mode}) | {fmt(w['test']['auc'])} | {fmt(w['test']['logloss'])} | "
-                   f"{w['flops_per_sample'] / 1e6:.3f} | {w['params']:,} | — | {w['inference_us_per_sample']:.2f} | — | — |")
+                   f"{b['samples_per_s']:.0f} | {p} |")
     q, sn = r["ratios"], r["search"]["supernet"]
     out += ["", f"Budget: {r['budget_fraction']:.0%} of the best baseline's FLOPs = {r['budget_mflops']:.3f} MFLOPs/sample. "
-            f"Architecture-only search: test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
+            f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
-            f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs.", "",
+            f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs. "
+            "p: Welch's two-sided t-test over the seeds.", "",
             "Co-design vs architecture-only, same PIM model (`configs/pim.yaml`; architecture-only gets the usual "
             "placement: embedding tables in memory, dense operators on the host): "
             f"energy {q['energy_arch_over_codesign']:.2f}×, modelled latency {q['pim_latency_arch_over_codesign']:.2f}×, "
@@ -163,7 +166,7 @@ def ctr_section(r: dict) -> list:
             f"counting 3× the mean forward FLOPs of the sampled paths), evolution "
             + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("evolution"))
             + ", retraining " + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("retrain"))
-            + f". Pareto fronts: `pareto-*.png` in the run folder.", ""]
+            + ". Pareto fronts: `pareto-*.png` in the run folder.", ""]
     return out
 
 

@@ -238,8 +238,10 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.scatter([r[x_key] for r in rows], [r["valid_logloss"] for r in rows], s=6, alpha=0.4, label="evaluated")
-    pts = sorted((rows[i][x_key], rows[i]["valid_logloss"]) for i in front)
-    ax.plot(*zip(*pts), "r.-", label=f"Pareto front ({', '.join(keys)})")
+    ax.scatter([rows[i][x_key] for i in front], [rows[i]["valid_logloss"] for i in front], s=14, color="tab:red",
+               label=f"Pareto front over ({', '.join(keys)})")
+    flat = sorted((rows[i][x_key], rows[i]["valid_logloss"]) for i in pareto_front(rows, keys[:2]))
+    ax.step(*zip(*flat), "k-", where="post", lw=1, label=f"front over ({', '.join(keys[:2])})")
     ax.set_xlabel(x_key)
     ax.set_ylabel("validation log loss (inherited weights)")
     ax.set_xscale("log")
