@@ -76,3 +76,24 @@ def test_listing_commands(capsys):
     assert all(name in out for name in ("sasrec", "fdsa", "sasrecf"))
     assert main(["--data-dir", "/nonexistent", "datasets"]) == 0
     assert "ml-1m" in capsys.readouterr().out
+
+
+@needs_data
+def test_export_serves_the_models_top_k(tmp_path):
+    import torch
+
+    from recarch import run
+    from recarch.export import load_program
+
+    assert main(["--data-dir", str(DATA), "train", "--dataset", "ml-100k", "--out-dir", str(tmp_path), *SMALL,
+                 "--set", "train.epochs=1", "--set", "cost.enabled=false", "--set", "model.attention=linear"]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    assert main(["--data-dir", str(DATA), "export", str(run_dir), "--k", "7"]) == 0
+    program = load_program(run_dir / "export").module()
+    cfg, data, model = run.load_run(run_dir, str(DATA))
+    seq = torch.from_numpy(run.make_evaluator(cfg, data).inputs("test")[:300])
+    scores, items = program(seq)
+    expected = model.score_last(seq)
+    expected[:, 0] = float("-inf")
+    assert items.shape == (300, 7) and torch.equal(items, expected.topk(7).indices)
+    assert torch.allclose(scores, expected.topk(7).values, atol=1e-5)

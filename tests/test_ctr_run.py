@@ -3,6 +3,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,20 @@ def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["auc"] == pytest.approx(summary["modes"]["arch"]["winner"]["test"]["auc"])
     assert (run_dir / "latency-table.json").exists()
     assert load_search_config([run_dir / "config.yaml"]).budget_mflops == budget
+
+
+def test_export_serves_the_same_probabilities(tmp_path):
+    from recarch.ctr.run import CTREvaluator
+    from recarch.export import load_program
+
+    assert main(["--data-dir", str(DATA), "ctr", "train", "--model", "autoint", "--dataset", "frappe",
+                 "--out-dir", str(tmp_path), *SMALL, "--set", "train.epochs=1", "--set", "cost.enabled=false"]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    assert main(["--data-dir", str(DATA), "ctr", "export", str(run_dir)]) == 0
+    program = load_program(run_dir / "export").module()
+    cfg, data, model = load_ctr_run(run_dir, str(DATA))
+    cat, num = (torch.from_numpy(np.array(a[:500])) for a in (data.test.cat, data.test.num))
+    assert torch.allclose(program(cat, num), torch.sigmoid(model(cat, num)), atol=1e-6)
+    from safetensors.torch import load_file
+
+    assert set(load_file(run_dir / "export" / "model.safetensors")) == set(model.state_dict())

@@ -80,6 +80,21 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    import torch
+
+    from recarch import run
+    from recarch.export import TopKItems, export
+
+    cfg, _, model = run.load_run(Path(args.run_dir), args.data_dir)
+    example = (torch.ones((2, cfg.model.max_len), dtype=torch.long),)
+    out = export(TopKItems(model, args.k), example, Path(args.out or Path(args.run_dir) / "export"),
+                 {"kind": "sequential", "model": cfg.model.__dict__, "k": args.k,
+                  "input": "item ids (B, max_len), left-padded with 0, ids as in the run's items.tsv"})
+    print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
+    return 0
+
+
 def _datasets(args) -> int:
     from recarch.data import dataset_status
 
@@ -135,6 +150,24 @@ def _ctr_evaluate(args) -> int:
     return 0
 
 
+def _ctr_export(args) -> int:
+    import numpy as np
+    import torch
+
+    from recarch.config import to_dict
+    from recarch.ctr.run import load_ctr_run
+    from recarch.export import ClickProbability, export
+
+    cfg, data, model = load_ctr_run(Path(args.run_dir), args.data_dir)
+    example = (torch.from_numpy(np.array(data.test.cat[:2], dtype=np.int64)),
+               torch.from_numpy(np.array(data.test.num[:2], dtype=np.float32)))
+    out = export(ClickProbability(model), example, Path(args.out or Path(args.run_dir) / "export"),
+                 {"kind": "ctr", "model": to_dict(cfg.model), "schema": data.schema.__dict__,
+                  "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
+    print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
+    return 0
+
+
 def _ctr_datasets(args) -> int:
     from recarch.ctr.datasets import ctr_dataset_status
 
@@ -187,6 +220,10 @@ def ctr_parser(sub) -> None:
     e.add_argument("run_dir")
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.set_defaults(func=_ctr_evaluate)
+    x = csub.add_parser("export", help="safetensors weights + a torch.export click-probability program")
+    x.add_argument("run_dir")
+    x.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    x.set_defaults(func=_ctr_export)
     csub.add_parser("datasets", help="list CTR datasets, present or not").set_defaults(func=_ctr_datasets)
     csub.add_parser("models", help="list CTR models").set_defaults(func=_ctr_models)
 
@@ -229,6 +266,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", action="append", help="pop100 | uni100 | full | pop100-recbole (repeatable)")
     e.add_argument("--split", default="test", choices=["valid", "test"])
     e.set_defaults(func=_evaluate)
+
+    x = sub.add_parser("export", help="safetensors weights + a torch.export top-k serving program of a run")
+    x.add_argument("run_dir")
+    x.add_argument("--k", type=int, default=10, help="items returned per history")
+    x.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    x.set_defaults(func=_export)
 
     sub.add_parser("datasets", help="list registered datasets, present or not").set_defaults(func=_datasets)
     d = sub.add_parser("download", help="fetch a registered dataset into the data directory (sha256-checked)")
