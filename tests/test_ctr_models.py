@@ -152,3 +152,21 @@ def test_network_ops_count_the_plain_network():
     assert sum(op.weight_bytes for op in ops) == 4 * sum(p.numel() for p in plain.parameters())
     table = hw.LatencyTable(batch=8, repeats=2)
     assert table.network_ms(plain) > 0 and len(table.table) == 1 + SPACE.blocks
+
+
+def test_shrinking_never_adds_cost_and_reaches_the_smallest_network():
+    from recarch.ctr.space import shrink
+    from recarch.cost.flops import count_flops
+
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    rng = random.Random(0)
+    arch = sample(SPACE, rng, largest=True)
+    flops = [count_flops(net.extract(arch), inputs(1))["flops"]]
+    for _ in range(60):
+        arch = shrink(arch, SPACE, rng)
+        check(arch, SPACE)
+        flops.append(count_flops(net.extract(arch), inputs(1))["flops"])
+    assert all(b <= a for a, b in zip(flops, flops[1:]))
+    assert all(b.dense_dim == 8 and b.sparse_dim == 4 and len(b.dense_in) == 1 and b.sparse_op == "efc"
+               for b in arch.blocks)

@@ -31,7 +31,7 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
 from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.run import CTREvaluator, CTRRunConfig, CTRTrainer, ctr_train_defaults, load_data, train_ctr
-from recarch.ctr.space import Arch, SpaceConfig, mutate, sample
+from recarch.ctr.space import Arch, SpaceConfig, mutate, sample, shrink
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
@@ -152,6 +152,7 @@ class CandidateScorer:
                         torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
         self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
         self.cache: Dict[str, Dict] = {}
+        self.flops: Dict[str, float] = {}
         self.reference = None
         if hw is not None:  # energy and latency are relative to the largest network, embeddings in memory
             largest = sample(cfg.space, random.Random(0), largest=True)
@@ -160,6 +161,19 @@ class CandidateScorer:
 
     def ops(self, arch: Arch) -> List[hwlib.OpCost]:
         return hwlib.network_ops(self.net.extract(arch), self.example)
+
+    def mflops(self, arch: Arch) -> float:
+        key = arch.key()
+        if key not in self.flops:
+            self.flops[key] = 2 * sum(op.macs for op in hwlib.network_ops(self.net.extract(arch), self.example)) / 1e6
+        return self.flops[key]
+
+    def within_budget(self, arch: Arch, rng: random.Random, steps: int = 200) -> Arch:
+        """``arch`` shrunk step by step (recarch.ctr.space.shrink) until it meets the FLOPs budget."""
+        budget = self.cfg.budget_mflops
+        while budget is not None and steps and self.mflops(arch) > budget:
+            arch, steps = shrink(arch, self.cfg.space, rng), steps - 1
+        return arch
 
     def arch_info(self, arch: Arch) -> Optional[Dict]:
         key = arch.key()
@@ -213,13 +227,14 @@ def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchC
     scorer = CandidateScorer(net, data, cfg, hw, mode)
 
     def draw(rng: random.Random) -> Genome:
-        return sample(cfg.space, rng), frozenset(n for n in names if mode == "codesign" and rng.random() < 0.5)
+        arch = scorer.within_budget(sample(cfg.space, rng), rng)
+        return arch, frozenset(n for n in names if mode == "codesign" and rng.random() < 0.5)
 
     def change(genome: Genome, rng: random.Random) -> Genome:
         arch, placement = genome
         if mode == "codesign" and rng.random() < 0.5:
             return arch, placement ^ {rng.choice(names)}
-        return mutate(arch, cfg.space, rng), placement
+        return scorer.within_budget(mutate(arch, cfg.space, rng), rng), placement
 
     with torch.no_grad():
         history = evolve(cfg.evolution, draw, change, scorer, progress=cfg.train.progress)

@@ -137,3 +137,25 @@ def mutate(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
     what = rng.choice(sorted(redraw))
     setattr(b, what, redraw[what]())
     return Arch(blocks)
+
+
+def shrink(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
+    """A copy one step cheaper: in a random block, the next smaller dense or sparse width, one input
+    fewer, or EFC instead of attention (the repair that brings a draw under a FLOPs budget)."""
+    blocks = [replace(b) for b in arch.blocks]
+    moves = []
+    for b in blocks:
+        dense = sorted(d for d in space.dense_dims if d < b.dense_dim)
+        sparse = sorted(d for d in space.sparse_dims if d < b.sparse_dim)
+        if dense:
+            moves.append(lambda b=b, w=dense[-1]: setattr(b, "dense_dim", w))
+        if sparse:
+            moves.append(lambda b=b, w=sparse[-1]: setattr(b, "sparse_dim", w))
+        for name in ("dense_in", "sparse_in", "binary_in"):
+            if len(getattr(b, name)) > 1:
+                moves.append(lambda b=b, n=name: getattr(b, n).pop(rng.randrange(len(getattr(b, n)))))
+        if b.sparse_op == "attention" and "efc" in space.sparse_ops:
+            moves.append(lambda b=b: setattr(b, "sparse_op", "efc"))
+    if moves:
+        rng.choice(moves)()
+    return Arch(blocks)
