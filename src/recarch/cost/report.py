@@ -91,19 +91,14 @@ def cost_report(model: nn.Module, seq_len: int, test_batches: Sequence[Any], thr
     ``threads``, the achieved GFLOP/s beside the matmul peak, machine info, and ``memory`` as given
     (e.g. peak_memory_subprocess's dict; None if not measured). The model's training flag is restored.
     ``flops_inputs``: one row of other inputs than an id sequence (e.g. a CTR sample) to count FLOPs on."""
-    if flops_inputs is None:
-        flops = flops_per_sequence(model, seq_len, batch=1, method=method)
-    else:
-        model_training = model.training
-        model.eval()
-        try:
-            flops = {"flops_per_sequence": count_flops(model, flops_inputs, method)["flops"]}
-        finally:
-            model.train(model_training)
     call = getattr(model, method)
     was_training = model.training
     model.eval()
     try:
+        if flops_inputs is None:
+            flops = flops_per_sequence(model, seq_len, batch=1, method=method)
+        else:
+            flops = {"flops_per_sequence": count_flops(model, flops_inputs, method)["flops"]}
         timing = inference_time(lambda b: call(*b) if isinstance(b, (tuple, list)) else call(b),
                                 test_batches, threads)
     finally:
