@@ -168,3 +168,15 @@ def test_recnas_anneals_per_epoch_and_prunes_weak_choices(tmp_path):
     hooks.after_epoch(1, {})
     assert net.alpha[1] == -1e9 and net.alpha[0] == 3.0  # the weak candidate is gone for good
     assert net.tau == pytest.approx(0.7)
+
+
+def test_an_architecture_step_moves_only_the_controllers(tmp_path):
+    trainer, net = _search_trainer(tmp_path, 1, "valid")
+    weights = {k: v.clone() for k, v in net.backbone.state_dict().items()}
+    alpha = net.alpha.detach().clone()
+    seq, target = next(iter(trainer.batches.epoch(1)))
+    trainer.hooks.after_step(1, seq, target)
+    assert not torch.equal(net.alpha, alpha) and net.alpha.grad is not None
+    assert all(p.grad is None for p in net.weight_parameters())  # no weight gradient was computed
+    assert all(p.requires_grad for p in net.weight_parameters())  # and the weights train again afterwards
+    assert all(torch.equal(v, net.backbone.state_dict()[k]) for k, v in weights.items())

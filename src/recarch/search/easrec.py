@@ -94,8 +94,16 @@ class EASRecArchitect(TrainHooks):
         self.optimizer.zero_grad(set_to_none=True)
         resource = self.resource()
         lam = self.cfg.lam if self.uses_resource else 0.0
-        # every rank adds R/world, so the summed controller gradient carries λ·∂R exactly once
-        (self.loss_fn(seq, target) + lam * resource / self.dist.world).backward()
+        # every rank adds R/world, so the summed controller gradient carries λ·∂R exactly once; the
+        # weights' gradients would be thrown away, so autograd is told not to compute them
+        weights = [p for p in self.net.weight_parameters() if p.requires_grad]
+        for p in weights:
+            p.requires_grad_(False)
+        try:
+            (self.loss_fn(seq, target) + lam * resource / self.dist.world).backward()
+        finally:
+            for p in weights:
+                p.requires_grad_(True)
         self.dist.sum_grads(self.net.arch_parameters())
         self.optimizer.step()
         self.last_resource = float(resource.detach())
