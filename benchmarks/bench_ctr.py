@@ -36,8 +36,7 @@ def baseline(dataset: str, name: str, seed: int, args) -> dict:
     cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"],
                           [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}",
                            f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set])
-    return finished(train_ctr(cfg, args.data_dir, HERE / ".work" / "ctr" / f"{dataset}-{name}-seed{seed}",
-                              echo=not args.quiet), name)
+    return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}-seed{seed}", args), name)
 
 
 def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
@@ -45,8 +44,14 @@ def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
     cfg = load_search_config([search_dir / "config.yaml"])
     run_cfg = CTRRunConfig(data=cfg.data, model=CTRModelConfig(name="nasrec", arch_file=str(search_dir / f"arch-{mode}.json")),
                            train=replace(cfg.retrain, seed=seed), cost=cfg.cost)
-    return finished(train_ctr(run_cfg, args.data_dir, search_dir / "seeds" / f"{mode}-seed{seed}", echo=not args.quiet),
-                    f"searched ({mode})")
+    return finished(cached_train(run_cfg, search_dir / "seeds" / f"{mode}-seed{seed}", args), f"searched ({mode})")
+
+
+def cached_train(cfg: CTRRunConfig, run_dir: Path, args) -> dict:
+    """train_ctr, or the finished run already in ``run_dir`` (so an interrupted benchmark resumes)."""
+    if (run_dir / "metrics.json").exists() and (run_dir / "cost.json").exists():
+        return {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
+    return train_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
 
 
 def finished(result: dict, name: str) -> dict:
@@ -70,6 +75,31 @@ def search(dataset: str, budget_mflops: float, args) -> dict:
                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
                               f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}", *args.search_set])
     return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
+
+
+def placement_effect(run_dir: Path, args) -> dict:
+    """Energy and modelled latency of each mode's winner under both placements — the usual one
+    (embeddings in memory) and the co-designed one — to separate the architecture's share of the
+    co-design gain from the placement's."""
+    from recarch.ctr import hardware as hw
+    from recarch.ctr.run import load_data
+    from recarch.ctr.supernet import NASRecNet, load_arch
+
+    cfg = load_search_config([run_dir / "config.yaml"])
+    hardware = hw.load_hardware(cfg.hardware)
+    data = load_data(CTRRunConfig(data=cfg.data), args.data_dir)
+    example = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+    codesigned = frozenset(json.loads((run_dir / "arch-codesign.json").read_text())["placement"])
+    out = {}
+    for mode in ("arch", "codesign"):
+        space, arch = load_arch(str(run_dir / f"arch-{mode}.json"))
+        ops = hw.network_ops(NASRecNet(data.schema, space, arch), example)
+        for name, placement in (("embeddings_in_memory", hw.embeddings_in_memory(ops, hardware)),
+                                ("codesigned", codesigned)):
+            cost = hw.pim_cost(ops, placement, hardware)
+            out[f"{mode}_arch_{name}"] = {"energy_mj": 1e3 * cost["energy_j"], "latency_ms": 1e3 * cost["latency_s"],
+                                          "feasible": cost["feasible"]}
+    return out
 
 
 def aggregate(rows: list) -> dict:
@@ -133,7 +163,7 @@ def main(argv=None) -> int:
             "machine": machine_info(args.threads), "matmul_peak_gflops": peak, "baselines": rows,
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
-            "modes": modes,
+            "modes": modes, "placement_effect": placement_effect(run_dir, args),
             "ratios": {
                 "searched_auc_minus_best": arch_auc - best["test_auc"][0],
                 "searched_flops_fraction": arch["flops_per_sample"] / best["flops_per_sample"],

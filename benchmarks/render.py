@@ -131,6 +131,18 @@ def _ms(pair, digits=4) -> str:
     return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
+def placement_lines(effect) -> list:
+    if not effect:
+        return []
+    out = ["Where the gain comes from (energy mJ / modelled latency ms per batch, each winner under each placement):", "",
+           "| architecture | embeddings in memory, dense on host | co-designed placement |", "|---|---|---|"]
+    for mode in ("arch", "codesign"):
+        cells = [effect[f"{mode}_arch_{p}"] for p in ("embeddings_in_memory", "codesigned")]
+        out.append(f"| {mode} winner | " + " | ".join(f"{c['energy_mj']:.4f} / {c['latency_ms']:.4f}"
+                                                     + ("" if c["feasible"] else " (over PIM capacity)") for c in cells) + " |")
+    return out + [""]
+
+
 def ctr_section(r: dict) -> list:
     out = [f"### {r['dataset']}", "", f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} "
            f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
@@ -154,6 +166,7 @@ def ctr_section(r: dict) -> list:
             f"energy {q['energy_arch_over_codesign']:.2f}×, modelled latency {q['pim_latency_arch_over_codesign']:.2f}×, "
             f"FLOPs {q['flops_arch_over_codesign']:.2f}× lower with co-design (paper: 1.8× energy, 1.5× performance, "
             "2× FLOPs efficiency).", "",
+            *placement_lines(r.get("placement_effect")),
             "| mode | candidates scored | on the Pareto front | energy mJ/batch | PIM latency ms/batch | placed in memory |",
             "|---|---|---|---|---|---|"]
     for mode, m in r["modes"].items():

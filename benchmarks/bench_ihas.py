@@ -1,0 +1,97 @@
+"""iHAS benchmark: per data set and backbone, the full-dimension model, the AutoDim-like model (one
+searched dimension per field for all instances) and iHAS (search → cluster → retrain, routed ensemble),
+with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
+
+Writes ``benchmarks/results/ihas-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
+Example: ``python benchmarks/bench_ihas.py --datasets frappe ml-100k-ctr --backbones deepfm dcnv2 dlrm --threads 1``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from recarch import config as cfglib
+from recarch.cost import machine_info
+from recarch.io import write_json_atomic
+from recarch.ihas.job import load_ihas_config, run_ihas
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+METHODS = ("full", "autodim", "ihas")
+
+
+def row(summary: dict) -> dict:
+    """One backbone's numbers, from a run's summary.json."""
+    out = {"backbone": summary["backbone"], "run_dir": summary["run_dir"], "methods": {}}
+    full = summary["methods"]["full"]
+    for name in METHODS:
+        m = summary["methods"][name]
+        out["methods"][name] = {
+            "valid": {k: m["valid"][k] for k in ("auc", "logloss")}, "test": {k: m["test"][k] for k in ("auc", "logloss")},
+            "embedding_params": m["embedding_params"], "embedding_params_vs_full": m["embedding_params"] / full["embedding_params"],
+            "params": m["params"], "flops_per_sample": m["flops_per_sample"],
+            "inference_us_per_sample": m.get("inference_us_per_sample"),
+            "active_dims_per_instance": m["active_dims_per_instance"],
+        }
+    ihas, target = summary["methods"]["ihas"], out["methods"]["ihas"]
+    target.update({k: ihas[k] for k in ("embedding_params_per_instance", "gate_embedding_params", "group_embedding_params",
+                                        "gate_params")})
+    target["embedding_params_per_instance_vs_full"] = ihas["embedding_params_per_instance"] / full["embedding_params"]
+    out["autodim_dims"] = summary["methods"]["autodim"]["dims"]
+    out["clusters"] = {k: v for k, v in summary["clusters"].items()}
+    out["search"] = summary["search"]
+    out["timings"] = summary["timings"]
+    auc_ok = ihas["test"]["auc"] >= full["test"]["auc"]
+    out["targets"] = {"auc_ge_full": auc_ok, "auc_minus_full": ihas["test"]["auc"] - full["test"]["auc"],
+                      "per_instance_le_half": target["embedding_params_per_instance_vs_full"] <= 0.5,
+                      "total_le_half": target["embedding_params_vs_full"] <= 0.5}
+    out["targets"]["met_per_instance"] = auc_ok and out["targets"]["per_instance_le_half"]
+    out["targets"]["met_total"] = auc_ok and out["targets"]["total_le_half"]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=["frappe"])
+    ap.add_argument("--backbones", nargs="+", default=["deepfm", "dcnv2", "dlrm"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
+                    help="iHAS preset(s) (default configs/ihas-quick.yaml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    presets = args.config or [str(ROOT / "configs" / "ihas-quick.yaml")]
+    torch.set_num_threads(args.threads)
+    for dataset in args.datasets:
+        started = time.perf_counter()
+        rows, config = [], None
+        for backbone in args.backbones:
+            cfg = load_ihas_config(presets, [f"data.dataset={dataset}", f"model.name={backbone}",
+                                             f"search.seed={args.seed}", f"retrain.seed={args.seed}",
+                                             f"search.threads={args.threads}", f"retrain.threads={args.threads}",
+                                             f"cost.threads={args.threads}", "baselines=true", *args.set])
+            config = cfglib.to_dict(cfg)
+            summary = run_ihas(cfg, args.data_dir, HERE / ".work" / "ihas" / f"{dataset}-{backbone}", echo=not args.quiet)
+            rows.append(row(summary))
+            print(f"{dataset} {backbone}: iHAS AUC {summary['methods']['ihas']['test']['auc']:.4f} vs full "
+                  f"{summary['methods']['full']['test']['auc']:.4f}", flush=True)
+        result = {"dataset": dataset, "seed": args.seed,
+                  "command": "python benchmarks/bench_ihas.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                  "machine": machine_info(args.threads), "presets": [str(Path(p)) for p in presets],
+                  "overrides": args.set, "config": config, "rows": rows,
+                  "wall_seconds": time.perf_counter() - started}
+        out = Path(args.out_dir) / f"ihas-{dataset}.json"
+        write_json_atomic(out, result)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

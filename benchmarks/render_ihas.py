@@ -1,0 +1,80 @@
+"""Markdown for one ``benchmarks/results/ihas-<dataset>.json`` (written by ``bench_ihas.py``);
+``ihas_section(result)`` returns the lines, for ``benchmarks/render.py`` to place in BENCHMARKS.md."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)", "ihas": "iHAS ensemble"}
+
+
+def _machine(m: dict, seed) -> str:
+    return (f"Machine: {m.get('cpu')} ({m.get('cores')} cores), torch {m.get('torch')}, python {m.get('python')}, "
+            f"{m.get('threads')} thread(s), commit `{(m.get('git_commit') or 'uncommitted')[:10]}`, seed {seed}.")
+
+
+def _us(x) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def ihas_section(result: dict) -> List[str]:
+    ds, rows = result["dataset"], result["rows"]
+    c = result.get("config") or {}
+    out = [f"### iHAS — {ds}", "", f"Command: `{result['command']}` — {_machine(result['machine'], result['seed'])}", ""]
+    if c:
+        g = c["gate"]
+        out += [f"Settings: full width {c['model']['embed_dim']} in {c['blocks']} blocks per field; "
+                f"{g['estimator']} gates (own embedding {g['embed_dim']} × ≤{g['hash_buckets'] or 'all'} rows per field, "
+                f"hidden {g['hidden']}); target {c['target']} of the {c['target_weighting']}, λ_sparsity "
+                f"{c['sparsity_weight']}, λ_bipolar {c['bipolar_weight']}, regularisers off for {c['reg_warmup_epochs']} "
+                f"epochs then ramped over {c['reg_ramp_epochs']}; search {c['search']['epochs']} epochs; "
+                f"k = {c['clusters']} ({c['cluster_mode']}); retraining: {c['retrain_init']} init on {c['retrain_data']} "
+                f"data, lr {c['retrain']['lr']}, early stopping (patience {c['retrain']['patience']}).", ""]
+    out += ["Embedding parameters count every `nn.Embedding` weight (DeepFM's first-order table included, for every "
+            "method). iHAS *total*: all groups' tables plus the gate network's own embedding; *per instance*: the gate "
+            "embedding plus the tables of the group model serving the instance, averaged over the test set.", "",
+            "| backbone | method | test AUC | test log loss | embedding params | × full | MFLOPs/sample | CPU µs/sample |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name in ("full", "autodim", "ihas"):
+            m = r["methods"][name]
+            out.append(f"| {r['backbone']} | {LABELS[name]} | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
+                       f"{m['embedding_params']:,} | {m['embedding_params_vs_full']:.3f} | "
+                       f"{m['flops_per_sample'] / 1e6:.3f} | {_us(m.get('inference_us_per_sample'))} |")
+        m = r["methods"]["ihas"]
+        out.append(f"| {r['backbone']} | iHAS, per instance | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
+                   f"{m['embedding_params_per_instance']:,.0f} | {m['embedding_params_per_instance_vs_full']:.3f} | — | — |")
+    out += ["", "Transferability (target: test AUC ≥ the full-dimension model's with ≤ 50 % of its embedding parameters):", "",
+            "| backbone | full AUC | iHAS AUC | Δ AUC | AutoDim-like AUC | iHAS per instance × full | iHAS total × full | "
+            "target met (per instance / total) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m, t = r["methods"], r["targets"]
+        out.append(f"| {r['backbone']} | {m['full']['test']['auc']:.4f} | {m['ihas']['test']['auc']:.4f} | "
+                   f"{t['auc_minus_full']:+.4f} | {m['autodim']['test']['auc']:.4f} | "
+                   f"{m['ihas']['embedding_params_per_instance_vs_full']:.3f} | {m['ihas']['embedding_params_vs_full']:.3f} | "
+                   f"{'yes' if t['met_per_instance'] else 'no'} / {'yes' if t['met_total'] else 'no'} |")
+    fields = list(rows[0]["autodim_dims"]) if rows else []
+    out += ["", "Clusters: rows per group (router assignment) and the dimension each group kept per field "
+            f"(of {c.get('model', {}).get('embed_dim', '?')}); AutoDim-like for comparison.", "",
+            "| backbone | group | train rows | test rows | " + " | ".join(fields) + " |",
+            "|---|---|---|---|" + "---|" * len(fields)]
+    for r in rows:
+        for g in r["clusters"]["groups"]:
+            out.append(f"| {r['backbone']} | {g['group']} | {g['train_rows']:,} | {g['test_rows']:,} | "
+                       + " | ".join(str(g["dims"][f]) for f in fields) + " |")
+        out.append(f"| {r['backbone']} | AutoDim-like | all | all | " + " | ".join(str(r["autodim_dims"][f]) for f in fields) + " |")
+    out += ["", "| backbone | distinct patterns (train) | groups | router agrees with k-means | search: params kept "
+            "(validation, deterministic gates) | search s | retrain s | baselines s |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cl, s, t = r["clusters"], r["search"], r["timings"]
+        out.append(f"| {r['backbone']} | {cl['distinct_patterns']} | {cl['num_groups']} | {cl['router_agreement']:.1%} | "
+                   f"{s['active_params_fraction']:.1%} | {t['search']:.0f} | {t['retrain']:.0f} | {t.get('baselines', 0):.0f} |")
+    out.append("")
+    return out
+
+
+if __name__ == "__main__":
+    for path in sys.argv[1:]:
+        print("\n".join(ihas_section(json.loads(Path(path).read_text()))))
