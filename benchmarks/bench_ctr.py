@@ -59,7 +59,7 @@ def finished(result: dict, name: str) -> dict:
     cost = json.loads((run_dir / "cost.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     seed = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["seed"])
-    return {"model": name, "seed": seed, "valid": result["valid"], "test": result["test"], "best_epoch": result["best_epoch"],
+    return {"model": name, "seed": seed, "run_dir": str(run_dir), "valid": result["valid"], "test": result["test"], "best_epoch": result["best_epoch"],
             "epochs_run": result["epochs_run"], "train_seconds": result["train_seconds"],
             "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])),
             "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
@@ -99,6 +99,22 @@ def placement_effect(run_dir: Path, args) -> dict:
             cost = hw.pim_cost(ops, placement, hardware)
             out[f"{mode}_arch_{name}"] = {"energy_mj": 1e3 * cost["energy_j"], "latency_ms": 1e3 * cost["latency_s"],
                                           "feasible": cost["feasible"]}
+    return out
+
+
+def inference_same_run(run_dirs: dict, args) -> dict:
+    """CPU µs per test sample of every model, timed back to back in this process (batch 1024, the
+    benchmark's threads), so that the ratios between them are not skewed by other load on the machine."""
+    from recarch.cost.timing import inference_time
+    from recarch.ctr.run import load_ctr_run
+    from recarch.ctr.table import batches
+
+    out = {}
+    for name, run_dir in run_dirs.items():
+        _, data, model = load_ctr_run(run_dir, args.data_dir)
+        test = [(c, n) for c, n, _ in batches(data.test, 1024)]
+        timing = inference_time(lambda b: model(*b), test, args.threads, warmup=3)
+        out[name] = 1e6 * timing["seconds"] / len(data.test)
     return out
 
 
@@ -164,6 +180,9 @@ def main(argv=None) -> int:
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
             "modes": modes, "placement_effect": placement_effect(run_dir, args),
+            "inference_us_same_run": inference_same_run(
+                {**{b["model"]: Path(b["run_dir"]) for b in rows},
+                 **{f"searched ({mode})": Path(m["seeds"]["run_dir"]) for mode, m in modes.items()}}, args),
             "ratios": {
                 "searched_auc_minus_best": arch_auc - best["test_auc"][0],
                 "searched_flops_fraction": arch["flops_per_sample"] / best["flops_per_sample"],

@@ -156,6 +156,10 @@ def ctr_section(r: dict) -> list:
                    f"{b['params']:,} | {b['embedding_params']:,} | {b['inference_us_per_sample']:.2f} | "
                    f"{b['samples_per_s']:.0f} | {p} |")
     q, sn = r["ratios"], r["search"]["supernet"]
+    if r.get("inference_us_same_run"):
+        t = r["inference_us_same_run"]
+        out += ["", "CPU inference, all models timed back to back in one process (µs per test sample, batch 1024, "
+                "seed-42 runs): " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) + "."]
     out += ["", f"Budget: {r['budget_fraction']:.0%} of the best baseline's FLOPs = {r['budget_mflops']:.3f} MFLOPs/sample. "
             f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
