@@ -59,6 +59,12 @@ def _row(run_dir: Path) -> Dict[str, Any]:
             "peak_memory_mb": (cost.get("memory") or {}).get("net_mb")}
 
 
+def run_folder(runs_dir: Path, dataset: str, name: str, seed: int) -> Path:
+    """The training run folder of a cached row: the retrained model for search methods."""
+    folder = Path(runs_dir) / dataset / name / f"seed{seed}" / "run"
+    return folder / "retrain" if METHODS.get(name).strategy else folder
+
+
 def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
                data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
     """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in

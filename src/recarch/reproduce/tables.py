@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.registry import Registry
-from recarch.reproduce.methods import METHODS, run_method
+from recarch.reproduce.methods import METHODS, run_folder, run_method
 from recarch.reproduce.stats import mean_std, welch_t_test
 
 PAPER = json.loads((Path(__file__).with_name("easrec_paper.json")).read_text())
@@ -82,16 +82,32 @@ def render_table3(r: Result) -> List[str]:
     return out
 
 
+def retime(r: Result, runs_dir: Path, data_dir: Optional[str], batch_size: int = 256, threads: int = 1) -> None:
+    """Time every method's test-set inference back to back in this process (first seed's model, same
+    batch size and threads), so that Table IV's ratios are not skewed by other load on the machine."""
+    import torch
+
+    from recarch import run
+    from recarch.cost.timing import inference_time
+
+    for method, rows in r.rows.items():
+        cfg, data, model = run.load_run(run_folder(runs_dir, r.dataset, method, rows[0]["seed"]), data_dir)
+        batches = list(torch.from_numpy(run.make_evaluator(cfg, data).inputs("test")).split(batch_size))
+        timing = inference_time(model.score_last, batches, threads, warmup=2)
+        for row in rows:
+            row["inference_seconds_same_run"] = timing["seconds"]
+
+
 def render_table4(r: Result) -> List[str]:
     paper = PAPER["table4"]["values"].get(r.paper_key or "", {})
     device = next((row["inference_device"] for rows in r.rows.values() for row in rows if row.get("inference_device")), "cpu")
-    out = [f"| method | d / d_ff / layers | MFLOPs/seq | params | inference s (test set, {device}) | peak MB | "
+    out = [f"| method | d / d_ff / layers | MFLOPs/seq | params | inference s (test set, {device}, timed back to back) | peak MB | "
            "test NDCG@10 | paper inference s / GPU GB |", "|---|---|---|---|---|---|---|---|"]
     for m in r.rows:
         shape = r.rows[m][0]["model"]
         p = paper.get(m)
         paper_cell = f"{p['inference_s']} s / {p['gpu_memory_gb']} GB" if p else "—"
-        flops, params, infer, mem = (r.cost(m, k) for k in ("flops_per_sequence", "params", "inference_seconds", "peak_memory_mb"))
+        flops, params, infer, mem = (r.cost(m, k) for k in ("flops_per_sequence", "params", "inference_seconds_same_run", "peak_memory_mb"))
         out.append(f"| {METHODS.get(m).label} | {shape['hidden_size']} / {shape['inner_size']} / {shape['n_layers']} | "
                    f"{flops / 1e6 if flops else float('nan'):.2f} | {params or 0:,.0f} | {infer or float('nan'):.3f} | "
                    f"{mem or float('nan'):.0f} | {r.stat(m, 'test', 'ndcg@10')} | "
@@ -182,6 +198,8 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
         rows.setdefault(method, []).append(run_method(method, dataset, 42 + seed, preset, sets, data_dir,
                                                       out_dir / "runs", echo=echo))
     result = Result(table, dataset, rows)
+    if table == "table4":
+        retime(result, out_dir / "runs", data_dir)
     stem = out_dir / f"{table}-{dataset}"
     front = plot(result, spec.plot, stem.with_suffix(".png"))
     lines = [f"## {spec.title} — {dataset}", "",
