@@ -216,6 +216,13 @@ def main() -> int:
                   NASREC_README, ""]
         for path in ctr:
             lines += ctr_section(json.loads(path.read_text()))
+    ihas = sorted((HERE / "results").glob("ihas-*.json"))
+    if ihas:
+        from render_ihas import ihas_section
+
+        lines += ["## Embedding track: iHAS instance-wise dimensions (`benchmarks/bench_ihas.py`)", ""]
+        for path in ihas:
+            lines += ihas_section(json.loads(path.read_text()))
     text = "\n".join(lines)
     tmp = ROOT / "BENCHMARKS.md.tmp"
     tmp.write_text(text)

@@ -24,6 +24,10 @@ def test_every_shipped_config_loads(path):
         assert isinstance(load_ctr_search([path]), CTRSearchConfig)
     elif path.name.startswith("ctr-"):
         assert isinstance(load_ctr_config([path]), CTRRunConfig)
+    elif path.name.startswith("ihas-"):
+        from recarch.ihas.job import IHASConfig, load_ihas_config
+
+        assert isinstance(load_ihas_config([path]), IHASConfig)
     elif path.name == "pim.yaml":
         assert load_hardware(str(path)).pim.bandwidth_gbs > load_hardware(str(path)).host.bandwidth_gbs
     else:

@@ -184,6 +184,16 @@ def _ctr_models(args) -> int:
     return 0
 
 
+def _ihas(args) -> int:
+    from recarch.ihas.job import load_ihas_config, run_ihas
+
+    base = _base(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
+    cfg = load_ihas_config(args.config, args.set, base)
+    summary = run_ihas(cfg, data_dir=args.data_dir)
+    print(f"results in {summary['run_dir']} (summary.json, ensemble/, search/, cluster/, retrain/, baseline-*/)")
+    return 0
+
+
 def _reproduce(args) -> int:
     from recarch.reproduce.tables import reproduce
 
@@ -279,6 +289,15 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_download)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     ctr_parser(sub)
+
+    ih = sub.add_parser("ihas", help="iHAS: instance-wise embedding dimensions (search → cluster → retrain) vs baselines")
+    ih.add_argument("--dataset", help="registered CTR dataset (see `recarch ctr datasets`)")
+    ih.add_argument("--backbone", help="dlrm | deepfm | dcnv2 | autoint")
+    ih.add_argument("--clusters", type=int, help="number of instance groups k")
+    ih.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="e.g. configs/ihas-quick.yaml")
+    ih.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. target=0.3")
+    ih.add_argument("--out-dir")
+    ih.set_defaults(func=_ihas)
 
     rp = sub.add_parser("reproduce", help="the EASRec paper's Table III / IV / V or Fig. 4 on a dataset, beside its numbers")
     rp.add_argument("table", choices=["table3", "table4", "table5", "fig4"])

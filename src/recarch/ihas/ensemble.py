@@ -1,0 +1,92 @@
+"""The exported iHAS model: the gate network routes each instance to its group's backbone.
+
+``forward(cat, num) -> logit (B,)``: deterministic gate pattern → nearest known pattern → group →
+that group's backbone (a hand-designed CTR model whose embedding is a :class:`MixedDimEmbedding`
+with the group's per-field columns). Saved as ``ensemble.pt`` (state dict, written atomically) plus
+``ensemble.json`` (schema, backbone and gate configs, blocks, per-group columns) — no pickled objects.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import torch
+from torch import nn
+
+from recarch import config as cfglib
+from recarch.ctr.models import CTRModelConfig, build_ctr_model
+from recarch.ctr.table import CTRSchema
+from recarch.io import write_json_atomic
+from recarch.ihas.cluster import route
+from recarch.ihas.embedding import MixedDimEmbedding
+from recarch.ihas.gates import GateConfig, Gates
+from recarch.train import checkpoint
+
+
+def mixed_backbone(schema: CTRSchema, model_cfg: CTRModelConfig, columns: Sequence[Sequence[int]]) -> nn.Module:
+    """A backbone whose ``embedding`` is a mixed-dimension one with these per-field columns."""
+    model = build_ctr_model(schema, model_cfg)
+    base = getattr(model, "embedding", None)
+    model.embedding = MixedDimEmbedding(schema, model_cfg.embed_dim, columns, numeric=base.numeric is not None,
+                                        init_std=model_cfg.init_std)
+    return model
+
+
+class IHASEnsemble(nn.Module):
+    def __init__(self, schema: CTRSchema, model_cfg: CTRModelConfig, gate_cfg: GateConfig, blocks: int,
+                 group_columns: Sequence[Sequence[Sequence[int]]], num_codes: int) -> None:
+        super().__init__()
+        self.schema, self.model_cfg, self.gate_cfg, self.blocks = schema, model_cfg, gate_cfg, blocks
+        self.group_columns = [[list(map(int, cols)) for cols in g] for g in group_columns]
+        self.gates = Gates(schema, blocks, gate_cfg)
+        self.models = nn.ModuleList(mixed_backbone(schema, model_cfg, cols) for cols in self.group_columns)
+        self.register_buffer("codes", torch.zeros(num_codes, schema.num_fields * blocks, dtype=torch.bool))
+        self.register_buffer("code_group", torch.zeros(num_codes, dtype=torch.long))
+
+    @torch.no_grad()
+    def route(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """Group index (B,) of each instance."""
+        return route(self.gates.pattern(cat, num).flatten(1), self.codes, self.code_group)
+
+    def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        group = self.route(cat, num)
+        out = torch.empty(cat.shape[0], device=cat.device)
+        for g, model in enumerate(self.models):
+            rows = torch.nonzero(group == g).flatten()
+            if len(rows):
+                out[rows] = model(cat[rows], num[rows]).to(out.dtype)
+        return out
+
+    # ---- sizes -----------------------------------------------------------------------------------
+    def group_embedding_params(self) -> List[int]:
+        """Per group: the parameters of its nn.Embedding tables (mixed tables plus e.g. DeepFM's first order)."""
+        return [sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding)) for model in self.models]
+
+    def gate_embedding_params(self) -> int:
+        return sum(m.weight.numel() for m in self.gates.modules() if isinstance(m, nn.Embedding))
+
+    # ---- save / load -----------------------------------------------------------------------------
+    def config(self) -> Dict[str, Any]:
+        return {"schema": asdict(self.schema), "model": cfglib.to_dict(self.model_cfg),
+                "gate": cfglib.to_dict(self.gate_cfg), "blocks": self.blocks,
+                "group_columns": self.group_columns, "num_codes": int(self.codes.shape[0])}
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        checkpoint.save_atomic({"model": self.state_dict()}, folder / "ensemble.pt")
+        write_json_atomic(folder / "ensemble.json", self.config())
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "IHASEnsemble":
+        return cls(CTRSchema(**config["schema"]), cfglib.from_dict(CTRModelConfig, config["model"]),
+                   cfglib.from_dict(GateConfig, config["gate"]), config["blocks"], config["group_columns"],
+                   config["num_codes"])
+
+    @classmethod
+    def load(cls, folder: Path, device: str = "cpu") -> "IHASEnsemble":
+        folder = Path(folder)
+        model = cls.from_config(json.loads((folder / "ensemble.json").read_text()))
+        model.load_state_dict(checkpoint.load(folder / "ensemble.pt", device)["model"])
+        return model.eval()

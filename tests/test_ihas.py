@@ -1,0 +1,232 @@
+"""iHAS: gates and estimators, regularisers, mixed-dimension embeddings, clustering, the routed
+ensemble, and `recarch ihas` end to end on Frappe."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from recarch.cli import main
+from recarch.config import ConfigError
+from recarch.ctr.models import CTRModelConfig, FieldEmbedding, build_ctr_model
+from recarch.ctr.table import CTRSchema
+from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
+from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
+from recarch.ihas.ensemble import IHASEnsemble
+from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
+from recarch.ihas.job import evaluate_ihas, field_columns, load_ihas_config
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SCHEMA = CTRSchema(fields=["a", "b", "c"], vocab_sizes=[7, 50, 4], numeric=[])
+
+
+def toy_batch(n=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    cat = torch.stack([torch.randint(v, (n,), generator=gen) for v in SCHEMA.vocab_sizes], 1)
+    return cat, torch.zeros(n, 0)
+
+
+def test_straight_through_is_exactly_binary_with_gradients_to_the_gate_network():
+    torch.manual_seed(0)
+    gates = Gates(SCHEMA, 4, GateConfig(estimator="straight_through", init_logit=0.0)).train()
+    cat, num = toy_batch()
+    z, prob = gates(cat, num)
+    assert z.shape == (64, 3, 4) and set(z.unique().tolist()) <= {0.0, 1.0}
+    assert 0 < z.mean() < 1 and torch.all((prob > 0) & (prob < 1))
+    (z * torch.randn_like(z)).sum().backward()
+    grads = [p.grad for p in gates.network.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    gates.eval()  # deterministic: σ(logit) > 0.5
+    z_eval, _ = gates(cat, num)
+    assert torch.equal(z_eval.bool(), gates.logits(cat, num) > 0)
+
+
+def test_hard_concrete_samples_in_training_and_is_deterministic_in_eval():
+    torch.manual_seed(0)
+    gates = Gates(SCHEMA, 4, GateConfig(estimator="hard_concrete", init_logit=0.5))
+    cat, num = toy_batch()
+    gates.train()
+    a, _ = gates(cat, num)
+    b, _ = gates(cat, num)
+    assert a.min() >= 0 and a.max() <= 1 and not torch.equal(a, b)
+    assert ((a == 0) | (a == 1)).any() and ((a > 0) & (a < 1)).any()  # stretched & clipped: exact 0/1 possible
+    gates.eval()
+    c, pc = gates(cat, num)
+    d, _ = gates(cat, num)
+    assert torch.equal(c, d) and set(c.unique().tolist()) <= {0.0, 1.0}
+    assert torch.all(pc > torch.sigmoid(gates.logits(cat, num)))  # P(z > 0) of hard concrete exceeds σ(logit)
+
+
+@pytest.mark.parametrize("target", [0.25, 0.6])
+def test_sparsity_regulariser_drives_the_active_fraction_to_the_target(target):
+    torch.manual_seed(0)
+    gates = Gates(SCHEMA, 4, GateConfig(init_logit=2.0)).train()
+    opt = torch.optim.Adam(gates.parameters(), lr=0.05)
+    cat, num = toy_batch(256)
+    for _ in range(300):
+        _, prob = gates(cat, num)
+        loss = 5 * sparsity_loss(prob, target) + 0.1 * bipolar_loss(prob)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    gates.eval()
+    with torch.no_grad():
+        prob = gates.probability(gates.logits(cat, num))
+    assert abs(float(active_fraction(prob)) - target) < 0.05
+    # weighted by vocabulary (the parameter fraction) and one-sided variants
+    w = torch.tensor([0.1, 0.8, 0.1])
+    p = torch.full((2, 3, 4), 0.5)
+    assert float(sparsity_loss(p, 0.3, w)) == pytest.approx(0.04)
+    assert float(sparsity_loss(p, 0.7, w, one_sided=True)) == 0.0
+    assert float(bipolar_loss(torch.tensor([0.0, 1.0]))) == 0.0
+
+
+def test_mixed_dim_embedding_counts_parameters_honestly_and_pads_with_zeros():
+    columns = [[0, 1, 2, 3], [], [6, 7]]
+    emb = MixedDimEmbedding(SCHEMA, 8, columns, init_std=1.0)
+    assert emb.embedding_params == 7 * 4 + 50 * 0 + 4 * 2
+    assert sum(p.numel() for p in emb.parameters()) == emb.embedding_params
+    cat, num = toy_batch()
+    tokens = emb(cat, num)
+    assert tokens.shape == (64, 3, 8)
+    assert torch.all(tokens[:, 0, 4:] == 0) and torch.all(tokens[:, 1] == 0) and torch.all(tokens[:, 2, :6] == 0)
+    assert torch.all(tokens[:, 0, :4] != 0)
+    # warm start copies the kept columns of the full table
+    full = FieldEmbedding(SCHEMA, 8, init_std=1.0)
+    warm = MixedDimEmbedding.from_full(full, SCHEMA, columns)
+    assert torch.allclose(warm(cat, num)[:, 2, 6:], full(cat, num)[:, 2, 6:])
+    # any backbone runs unchanged on top of it; gradients reach only the tables that exist
+    for name in ("deepfm", "dcnv2", "dlrm", "autoint"):
+        model = build_ctr_model(SCHEMA, CTRModelConfig(name=name, embed_dim=8, mlp=[8], attn_dim=8))
+        model.embedding = MixedDimEmbedding(SCHEMA, 8, columns)
+        model(cat, num).sum().backward()
+    assert block_columns([True, False, True], 2) == [0, 1, 4, 5]
+    # from scratch a field's dimensions are the first d_f columns, so any two fields share min(d_a, d_b)
+    # columns for DLRM / FM dot products; warm-started they stay where the search model had them
+    assert field_columns([False, True], 2, "scratch") == [0, 1] and field_columns([False, True], 2, "search") == [2, 3]
+
+
+def test_block_masked_embedding_zeroes_the_blocks_that_are_off():
+    torch.manual_seed(0)
+    base = FieldEmbedding(SCHEMA, 8, init_std=1.0)
+    emb = BlockMaskedEmbedding(base, Gates(SCHEMA, 4, GateConfig(init_logit=0.0)), 4).eval()
+    cat, num = toy_batch()
+    tokens = emb(cat, num)
+    pattern, masked = emb.deterministic(cat, num)
+    assert torch.equal(tokens, masked)
+    mask = pattern.repeat_interleave(2, dim=-1)
+    assert torch.all(tokens[~mask] == 0) and torch.all(tokens[mask] == base(cat, num)[mask])
+    assert emb.last_prob.shape == (64, 3, 4)
+
+
+def test_kmeans_recovers_planted_clusters():
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [6.0, 0.0, 0.0], [0.0, 6.0, 6.0]])
+    truth = torch.arange(3).repeat_interleave(200)
+    x = centres[truth] + 0.5 * torch.randn(600, 3, generator=gen)
+    labels, found = kmeans(x, 3, seed=0)
+    for c in range(3):  # each planted cluster is exactly one found cluster
+        assert len(labels[truth == c].unique()) == 1
+    assert len(labels.unique()) == 3
+    assert torch.equal(kmeans(x, 3, seed=0)[0], labels)  # seeded: deterministic
+
+
+def test_unique_mode_groups_identical_patterns_and_joins_rare_ones_to_the_nearest():
+    a = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
+    b = torch.tensor([0, 0, 1, 1], dtype=torch.bool)
+    rare = torch.tensor([1, 1, 1, 0], dtype=torch.bool)  # Hamming 1 from a, 3 from b
+    patterns = torch.stack([a] * 5 + [b] * 3 + [rare])
+    labels, kept = unique_groups(patterns, 2)
+    assert labels.tolist() == [0] * 5 + [1] * 3 + [0]
+    assert torch.equal(kept, torch.stack([a, b]))
+    assert len(unique_groups(patterns, 0)[1]) == 3
+    result = cluster(patterns.view(9, 2, 2), "unique", 2)
+    assert result.labels.tolist() == labels.tolist() and result.info["router_agreement"] == 1.0
+    # group dimensions: blocks kept by at least half of the members
+    blocks = group_blocks(patterns.view(9, 2, 2), labels, 2)
+    assert blocks.view(2, 4).int().tolist() == [[1, 1, 0, 0], [0, 0, 1, 1]]
+
+
+def test_patterns_mode_and_the_router_agree_on_training_patterns():
+    gen = torch.Generator().manual_seed(0)
+    protos = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=torch.bool)
+    rows = protos[torch.randint(3, (300,), generator=gen)]
+    flips = torch.rand(rows.shape, generator=gen) < 0.05
+    patterns = (rows ^ flips).view(300, 3, 2)
+    result = cluster(patterns, "patterns", 3, seed=0)
+    assert result.info["num_groups"] == 3 and result.info["router_agreement"] == 1.0
+    assert torch.equal(result.router(patterns), result.labels)
+    router = build_router(patterns, result.labels, 3, max_codes=3)  # unseen patterns: nearest known one
+    assert len(router.codes) == 3 and router(patterns).shape == (300,)
+
+
+def test_ensemble_routes_each_instance_to_its_group_model_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    cfg = CTRModelConfig(name="deepfm", embed_dim=4, mlp=[8])
+    columns = [[[0, 1, 2, 3], [0, 1], [0, 1, 2, 3]], [[0, 1], [0, 1, 2, 3], []]]
+    ens = IHASEnsemble(SCHEMA, cfg, GateConfig(init_logit=0.0), 2, columns, num_codes=2).eval()
+    for p in ens.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    ens.codes.copy_(torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.bool))
+    ens.code_group.copy_(torch.tensor([0, 1]))
+    cat, num = toy_batch(200)
+    group = ens.route(cat, num)
+    assert set(group.unique().tolist()) == {0, 1}
+    out = ens(cat, num)
+    for g in (0, 1):
+        rows = group == g
+        assert torch.allclose(out[rows], ens.models[g](cat[rows], num[rows]), atol=1e-6)
+    sizes = ens.group_embedding_params()
+    assert sizes == [7 * 4 + 50 * 2 + 4 * 4 + 61, 7 * 2 + 50 * 4 + 61]  # + DeepFM's first-order table
+    ens.save(tmp_path)
+    again = IHASEnsemble.load(tmp_path)
+    assert torch.equal(again(cat, num), out)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="blocks"):
+        load_ihas_config(sets=["blocks=3"])  # embed_dim 10 is not divisible into 3 blocks
+    with pytest.raises(ConfigError, match="model.name"):
+        load_ihas_config(sets=["model.name=nasrec"])
+    with pytest.raises(ConfigError, match="cluster_mode"):
+        load_ihas_config(sets=["cluster_mode=kmeans"])
+
+
+@pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
+def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys):
+    tiny = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
+            "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
+            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5"]
+    args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
+            "--out-dir", str(tmp_path)]
+    assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
+    out = capsys.readouterr().out
+    assert "[stage 1/3]" in out and "[stage 2/3]" in out and "[stage 3/3]" in out and "iHAS summary" in out
+    (run_dir,) = list(tmp_path.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    methods = summary["methods"]
+    assert set(methods) == {"ihas", "full", "autodim"}
+    for m in methods.values():
+        assert 0.5 < m["test"]["auc"] <= 1 and m["embedding_params"] > 0 and m["flops_per_sample"] > 0
+    groups = summary["clusters"]["groups"]
+    assert sum(g["train_rows"] for g in groups) == 69265 and sum(g["test_rows"] for g in groups) == 8659
+    ihas = methods["ihas"]
+    assert ihas["embedding_params"] == sum(ihas["group_embedding_params"]) + ihas["gate_embedding_params"]
+    assert methods["full"]["embedding_params"] == 5 * sum(summary["vocab_sizes"])  # width 4 + first order
+    for name in ("config.yaml", "log.txt", "search/history.json", "cluster/clusters.json", "ensemble/ensemble.json"):
+        assert (run_dir / name).exists()
+    metrics = evaluate_ihas(run_dir, "test", str(DATA))
+    assert metrics["auc"] == pytest.approx(ihas["test"]["auc"], abs=1e-9)
+    assert metrics["logloss"] == pytest.approx(ihas["test"]["logloss"], abs=1e-9)
+
+
+def test_groups_that_would_retrain_the_same_model_are_merged():
+    from recarch.ihas.cluster import merge_identical
+    patterns = torch.tensor([[1, 0, 1, 1]] * 4 + [[0, 1, 1, 1]] * 3 + [[1, 1, 0, 0]] * 2, dtype=torch.bool).view(9, 2, 2)
+    result = cluster(patterns, "unique", 3)
+    assert result.info["num_groups"] == 3
+    merged = merge_identical(result, result.blocks.sum(-1))  # groups 0 and 1 both keep 1 + 2 blocks
+    assert merged.info["num_groups"] == 2 and merged.labels.tolist() == [0] * 7 + [1] * 2
+    assert torch.equal(merged.router(patterns), merged.labels)
+    assert merge_identical(result, result.blocks).info["num_groups"] == 3  # blocks differ: kept apart
