@@ -170,3 +170,23 @@ def test_shrinking_never_adds_cost_and_reaches_the_smallest_network():
     assert all(b <= a for a, b in zip(flops, flops[1:]))
     assert all(b.dense_dim == 8 and b.sparse_dim == 4 and len(b.dense_in) == 1 and b.sparse_op == "efc"
                for b in arch.blocks)
+
+
+def test_best_placement_beats_every_other_placement_on_its_objective():
+    import itertools
+
+    cfg = hw.HardwareConfig(batch=64, pim_capacity_mb=0.02)
+    ops = [hw.OpCost("emb.a", 0, 8000, 4, 64, lookups=True), hw.OpCost("emb.b", 0, 30000, 4, 64, lookups=True),
+           hw.OpCost("block1.dense", 5000, 20000, 400, 64), hw.OpCost("block1.sparse", 200, 1000, 512, 512),
+           hw.OpCost("head", 64, 260, 256, 4)]
+    host = hw.pim_cost(ops, frozenset(), cfg)
+
+    def objective(placement):
+        c = hw.pim_cost(ops, placement, cfg)
+        return c["energy_j"] / host["energy_j"] + c["latency_s"] / host["latency_s"] if c["feasible"] else float("inf")
+
+    best = hw.best_placement(ops, cfg)
+    assert hw.pim_cost(ops, best, cfg)["feasible"]
+    every = [frozenset(c) for r in range(len(ops) + 1) for c in itertools.combinations([o.name for o in ops], r)]
+    assert objective(best) <= min(objective(p) for p in every) + 1e-12
+    assert objective(best) <= objective(hw.embeddings_in_memory(ops, cfg))

@@ -99,3 +99,17 @@ def test_export_serves_the_same_probabilities(tmp_path):
     from safetensors.torch import load_file
 
     assert set(load_file(run_dir / "export" / "model.safetensors")) == set(model.state_dict())
+
+
+def test_search_can_reuse_its_trained_supernet(tmp_path):
+    from recarch.ctr.search import search_ctr
+
+    sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0"]
+    cfg = load_search_config(sets=sets)
+    first = search_ctr(cfg, str(DATA), tmp_path / "run", echo=False)
+    stamp = (tmp_path / "run" / "supernet" / "checkpoints" / "best.pt").stat().st_mtime
+    again = search_ctr(load_search_config(sets=sets + ["reuse_supernet=true"]), str(DATA), tmp_path / "run", echo=False)
+    assert "reusing the trained weights" in (tmp_path / "run" / "log.txt").read_text()
+    assert (tmp_path / "run" / "supernet" / "checkpoints" / "best.pt").stat().st_mtime == stamp
+    assert again["supernet"] == first["supernet"]
+    assert again["modes"]["arch"]["winner"]["search"]["valid_auc"] == first["modes"]["arch"]["winner"]["search"]["valid_auc"]

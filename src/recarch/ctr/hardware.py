@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -112,24 +112,47 @@ def placeable(ops: List[OpCost]) -> List[str]:
     return [op.name for op in ops]
 
 
+def op_cost(op: OpCost, in_memory: bool, hw: HardwareConfig) -> Tuple[float, float]:
+    """(latency s, energy J) of one operator for a batch, on the host or in memory (link included)."""
+    unit, batch = (hw.pim if in_memory else hw.host), hw.batch
+    weight = op.out_bytes * batch if op.lookups else op.weight_bytes
+    moved = weight + (op.in_bytes + op.out_bytes) * batch
+    latency = max(2 * op.macs * batch / (unit.gflops * 1e9), moved / (unit.bandwidth_gbs * 1e9))
+    energy = (op.macs * batch * unit.energy_pj_per_mac + moved * unit.energy_pj_per_byte) * 1e-12
+    if in_memory:
+        link = (op.in_bytes + op.out_bytes) * batch
+        latency += link / (hw.link_gbs * 1e9)
+        energy += link * hw.link_pj_per_byte * 1e-12
+    return latency, energy
+
+
 def pim_cost(ops: List[OpCost], placement: FrozenSet[str], hw: HardwareConfig) -> Dict[str, float]:
     """Latency (s per batch), energy (J per batch) and PIM memory use of ``ops`` under ``placement``;
     ``feasible`` is False when the placed weights exceed the PIM capacity."""
-    latency = energy = pim_bytes = 0.0
-    batch = hw.batch
-    for op in ops:
-        unit = hw.pim if op.name in placement else hw.host
-        weight = (op.out_bytes if op.lookups else op.weight_bytes) * (batch if op.lookups else 1)
-        moved = weight + (op.in_bytes + op.out_bytes) * batch
-        latency += max(2 * op.macs * batch / (unit.gflops * 1e9), moved / (unit.bandwidth_gbs * 1e9))
-        energy += (op.macs * batch * unit.energy_pj_per_mac + moved * unit.energy_pj_per_byte) * 1e-12
-        if op.name in placement:
-            link = (op.in_bytes + op.out_bytes) * batch
-            latency += link / (hw.link_gbs * 1e9)
-            energy += link * hw.link_pj_per_byte * 1e-12
-            pim_bytes += op.weight_bytes
-    return {"latency_s": latency, "energy_j": energy, "pim_mb": pim_bytes / 2 ** 20,
+    costs = [op_cost(op, op.name in placement, hw) for op in ops]
+    pim_bytes = sum(op.weight_bytes for op in ops if op.name in placement)
+    return {"latency_s": sum(c[0] for c in costs), "energy_j": sum(c[1] for c in costs), "pim_mb": pim_bytes / 2 ** 20,
             "feasible": pim_bytes <= hw.pim_capacity_mb * 2 ** 20}
+
+
+def best_placement(ops: List[OpCost], hw: HardwareConfig) -> FrozenSet[str]:
+    """The placement minimising energy/E_host + latency/L_host (both relative to running everything on
+    the host): the objective is a sum over operators, so each operator goes in memory when that lowers
+    its own term, the largest gains per byte first while the PIM capacity lasts."""
+    host = [op_cost(op, False, hw) for op in ops]
+    total_l, total_e = sum(c[0] for c in host), sum(c[1] for c in host)
+    gains = []
+    for op, (l_host, e_host) in zip(ops, host):
+        l_pim, e_pim = op_cost(op, True, hw)
+        gain = (l_host - l_pim) / total_l + (e_host - e_pim) / total_e
+        if gain > 0:
+            gains.append((gain / max(op.weight_bytes, 1.0), op))
+    chosen, used = set(), 0.0
+    for _, op in sorted(gains, key=lambda g: -g[0]):
+        if used + op.weight_bytes <= hw.pim_capacity_mb * 2 ** 20:
+            chosen.add(op.name)
+            used += op.weight_bytes
+    return frozenset(chosen)
 
 
 def embeddings_in_memory(ops: List[OpCost], hw: HardwareConfig) -> FrozenSet[str]:

@@ -4,8 +4,11 @@ their processing-in-memory placement) on inherited weights, retrain the best fro
 Phases and run folder:
 1. ``supernet/`` — path-sampled supernet training with the shared trainer (checkpoints, resume).
 2. ``evolution-<mode>.json`` — every scored candidate; ``pareto-<mode>.{json,png}``. Modes: ``arch``
-   (validation log loss under the FLOPs budget) and, with ``hardware``, ``codesign`` (the same plus
-   λ_hw · log(energy · latency) relative to the largest architecture, over architecture × placement).
+   (validation log loss under the FLOPs budget; deployed with the usual placement, embedding tables in
+   memory) and, with ``hardware``, ``codesign``: the same plus λ_hw · log(energy · latency) relative to
+   the largest architecture, each candidate under its best placement (``hardware.best_placement``, exact
+   for the model's per-operator costs up to the capacity knapsack), so the search is over architecture ×
+   placement with the placement solved per architecture.
 3. ``retrain/<mode>-<k>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR runs).
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
 """
@@ -36,7 +39,7 @@ from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.run import CostConfig, RunLog, unique_run_dir
-from recarch.train import TrainConfig, TrainHooks
+from recarch.train import TrainConfig, TrainHooks, checkpoint
 from recarch.train.distributed import Dist
 
 Genome = Tuple[Arch, frozenset]
@@ -54,6 +57,7 @@ class CTRSearchConfig:
     hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
     hw_weight: float = 0.05  # λ_hw
     latency_table: bool = True  # measure CPU latency per operator for every candidate
+    reuse_supernet: bool = False  # start from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
@@ -135,8 +139,13 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> T
                               hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
     log(f"supernet: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.space.blocks} blocks, "
         f"space {cfg.space.space}")
-    fit = trainer.fit()
+    if cfg.reuse_supernet and (run_dir / "supernet" / "checkpoints" / "last.pt").exists():
+        trainer.state = checkpoint.load(run_dir / "supernet" / "checkpoints" / "last.pt")["state"]
+        log(f"supernet: reusing the trained weights in {run_dir / 'supernet'}")
+    else:
+        trainer.fit()
     trainer.load_best()
+    fit = {k: trainer.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
     return net.eval(), fit
 
 
@@ -191,10 +200,11 @@ class CandidateScorer:
         info = self.cache[key]
         return info if "valid_logloss" in info else None
 
-    def placement_for(self, arch: Arch, genome_placement: frozenset) -> frozenset:
-        if self.mode == "codesign":
-            return genome_placement
-        return hwlib.embeddings_in_memory(self.cache[arch.key()]["ops"], self.hw) if self.hw else frozenset()
+    def placement_for(self, arch: Arch) -> frozenset:
+        if self.hw is None:
+            return frozenset()
+        ops = self.cache[arch.key()]["ops"]
+        return hwlib.best_placement(ops, self.hw) if self.mode == "codesign" else hwlib.embeddings_in_memory(ops, self.hw)
 
     def __call__(self, genome: Genome) -> Optional[Scored]:
         arch, placement = genome
@@ -204,7 +214,7 @@ class CandidateScorer:
         row = {k: v for k, v in info.items() if k != "ops"}
         score = info["valid_logloss"]
         if self.hw is not None:
-            placement = self.placement_for(arch, placement)
+            placement = self.placement_for(arch)
             cost = hwlib.pim_cost(info["ops"], placement, self.hw)
             if not cost["feasible"]:
                 return None
@@ -216,25 +226,15 @@ class CandidateScorer:
         return Scored((arch, placement), score, row)
 
 
-def operators(space: SpaceConfig, schema) -> List[str]:
-    return [f"emb.{f}" for f in schema.fields] + [f"block{i}.{p}" for i in range(1, space.blocks + 1)
-                                                   for p in ("dense", "sparse")] + ["head"]
-
-
 def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
                   hw: Optional[hwlib.HardwareConfig]) -> Tuple[List[Scored], CandidateScorer]:
-    names = operators(cfg.space, data.schema)
     scorer = CandidateScorer(net, data, cfg, hw, mode)
 
     def draw(rng: random.Random) -> Genome:
-        arch = scorer.within_budget(sample(cfg.space, rng), rng)
-        return arch, frozenset(n for n in names if mode == "codesign" and rng.random() < 0.5)
+        return scorer.within_budget(sample(cfg.space, rng), rng), frozenset()  # placement: set by the scorer
 
     def change(genome: Genome, rng: random.Random) -> Genome:
-        arch, placement = genome
-        if mode == "codesign" and rng.random() < 0.5:
-            return arch, placement ^ {rng.choice(names)}
-        return scorer.within_budget(mutate(arch, cfg.space, rng), rng), placement
+        return scorer.within_budget(mutate(genome[0], cfg.space, rng), rng), frozenset()
 
     with torch.no_grad():
         history = evolve(cfg.evolution, draw, change, scorer, progress=cfg.train.progress)
