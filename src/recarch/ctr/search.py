@@ -14,6 +14,7 @@ Phases and run folder:
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import random
@@ -101,8 +102,6 @@ class PathSampler(TrainHooks):
         return {"rng": repr(self.rng.getstate())}
 
     def load_state_dict(self, state: Dict) -> None:
-        import ast
-
         self.rng.setstate(ast.literal_eval(state["rng"]))
 
 
