@@ -190,3 +190,15 @@ def test_best_placement_beats_every_other_placement_on_its_objective():
     every = [frozenset(c) for r in range(len(ops) + 1) for c in itertools.combinations([o.name for o in ops], r)]
     assert objective(best) <= min(objective(p) for p in every) + 1e-12
     assert objective(best) <= objective(hw.embeddings_in_memory(ops, cfg))
+
+
+def test_path_sampler_state_resumes_the_same_paths():
+    from recarch.ctr.search import PathSampler
+
+    a = PathSampler(SPACE, seed=7, warmup_steps=4)
+    [a.next(step) for step in range(3)]
+    b = PathSampler(SPACE, seed=0, warmup_steps=4)
+    b.load_state_dict(a.state_dict())
+    assert [a.next(s).key() for s in range(3, 9)] == [b.next(s).key() for s in range(3, 9)]
+    first = PathSampler(SPACE, 1, warmup_steps=10).next(0)  # at step 0 of the warm-up: the largest path
+    assert all(b.dense_dim == 32 and b.sparse_dim == 8 and b.dense_to_sparse and b.fm for b in first.blocks)
