@@ -108,10 +108,6 @@ def network_ops(net: nn.Module, example: tuple, bytes_per_value: int = 4) -> Lis
     return ops
 
 
-def placeable(ops: List[OpCost]) -> List[str]:
-    return [op.name for op in ops]
-
-
 def op_cost(op: OpCost, in_memory: bool, hw: HardwareConfig) -> Tuple[float, float]:
     """(latency s, energy J) of one operator for a batch, on the host or in memory (link included)."""
     unit, batch = (hw.pim if in_memory else hw.host), hw.batch

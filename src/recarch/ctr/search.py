@@ -173,7 +173,7 @@ class CandidateScorer:
     def mflops(self, arch: Arch) -> float:
         key = arch.key()
         if key not in self.flops:
-            self.flops[key] = 2 * sum(op.macs for op in hwlib.network_ops(self.net.extract(arch), self.example)) / 1e6
+            self.flops[key] = 2 * sum(op.macs for op in self.ops(arch)) / 1e6
         return self.flops[key]
 
     def within_budget(self, arch: Arch, rng: random.Random, steps: int = 200) -> Arch:
