@@ -100,7 +100,9 @@ def test_mutation_changes_one_decision_and_stays_valid():
     rng = random.Random(0)
     arch = sample(SPACE, rng)
     for _ in range(50):
+        before = arch.key()
         child = mutate(arch, SPACE, rng)
+        assert arch.key() == before
         check(child, SPACE)
         diffs = sum(a != b for pa, pb in zip(arch.blocks, child.blocks)
                     for a, b in zip(vars(pa).values(), vars(pb).values()))
@@ -164,7 +166,10 @@ def test_shrinking_never_adds_cost_and_reaches_the_smallest_network():
     arch = sample(SPACE, rng, largest=True)
     flops = [count_flops(net.extract(arch), inputs(1))["flops"]]
     for _ in range(60):
-        arch = shrink(arch, SPACE, rng)
+        before = arch.key()
+        child = shrink(arch, SPACE, rng)
+        assert arch.key() == before  # the parent is left as it was (it may be cached under its key)
+        arch = child
         check(arch, SPACE)
         flops.append(count_flops(net.extract(arch), inputs(1))["flops"])
     assert all(b <= a for a, b in zip(flops, flops[1:]))

@@ -71,6 +71,15 @@ def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
         assert winner["flops_per_sample"] <= budget * 1e6
         exported = json.loads((run_dir / f"arch-{mode}.json").read_text())
         assert set(exported) >= {"space", "arch", "placement", "search"}
+        # the exported architecture is the one that was scored (same FLOPs as recorded in the search)
+        from recarch.ctr.run import load_data, CTRRunConfig
+        from recarch.ctr.supernet import NASRecNet, load_arch
+        from recarch.cost.flops import count_flops
+
+        data = load_data(CTRRunConfig(), str(DATA))
+        space, arch = load_arch(str(run_dir / f"arch-{mode}.json"))
+        one = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+        assert count_flops(NASRecNet(data.schema, space, arch), one)["flops"] / 1e6 == pytest.approx(exported["search"]["mflops"])
     # arch-only keeps dense operators on the host; the co-design search places operators too
     arch_hist = json.loads((run_dir / "evolution-arch.json").read_text())
     assert all(not any(p.startswith("block") for p in h["placement"]) for h in arch_hist)

@@ -122,9 +122,15 @@ def sample(space: SpaceConfig, rng: random.Random, largest: bool = False) -> Arc
     return Arch(blocks)
 
 
+def copy_blocks(arch: Arch) -> List[BlockArch]:
+    """Deep copies of the blocks: a mutated child must not share its input lists with its parent."""
+    return [replace(b, dense_in=list(b.dense_in), sparse_in=list(b.sparse_in), binary_in=list(b.binary_in))
+            for b in arch.blocks]
+
+
 def mutate(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
     """A copy with one decision of one block re-drawn."""
-    blocks = [replace(b) for b in arch.blocks]
+    blocks = copy_blocks(arch)
     i = rng.randrange(len(blocks))
     b = blocks[i]
     redraw = {
@@ -142,7 +148,7 @@ def mutate(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
 def shrink(arch: Arch, space: SpaceConfig, rng: random.Random) -> Arch:
     """A copy one step cheaper: in a random block, the next smaller dense or sparse width, one input
     fewer, or EFC instead of attention (the repair that brings a draw under a FLOPs budget)."""
-    blocks = [replace(b) for b in arch.blocks]
+    blocks = copy_blocks(arch)
     moves = []
     for b in blocks:
         dense = sorted(d for d in space.dense_dims if d < b.dense_dim)
