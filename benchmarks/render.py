@@ -178,7 +178,7 @@ def ctr_section(r: dict) -> list:
         out.append(f"| {mode} | {m['candidates']} | {m['pareto_front']} | {s['energy_mj']:.4f} | {s['pim_latency_ms']:.4f} | "
                    f"{', '.join(m['winner'].get('placement', [])) or '—'} |")
     t = r["search"]["timings"]
-    out += ["", f"Search wall time: supernet {t['supernet_s']:.0f} s ({sn['epochs']} epochs, "
+    out += ["", f"Search wall time: supernet training {sn['seconds']:.0f} s ({sn['epochs']} epochs, "
             f"{sn['train_samples_per_s']:.0f} samples/s, ≈{q['supernet_fraction_of_peak']:.1%} of the matmul peak "
             f"counting 3× the mean forward FLOPs of the sampled paths), evolution "
             + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("evolution"))
