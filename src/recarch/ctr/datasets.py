@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..config import ConfigError
-from ..data.datasets import DataFile
+from ..data.datasets import DataFile, dataset_status
 from ..data.download import sha256_file
 from ..paths import data_root
 from ..registry import Registry, suggest
@@ -249,18 +249,7 @@ def get_ctr_dataset(name: str, data_dir: Optional[str] = None, min_count: Option
 
 def ctr_dataset_status(data_dir: Optional[str] = None) -> List[dict]:
     """One row per registered CTR data set: name, present ('yes'/'no'), path, description."""
-    root = data_root(data_dir)
-    rows = []
-    for name in CTR_DATASETS.names():
-        spec = CTR_DATASETS.get(name)
-        rows.append({
-            "name": name,
-            "present": "no" if spec.missing(root) else "yes",
-            "path": str(spec.folder(root)),
-            "downloadable": "no",
-            "description": spec.description,
-        })
-    return rows
+    return dataset_status(data_dir, CTR_DATASETS)
 
 
 @dataclass

@@ -311,17 +311,19 @@ def get_dataset(name: str, data_dir: Optional[str] = None, skip_bad_rows: bool =
     return spec.load(root, skip_bad_rows=skip_bad_rows, prep=prep)
 
 
-def dataset_status(data_dir: Optional[str] = None) -> List[dict]:
-    """One row per registered dataset: name, present ('yes'/'no'), path, downloadable, description."""
+def dataset_status(data_dir: Optional[str] = None, registry: Optional[Registry] = None) -> List[dict]:
+    """One row per dataset of ``registry`` (default: the sequential one): name, present ('yes'/'no'),
+    path, downloadable, description. Specs need ``missing(root)``, ``folder(root)`` and ``description``."""
     root = data_root(data_dir)
+    registry = DATASETS if registry is None else registry
     rows = []
-    for name in DATASETS.names():
-        spec = DATASETS.get(name)
+    for name in registry.names():
+        spec = registry.get(name)
         rows.append({
             "name": name,
             "present": "no" if spec.missing(root) else "yes",
             "path": str(spec.folder(root)),
-            "downloadable": "yes" if spec.download else "no",
+            "downloadable": "yes" if getattr(spec, "download", None) else "no",
             "description": spec.description,
         })
     return rows
