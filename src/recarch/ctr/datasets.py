@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..config import ConfigError
-from ..data.datasets import DataFile, dataset_status
-from ..data.download import sha256_file
+from ..data.datasets import DataFile, dataset_status, verify_files
 from ..paths import data_root
 from ..registry import Registry, suggest
 from . import readers as R
@@ -192,18 +191,7 @@ def _not_found(spec: CTRDatasetSpec, root: Path) -> FileNotFoundError:
 def verify_ctr_dataset(name: str, data_dir: Optional[str] = None) -> Dict[str, str]:
     """sha256 of each present file that has a published hash: path -> 'ok'; raises on mismatch."""
     spec = CTR_DATASETS.get(name)
-    root = data_root(data_dir)
-    result = {}
-    for form in spec.forms:
-        for f in form:
-            path = root / f.path
-            if not f.sha256 or not path.is_file():
-                continue
-            actual = sha256_file(path)
-            if actual != f.sha256:
-                raise ValueError(f"{path}: sha256 mismatch: expected {f.sha256}, got {actual}")
-            result[str(path)] = "ok"
-    return result
+    return verify_files([f for form in spec.forms for f in form], data_root(data_dir))
 
 
 def ctr_settings(name: str, paths: Tuple[Path, ...], settings: EncodeSettings, skip_bad_rows: bool) -> dict:

@@ -277,9 +277,13 @@ def download_dataset(name: str, data_dir: Optional[str] = None, progress: bool =
 def verify_dataset(name: str, data_dir: Optional[str] = None) -> Dict[str, str]:
     """sha256 of each present file that has a published hash: path -> 'ok'; raises on mismatch."""
     spec = DATASETS.get(name)
-    root = data_root(data_dir)
+    return verify_files(spec.files + spec.alt_files, data_root(data_dir))
+
+
+def verify_files(files, root: Path) -> Dict[str, str]:
+    """sha256 of each of ``files`` (DataFile) present under ``root`` that has a published hash."""
     result = {}
-    for f in spec.files + spec.alt_files:
+    for f in files:
         path = root / f.path
         if not f.sha256 or not path.is_file():
             continue
