@@ -2,11 +2,14 @@
 plus the gate ablation (the paper's Table V) and a λ sweep (its Fig. 4).
 
 Writes ``benchmarks/results/easrec-<dataset>.json``; ``benchmarks/render.py`` renders it.
-Example: ``python benchmarks/bench_easrec.py --datasets ml-100k [--part main|gates|lambda]``.
+Example: ``python benchmarks/bench_easrec.py --datasets ml-100k [--part main|gates|lambda] [--seeds 3]``.
+Each dataset runs with its preset in ``configs/`` (capped epochs sized for a 2-core CPU); ``--set``
+overrides it. With ``--seeds N`` the main comparison is repeated for seeds seed … seed+N−1.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,13 +21,16 @@ from recarch.io import write_json_atomic
 from recarch.search.job import load_search_config, search
 
 HERE = Path(__file__).resolve().parent
-PRESETS = {"ml-100k": "configs/easrec-quick.yaml"}
+PRESETS = {"ml-100k": "configs/easrec-quick.yaml", "ml-1m": "configs/easrec-ml-1m-cpu.yaml",
+           "gowalla-checkins": "configs/easrec-gowalla-checkins-cpu.yaml",
+           "amazon-games": "configs/easrec-amazon-games-cpu.yaml"}
 LAMBDAS = [0.01, 0.05, 0.1, 0.5, 1.0]
 
 
-def one(dataset: str, args, tag: str, sets: list) -> dict:
+def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> dict:
     preset = [HERE.parent / PRESETS[dataset]] if dataset in PRESETS else []
-    cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={args.seed}",
+    seed = args.seed if seed is None else seed
+    cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}",
                                       f"train.threads={args.threads}", f"retrain.threads={args.threads}",
                                       "train.progress=false", "retrain.progress=false", *args.set, *sets])
     started = time.perf_counter()
@@ -47,6 +53,18 @@ def ratios(summary: dict) -> dict:
     }
 
 
+def seed_summary(runs: list) -> dict:
+    """Per seed: the chosen architecture, both models' NDCG@10 and the ratios; mean ± std of each ratio."""
+    per_seed = [{"seed": r["seed"], "arch": r["arch"],
+                 "ndcg@10": {row["model"]: {"pop100": row["pop100_ndcg@10"], "full": row["full_ndcg@10"]}
+                             for row in r["rows"]},
+                 "ratios": r["ratios"]} for r in runs]
+    keys = [k for k, v in runs[0]["ratios"].items() if v is not None]
+    stats = {k: [statistics.mean(r["ratios"][k] for r in runs), statistics.stdev(r["ratios"][k] for r in runs)]
+             for k in keys}
+    return {"per_seed": per_seed, "ratios_mean_std": stats}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["ml-100k"])
@@ -55,6 +73,7 @@ def main(argv=None) -> int:
                     help=f"main: EASRec vs SASRec; gates: 2 / 1 / 0 (Table V); lambda: λ in {LAMBDAS} (Fig. 4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", type=int, default=1, help="repeat the main comparison for this many seeds")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
@@ -67,8 +86,14 @@ def main(argv=None) -> int:
                   "machine": machine_info(args.threads)}
         attention = [f"model.attention={args.attention}"]
         if args.part == "main":
-            main_run = one(dataset, args, f"{args.attention}-main", attention)
-            result["main"] = {**main_run, "ratios": ratios(main_run)}
+            runs = []
+            for seed in range(args.seed, args.seed + args.seeds):
+                tag = f"{args.attention}-main" + ("" if seed == args.seed else f"-seed{seed}")
+                run = one(dataset, args, tag, attention, seed)
+                runs.append({**run, "seed": seed, "ratios": ratios(run)})
+            result["main"] = runs[0]
+            if len(runs) > 1:
+                result["seeds"] = seed_summary(runs)
         elif args.part == "gates":
             result["gates"] = [one(dataset, args, f"{args.attention}-gates{g}", attention + [f"space.gates={g}", "baseline=false"])
                                for g in (2, 1, 0)]

@@ -93,6 +93,8 @@ def easrec_section(r: dict) -> list:
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", ""]
     if "main" in r:
         out += easrec_main(r["main"])
+    if "seeds" in r:
+        out += easrec_seeds(r["seeds"])
     for key, title in (("gates", "Gate ablation (Table V)"), ("lambda", "λ sweep (Fig. 4)")):
         if key in r:
             out += [f"{title}:", "", "| setting | chosen d / d_ff / layers | pop100 NDCG@10 | full NDCG@10 | MFLOPs/seq |",
@@ -119,6 +121,25 @@ def easrec_main(m: dict) -> list:
                 f"inference {q['inference_speedup']:.1f}× faster, peak memory {fmt(q['memory_fraction'], 2)}× SASRec's, "
                 f"search + retrain = {q['search_plus_retrain_over_sasrec']:.2f}× one SASRec training. "
                 "Targets: NDCG@10 ≥ SASRec's, FLOPs ≤ 40 %, inference ≥ 3×, lower memory, search + retrain ≤ 2×.", ""]
+    return out
+
+
+def easrec_seeds(s: dict) -> list:
+    out = ["Every seed (the table above is the first):", "",
+           "| seed | chosen d / d_ff / layers | EASRec pop100 / full NDCG@10 | SASRec pop100 / full NDCG@10 | "
+           "pop100 Δ | full Δ | FLOPs | search + retrain |", "|---|---|---|---|---|---|---|---|"]
+    for r in s["per_seed"]:
+        (d, f), depth = r["arch"]["widths"][r["arch"]["candidate"]], r["arch"]["depth"]
+        ours, base = r["ndcg@10"]["EASRec (derived)"], r["ndcg@10"]["SASRec (hand-sized)"]
+        q = r["ratios"]
+        out.append(f"| {r['seed']} | {d} / {f} / {depth} | {fmt(ours['pop100'])} / {fmt(ours['full'])} | "
+                   f"{fmt(base['pop100'])} / {fmt(base['full'])} | {q['pop100_ndcg@10_relative']:+.1%} | "
+                   f"{q['full_ndcg@10_relative']:+.1%} | {q['flops_fraction']:.0%} | {q['search_plus_retrain_over_sasrec']:.2f}× |")
+    m = s["ratios_mean_std"]
+    out += ["", f"Mean ± std over {len(s['per_seed'])} seeds: pop100 NDCG@10 {m['pop100_ndcg@10_relative'][0]:+.1%} ± "
+                f"{m['pop100_ndcg@10_relative'][1]:.1%}, full {m['full_ndcg@10_relative'][0]:+.1%} ± {m['full_ndcg@10_relative'][1]:.1%}, "
+                f"FLOPs {m['flops_fraction'][0]:.0%}, inference {m['inference_speedup'][0]:.1f}× faster, search + retrain "
+                f"{m['search_plus_retrain_over_sasrec'][0]:.2f}× ± {m['search_plus_retrain_over_sasrec'][1]:.2f}.", ""]
     return out
 
 

@@ -35,6 +35,17 @@ def test_derived_model_reproduces_the_supernet_on_its_path(attention, gates, k, 
         torch.testing.assert_close(derived(SEQ), net(SEQ)[..., : net.widths[k][0]], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_last_position_shortcut_matches_the_full_mixture(attention):
+    """hidden_last computes only the last position in the final exit layer; it must equal the last
+    position of the full forward under soft (mixed) controllers."""
+    net = supernet(attention)
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([0.3, -0.2, 0.1]))
+        net.beta.copy_(torch.tensor([0.2, 0.5, -0.4]))
+        torch.testing.assert_close(net.hidden_last(SEQ), net(SEQ)[:, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_derived_model_is_physically_narrow():
     net = supernet()
     net.fix_path(2, 1)

@@ -103,11 +103,12 @@ class EASRecSupernet(SequentialRecommender):
         last = int(torch.nonzero(v).max())  # layers past the last weighted exit cannot change the output
         out = 0.0
         for l, layer in enumerate(self.backbone.encoder.layers[: last + 1]):
-            h = sum(w[k] * _pad(layer(h[..., : self.widths[k][0]], lengths, False,
+            final = last_only and l == last  # later layers need every position; the last exit only one
+            h = sum(w[k] * _pad(layer(h[..., : self.widths[k][0]], lengths, final,
                                       embed[k] if self.config.gates else None, self.widths[k][1]), full)
                     for k in active)
-            out = out + v[l] * h
-        return last_position(out, lengths) if last_only else out
+            out = out + v[l] * (last_position(h, lengths) if last_only and not final else h)
+        return out
 
     def item_embeddings(self):
         return self.backbone.embedding.item.weight
