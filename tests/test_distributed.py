@@ -61,3 +61,23 @@ def test_two_process_search_matches_one_process(tmp_path):
         a.pop("search_seconds")
     assert arch[0]["candidate"] == arch[1]["candidate"] and arch[0]["depth"] == arch[1]["depth"]
     assert arch[0]["alpha_softmax"] == pytest.approx(arch[1]["alpha_softmax"], abs=1e-5)
+
+
+FRAPPE = DATA / "frappe"
+
+
+@pytest.mark.skipif(not FRAPPE.exists(), reason="frappe not present")
+def test_two_process_ctr_training_matches_one_process(tmp_path):
+    # no dropout and no batch norm: per-rank masks and per-shard batch statistics are what may differ;
+    # plain SGD, whose step (unlike Adam's) would show a gradient summed twice or half-counted
+    sets = ["model.dropout=0.0", "model.batch_norm=false", "model.mlp=[64, 64]", "model.embed_dim=8",
+            "train.optimizer=sgd", "train.lr=0.5", "train.epochs=2", "train.batch_size=4096",
+            "train.progress=false", "cost.enabled=false"]
+    command = ["ctr", "train", "--model", "deepfm", "--dataset", "frappe"]
+    one = launch(tmp_path / "one", 1, command, sets)
+    two = launch(tmp_path / "two", 2, command, sets)
+    a, b = weights(one / "checkpoints" / "last.pt"), weights(two / "checkpoints" / "last.pt")
+    assert_same(a, b)
+    assert "2 process(es)" in (two / "log.txt").read_text()
+    losses = [[h["loss"] for h in json.loads((d / "history.json").read_text())] for d in (one, two)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and losses[0][1] < losses[0][0]

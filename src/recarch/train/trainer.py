@@ -22,7 +22,7 @@ from recarch.train.distributed import Dist
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
 
 
 @dataclass
@@ -31,7 +31,7 @@ class TrainConfig:
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     num_negatives: int = 256  # sampled_softmax only
     batch_size: int = 128
-    optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer)
+    optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer) | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 200
