@@ -67,3 +67,11 @@ def test_table5_runs_every_gate_variant_and_resumes(tmp_path, capsys):
     cached = Result("table5", "ml-100k", result["rows"])
     retime(cached, tmp_path / "runs", str(DATA))
     assert all(rows[0]["inference_seconds_same_run"] > 0 for rows in cached.rows.values())
+    # seeds filled side by side (another process, --first-seed 43) are assembled without retraining
+    assert main(args + ["--first-seed", "43"]) == 0
+    filled = sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("row.json"))
+    assert len(filled) == 6 and {p.parent.name for p in (tmp_path / "runs").rglob("row.json")} == {"seed42", "seed43"}
+    assert main(args + ["--seeds", "2"]) == 0
+    assert sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("row.json")) == filled
+    both = json.loads((tmp_path / "table5-ml-100k.json").read_text())
+    assert [r["seed"] for r in both["rows"]["easrec"]] == [42, 43]

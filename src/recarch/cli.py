@@ -201,7 +201,7 @@ def _reproduce(args) -> int:
         if not Path(preset).is_file():
             raise FileNotFoundError(f"--config: no preset at {preset} (run from the repository root, or give a path)")
     result = reproduce(args.table, args.dataset, args.seeds, args.config, args.set, args.data_dir, Path(args.out_dir),
-                       echo=args.verbose)
+                       echo=args.verbose, first_seed=args.first_seed)
     print(Path(result["markdown"]).read_text())
     return 0
 
@@ -303,6 +303,9 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("table", choices=["table3", "table4", "table5", "fig4"])
     rp.add_argument("--dataset", required=True)
     rp.add_argument("--seeds", type=int, default=1, help="seeds per method (mean ± std, t-test from 2)")
+    rp.add_argument("--first-seed", type=int, default=42,
+                    help="seeds run are first-seed … first-seed+seeds−1; runs are cached per seed, so processes "
+                         "given different seeds can fill one --out-dir side by side")
     rp.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
                     help="search preset shared by every method (default configs/easrec-quick.yaml)")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -195,14 +195,15 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
 
 
 def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets: Sequence[str] = (),
-              data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False) -> Dict[str, Any]:
+              data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False,
+              first_seed: int = 42) -> Dict[str, Any]:
     """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``."""
     spec = TABLES.get(table)
     out_dir = Path(out_dir)
     rows: Dict[str, List[Dict[str, Any]]] = {}
     jobs = [(m, s) for m in spec.methods for s in range(seeds)]
     for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
-        rows.setdefault(method, []).append(run_method(method, dataset, 42 + seed, preset, sets, data_dir,
+        rows.setdefault(method, []).append(run_method(method, dataset, first_seed + seed, preset, sets, data_dir,
                                                       out_dir / "runs", echo=echo))
     result = Result(table, dataset, rows)
     if table == "table4":
@@ -210,7 +211,7 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
     stem = out_dir / f"{table}-{dataset}"
     front = plot(result, spec.plot, stem.with_suffix(".png"))
     lines = [f"## {spec.title} — {dataset}", "",
-             f"Protocol {PROTOCOL} (the paper's), {seeds} seed(s) (mean ± std), preset {', '.join(map(str, preset))}"
+             f"Protocol {PROTOCOL} (the paper's), {seeds} seed(s) from {first_seed} (mean ± std), preset {', '.join(map(str, preset))}"
              + (f", overrides {' '.join(sets)}" if sets else "") + ".",
              f"Paper numbers: {PAPER['source']}" + (f" (its dataset: {PAPER['datasets'][result.paper_key]})" if result.paper_key
                                                     else "; the paper has no results on this dataset") + ".",
@@ -218,7 +219,7 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
              *spec.render(result), "",
              f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
              f"(`{stem.with_suffix('.png').name}`).", ""]
-    data = {**result.to_json(), "pareto_front": front, "seeds": seeds, "preset": list(map(str, preset)), "sets": list(sets)}
+    data = {**result.to_json(), "pareto_front": front, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
     write_json_atomic(stem.with_suffix(".json"), data)
     write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))
     return {"markdown": stem.with_suffix(".md"), **data}
