@@ -83,6 +83,32 @@ def test_extracted_network_reproduces_the_supernet_path():
         assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
 
 
+def test_dead_blocks_are_skipped_and_inert_genes_share_a_network_key():
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    cat, num = inputs()
+    arch = sample(SPACE, random.Random(2))
+    for i, b in enumerate(arch.blocks):  # a chain 0 → 1 → 3 → 4 of fc blocks: block 2 is read by no one
+        b.dense_op = "fc"
+        b.dense_in = b.sparse_in = [0] if i == 0 else [1] if i == 2 else [i]
+        b.binary_in = []
+    assert arch.live_blocks() == {1, 3, 4}
+    plain = net.extract(arch)
+    assert isinstance(plain.blocks[1], torch.nn.Identity)
+    assert torch.allclose(net(cat, num, arch), plain(cat, num), atol=1e-5)
+    from recarch.cost.flops import count_flops
+
+    other = Arch.from_dict(arch.to_dict())
+    other.blocks[1].dense_dim, other.blocks[1].sparse_op = 32, "attention"  # the dead block changes
+    other.blocks[2].binary_in = [0]  # fc never reads its binary input
+    assert other.key() != arch.key() and other.network_key() == arch.network_key()
+    assert torch.allclose(net(cat, num, other), plain(cat, num), atol=1e-5)
+    alive = Arch.from_dict(arch.to_dict())
+    alive.blocks[2].dense_in = [1, 2]  # now block 2 feeds block 3
+    assert alive.network_key() != arch.network_key()
+    assert count_flops(net.extract(alive), (cat, num))["flops"] > count_flops(plain, (cat, num))["flops"]
+
+
 def test_supernet_gradients_reach_only_the_sampled_path():
     torch.manual_seed(0)
     net = NASRecSupernet(SCHEMA, SPACE)
@@ -153,7 +179,7 @@ def test_network_ops_count_the_plain_network():
     assert [op.name for op in ops][:5] == [f"emb.f{i}" for i in range(5)]
     assert sum(op.weight_bytes for op in ops) == 4 * sum(p.numel() for p in plain.parameters())
     table = hw.LatencyTable(batch=8, repeats=2)
-    assert table.network_ms(plain) > 0 and len(table.table) == 1 + SPACE.blocks
+    assert table.network_ms(plain) > 0 and len(table.table) == 1 + len(plain.live)
 
 
 def test_shrinking_never_adds_cost_and_reaches_the_smallest_network():

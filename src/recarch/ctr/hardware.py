@@ -28,6 +28,7 @@ from torch import nn
 from recarch import config as cfglib
 from recarch.config import ConfigError
 from recarch.cost.flops import count_flops
+from recarch.ctr.space import BINARY_OPS
 
 
 @dataclass
@@ -90,7 +91,9 @@ def network_ops(net: nn.Module, example: tuple, bytes_per_value: int = 4) -> Lis
     dense_w = [raw] + [b.dense_dim for b in net.arch.blocks]
     tokens_w = [net.schema.num_fields] + [b.sparse_dim for b in net.arch.blocks]
     for i, (block, b) in enumerate(zip(net.blocks, net.arch.blocks)):
-        x_in = sum(dense_w[j] for j in set(b.dense_in) | set(b.binary_in))
+        if i + 1 not in net.live:  # a dead block is not computed
+            continue
+        x_in = sum(dense_w[j] for j in set(b.dense_in) | set(b.binary_in if b.dense_op in BINARY_OPS else []))
         s_in = sum(tokens_w[j] for j in b.sparse_in) * d
         for part, module in (("dense", block.dense), ("sparse", block.sparse)):
             flops = counts.get(f"{root}.blocks.{i}.{part}.{b.dense_op if part == 'dense' else b.sparse_op}", 0)
@@ -202,7 +205,10 @@ class LatencyTable:
         num = torch.zeros(self.batch, len(schema.numeric))
         outputs = [raw_inputs(net.embedding, cat, num)]
         total = self.measure(net.embedding, lambda: raw_inputs(net.embedding, cat, num), (self.batch,))
-        for block, b in zip(net.blocks, net.arch.blocks):
+        for i, (block, b) in enumerate(zip(net.blocks, net.arch.blocks), 1):
+            if i not in net.live:
+                outputs.append(None)
+                continue
             c = gather(outputs, b)
             shapes = (tuple(c.x.shape), tuple(c.y.shape), tuple(c.s.shape), b.dense_op, b.sparse_op,
                       b.dense_to_sparse, b.fm)

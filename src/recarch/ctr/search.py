@@ -171,7 +171,7 @@ class CandidateScorer:
         return hwlib.network_ops(self.net.extract(arch), self.example)
 
     def mflops(self, arch: Arch) -> float:
-        key = arch.key()
+        key = arch.network_key()
         if key not in self.flops:
             self.flops[key] = 2 * sum(op.macs for op in self.ops(arch)) / 1e6
         return self.flops[key]
@@ -184,7 +184,7 @@ class CandidateScorer:
         return arch
 
     def arch_info(self, arch: Arch) -> Optional[Dict]:
-        key = arch.key()
+        key = arch.network_key()
         if key not in self.cache:
             plain = self.net.extract(arch)
             ops = hwlib.network_ops(plain, self.example)
@@ -202,7 +202,7 @@ class CandidateScorer:
     def placement_for(self, arch: Arch) -> frozenset:
         if self.hw is None:
             return frozenset()
-        ops = self.cache[arch.key()]["ops"]
+        ops = self.cache[arch.network_key()]["ops"]
         return hwlib.best_placement(ops, self.hw) if self.mode == "codesign" else hwlib.embeddings_in_memory(ops, self.hw)
 
     def __call__(self, genome: Genome) -> Optional[Scored]:
@@ -271,7 +271,7 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
 def distinct_best(history: List[Scored], k: int) -> List[Scored]:
     seen, best = set(), []
     for s in sorted(history, key=lambda s: s.score):
-        key = (s.genome[0].key(), tuple(sorted(s.genome[1])))
+        key = (s.genome[0].network_key(), tuple(sorted(s.genome[1])))
         if key not in seen:
             seen.add(key)
             best.append(s)

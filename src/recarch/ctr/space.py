@@ -16,6 +16,7 @@ from typing import Dict, List
 from recarch.config import ConfigError
 
 DENSE_OPS = ("fc", "gating", "sum", "dot")
+BINARY_OPS = ("gating", "sum")  # the dense operators that read the binary input
 SPARSE_OPS = ("efc", "attention")
 SPACES = {"full": (DENSE_OPS, SPARSE_OPS), "autoctr": (("fc", "dot"), ("efc",))}
 
@@ -78,6 +79,30 @@ class Arch:
 
     def key(self) -> str:
         return repr(self.to_dict())
+
+    def live_blocks(self) -> set:
+        """1-based indices of the blocks the logit depends on: the last block, and every block a live
+        block reads. Any other block is dead: computing it cannot change the output."""
+        live = {len(self.blocks)}
+        for i in range(len(self.blocks), 0, -1):
+            if i in live:
+                b = self.blocks[i - 1]
+                live.update(b.dense_in + b.sparse_in + (b.binary_in if b.dense_op in BINARY_OPS else []))
+        live.discard(0)
+        return live
+
+    def network_key(self) -> str:
+        """A key equal for architectures that compute the same network: dead blocks and genes no
+        operator reads (the binary input of fc / dot, or one equal to the dense input) left out."""
+        live = self.live_blocks()
+        blocks = []
+        for i, b in enumerate(self.blocks, 1):
+            if i not in live:
+                blocks.append(None)
+                continue
+            binary = b.binary_in if b.dense_op in BINARY_OPS and b.binary_in != b.dense_in else []
+            blocks.append(asdict(replace(b, binary_in=binary)))
+        return repr(blocks)
 
 
 def check(arch: Arch, space: SpaceConfig) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recarch.ctr.models import CTR_MODELS, FieldEmbedding
-from recarch.ctr.space import Arch, BlockArch, SpaceConfig, check
+from recarch.ctr.space import BINARY_OPS, Arch, BlockArch, SpaceConfig, check
 from recarch.ctr.table import CTRSchema
 
 Cols = Optional[torch.Tensor]
@@ -260,17 +260,24 @@ class NASRecSupernet(nn.Module):
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor, arch: Arch) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
-        for block, b in zip(self.blocks, arch.blocks):
-            outputs.append(block(self.context(arch, outputs, b), b))
+        live = arch.live_blocks()
+        for i, (block, b) in enumerate(zip(self.blocks, arch.blocks), 1):
+            outputs.append(block(self.context(arch, outputs, b), b) if i in live else None)
         return self.head(outputs[-1][0], None, torch.arange(arch.blocks[-1].dense_dim)).squeeze(-1)
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> "NASRecNet":
-        """The plain network of ``arch`` with copies of this supernet's weights (sizes physical)."""
+        """The plain network of ``arch`` with copies of this supernet's weights (sizes physical; dead
+        blocks, which cannot change the logit, are left out)."""
         outputs = [raw_inputs(self.embedding, torch.zeros(1, self.schema.num_fields, dtype=torch.long),
                               torch.zeros(1, len(self.schema.numeric)))]
         blocks = []
-        for block, b in zip(self.blocks, arch.blocks):
+        live = arch.live_blocks()
+        for i, (block, b) in enumerate(zip(self.blocks, arch.blocks), 1):
+            if i not in live:
+                blocks.append(nn.Identity())
+                outputs.append(None)
+                continue
             c = self.context(arch, outputs, b)
             blocks.append(block.extract(c, b))
             outputs.append(block(c, b))
@@ -289,7 +296,7 @@ def raw_inputs(embedding: FieldEmbedding, cat: torch.Tensor, num: torch.Tensor):
 def gather(outputs, b: BlockArch) -> Context:
     """A block's dense, binary and sparse inputs: the earlier outputs it reads, concatenated."""
     x = torch.cat([outputs[j][0] for j in b.dense_in], dim=1)
-    y = torch.cat([outputs[j][0] for j in b.binary_in], dim=1) if b.binary_in else x
+    y = torch.cat([outputs[j][0] for j in b.binary_in], dim=1) if b.binary_in and b.dense_op in BINARY_OPS else x
     s = torch.cat([outputs[j][1] for j in b.sparse_in], dim=1)
     return Context(x, y, s, b.dense_dim, b.sparse_dim, None, None, None)
 
@@ -307,20 +314,22 @@ class NASRecNet(nn.Module):
         raw = len(schema.numeric) + schema.num_fields * d
         dense_w = [raw] + [b.dense_dim for b in arch.blocks]
         tokens_w = [schema.num_fields] + [b.sparse_dim for b in arch.blocks]
-        if blocks is None:
+        self.live = arch.live_blocks()
+        if blocks is None:  # a dead block holds an empty placeholder, so live blocks keep their index
             blocks = [Block(sum(dense_w[j] for j in b.dense_in), sum(tokens_w[j] for j in b.sparse_in), b.dense_dim,
-                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op]) for b in arch.blocks]
+                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op])
+                      if i in self.live else nn.Identity() for i, b in enumerate(arch.blocks, 1)]
             for block, b in zip(blocks, arch.blocks):  # the binary operand's own input width
-                op = block.dense[b.dense_op]
-                if op.binary:
+                op = block.dense[b.dense_op] if isinstance(block, Block) else None
+                if op is not None and op.binary:
                     op.b = ElasticLinear(sum(dense_w[j] for j in (b.binary_in or b.dense_in)), b.dense_dim)
         self.blocks = nn.ModuleList(blocks)
         self.head = head if head is not None else ElasticLinear(arch.blocks[-1].dense_dim, 1)
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
-        for block, b in zip(self.blocks, self.arch.blocks):
-            outputs.append(block(gather(outputs, b), b))
+        for i, (block, b) in enumerate(zip(self.blocks, self.arch.blocks), 1):
+            outputs.append(block(gather(outputs, b), b) if i in self.live else None)
         return self.head(outputs[-1][0]).squeeze(-1)
 
 
