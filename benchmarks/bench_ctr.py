@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def search(dataset: str, budget_mflops: float, args) -> dict:
     run_dir = HERE / ".work" / "ctr" / f"{dataset}-search"
     if args.reuse_search and (run_dir / "summary.json").exists():
         return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
+    shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
     cfg = load_search_config([ROOT / "configs/ctr-search-small.yaml"],
                              [f"data.dataset={dataset}", f"train.seed={args.seed}", f"retrain.seed={args.seed}",
                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
