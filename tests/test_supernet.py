@@ -95,7 +95,7 @@ def test_candidate_flops_are_counted_and_the_constraint_prefers_small_shallow_pa
     assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
 
 
-def _search_trainer(tmp_path, epochs, arch_data="valid"):
+def _search_trainer(tmp_path, epochs, arch_data="valid", **architect):
     from recarch.data.batching import TrainBatches
     from recarch.evaluation import Evaluator
     from recarch.search.constraint import ResourceConstraint, candidate_layer_flops
@@ -112,7 +112,7 @@ def _search_trainer(tmp_path, epochs, arch_data="valid"):
                        progress=False)
     trainer = Trainer(net, TrainBatches(data, 8, tcfg.regime, 16, 3), Evaluator(data, 8, protocols=["full"]),
                       tcfg, tmp_path, log=lambda m: None, parameters=net.weight_parameters())
-    acfg = ArchitectConfig(arch_lr=0.05, arch_data=arch_data, batch_size=8, tau_decay=0.01)
+    acfg = ArchitectConfig(arch_lr=0.05, arch_data=arch_data, batch_size=8, tau_decay=0.01, **architect)
     valid = ValidationStream(data, 8, 8, 3) if arch_data == "valid" else None
     trainer.hooks = EASRecArchitect(net, ResourceConstraint(candidate_layer_flops(net, 8), 2), acfg,
                                     trainer.loss, valid)
@@ -135,6 +135,15 @@ def test_a_resumed_search_equals_an_uninterrupted_one(tmp_path, arch_data):
     # the controllers moved, and only the architect moved them (weights' optimizer excludes them)
     assert not torch.equal(net_full.alpha, torch.zeros(2))
     assert all(p is not net_full.alpha for g in full.optimizer.param_groups for p in g["params"])
+
+
+def test_search_stops_once_the_architecture_is_stable(tmp_path):
+    trainer, _ = _search_trainer(tmp_path, 30, arch_patience=2)
+    history = trainer.fit()["history"]
+    assert 3 <= len(history) < 30  # train.patience is 0: only the architecture's stability stops it
+    assert history[-1]["chosen"] == history[-2]["chosen"] == history[-3]["chosen"]
+    again, _ = _search_trainer(tmp_path / "off", 6)  # arch_patience 0 (the paper): the epoch cap decides
+    assert len(again.fit()["history"]) == 6
 
 
 def test_proxyless_single_path_step_leaves_inactive_slices_without_gradient():

@@ -33,10 +33,13 @@ class ArchitectConfig:
     tau_start: float = 1.0
     tau_decay: float = 5e-5  # per training step (released code)
     tau_min: float = 0.01
+    # stop the search once argmax (α, β) — the architecture derive would pick — has stayed the same
+    # for this many epochs (0: off, the paper); DARTS+'s "stable ranking" criterion (Liang et al., 2019)
+    arch_patience: int = 0
 
     def validate(self) -> None:
-        if self.arch_every < 1 or self.batch_size < 1:
-            raise ConfigError("search.arch_every and search.batch_size must be ≥ 1")
+        if self.arch_every < 1 or self.batch_size < 1 or self.arch_patience < 0:
+            raise ConfigError("architect.arch_every and architect.batch_size must be ≥ 1, architect.arch_patience ≥ 0")
         if not 0 < self.tau_min <= self.tau_start:
             raise ConfigError("search: expected 0 < tau_min ≤ tau_start")
 
@@ -79,6 +82,7 @@ class EASRecArchitect(TrainHooks):
         supernet.path_sampling = getattr(self, "path_sampling", False)
         self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr)
         self.last_resource = float("nan")
+        self.stable = {"chosen": None, "epochs": 0}  # how long argmax (α, β) has not moved
         supernet.tau = cfg.tau_start
 
     def resource(self) -> torch.Tensor:
@@ -115,13 +119,22 @@ class EASRecArchitect(TrainHooks):
                           "resource": float(self.constraint(w, v)),
                           "expected_layer_flops": self.constraint.expected_flops(w, v),
                           "chosen": list(self.net.chosen())})
+        same = stats["chosen"] == self.stable["chosen"]
+        self.stable = {"chosen": stats["chosen"], "epochs": self.stable["epochs"] + 1 if same else 0}
+
+    def stop_reason(self):
+        n = self.cfg.arch_patience
+        if n and self.stable["epochs"] >= n:
+            return f"the architecture {tuple(self.stable['chosen'])} has not changed for {n} epochs"
+        return None
 
     def state_dict(self) -> Dict:
         return {"optimizer": self.optimizer.state_dict(), "tau": self.net.tau,
-                "drawn": self.valid.drawn if self.valid else 0}
+                "drawn": self.valid.drawn if self.valid else 0, "stable": dict(self.stable)}
 
     def load_state_dict(self, state: Dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.net.tau = state["tau"]
+        self.stable = dict(state["stable"])
         if self.valid:
             self.valid.drawn = state["drawn"]

@@ -71,6 +71,10 @@ class TrainHooks:
     def after_epoch(self, epoch: int, stats: Dict) -> None:
         """After each epoch's validation; may add entries to ``stats`` (the history row)."""
 
+    def stop_reason(self) -> Optional[str]:
+        """Why training should stop now, besides the trainer's own early stopping (None: go on)."""
+        return None
+
     def state_dict(self) -> Dict:
         return {}
 
@@ -172,11 +176,12 @@ class Trainer:
             self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats[self.rate_key]:.0f} {self.rate_unit}, "
                      f"valid {protocol} {metric} {score:.4f}{' *' if improved else ''}")
             if self.stopped():
-                self.log(f"early stop: no better {metric} for {self.cfg.patience} epochs")
+                self.log("early stop: " + (self.hooks.stop_reason() or f"no better {metric} for {self.cfg.patience} epochs"))
         return {k: self.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
 
     def stopped(self) -> bool:
-        return self.cfg.patience > 0 and self.state["bad_epochs"] >= self.cfg.patience
+        return (self.cfg.patience > 0 and self.state["bad_epochs"] >= self.cfg.patience) \
+            or self.hooks.stop_reason() is not None
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self, name: str, model_only: bool = False) -> None:
