@@ -18,9 +18,15 @@ def fmt(x, digits=4):
     return str(x)
 
 
+def short_commit(commit) -> str:
+    if not commit:
+        return "unknown"
+    return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def machine_line(m: dict, seed) -> str:
     return (f"Machine: {m.get('cpu')} ({m.get('cores')} cores), torch {m.get('torch')}, python {m.get('python')}, "
-            f"{m.get('threads')} thread(s) for training, commit `{(m.get('git_commit') or 'uncommitted')[:10]}`, seed {seed}.")
+            f"{m.get('threads')} thread(s) for training, commit `{short_commit(m.get('git_commit'))}`, seed {seed}.")
 
 
 def seq_section(r: dict, anchors: dict) -> list:

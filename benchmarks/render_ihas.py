@@ -7,12 +7,9 @@ import sys
 from pathlib import Path
 from typing import List
 
+from render import machine_line
+
 LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)", "ihas": "iHAS ensemble"}
-
-
-def _machine(m: dict, seed) -> str:
-    return (f"Machine: {m.get('cpu')} ({m.get('cores')} cores), torch {m.get('torch')}, python {m.get('python')}, "
-            f"{m.get('threads')} thread(s), commit `{(m.get('git_commit') or 'uncommitted')[:10]}`, seed {seed}.")
 
 
 def _us(x) -> str:
@@ -22,7 +19,7 @@ def _us(x) -> str:
 def ihas_section(result: dict) -> List[str]:
     ds, rows = result["dataset"], result["rows"]
     c = result.get("config") or {}
-    out = [f"### iHAS — {ds}", "", f"Command: `{result['command']}` — {_machine(result['machine'], result['seed'])}", ""]
+    out = [f"### iHAS — {ds}", "", f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", ""]
     if c:
         g = c["gate"]
         out += [f"Settings: full width {c['model']['embed_dim']} in {c['blocks']} blocks per field; "

@@ -28,13 +28,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+        proc = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
                               capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    """HEAD, with ``-dirty`` when tracked files differ from it (the run used uncommitted code)."""
+    head = _git("rev-parse", "HEAD")
+    if head and _git("status", "--porcelain", "--untracked-files=no"):
+        head += "-dirty"
+    return head
 
 
 def machine_info(threads: int | None = None) -> dict:
