@@ -122,3 +122,7 @@ def test_search_can_reuse_its_trained_supernet(tmp_path):
     assert (tmp_path / "run" / "supernet" / "checkpoints" / "best.pt").stat().st_mtime == stamp
     assert again["supernet"] == first["supernet"]
     assert again["modes"]["arch"]["winner"]["search"]["valid_auc"] == first["modes"]["arch"]["winner"]["search"]["valid_auc"]
+    # more epochs: the reused supernet trains on from where it stopped
+    longer = search_ctr(load_search_config(sets=sets + ["reuse_supernet=true", f"train.epochs={first['supernet']['epochs'] + 1}"]),
+                        str(DATA), tmp_path / "run", echo=False)
+    assert longer["supernet"]["epochs"] == first["supernet"]["epochs"] + 1

@@ -40,7 +40,7 @@ from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.run import CostConfig, RunLog, unique_run_dir
-from recarch.train import TrainConfig, TrainHooks, checkpoint
+from recarch.train import TrainConfig, TrainHooks
 from recarch.train.distributed import Dist
 
 Genome = Tuple[Arch, frozenset]
@@ -58,7 +58,7 @@ class CTRSearchConfig:
     hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
     hw_weight: float = 0.05  # λ_hw
     latency_table: bool = True  # measure CPU latency per operator for every candidate
-    reuse_supernet: bool = False  # start from the run folder's trained supernet (supernet/checkpoints) if present
+    reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
@@ -138,11 +138,10 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> T
                               hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
     log(f"supernet: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.space.blocks} blocks, "
         f"space {cfg.space.space}")
-    if cfg.reuse_supernet and (run_dir / "supernet" / "checkpoints" / "last.pt").exists():
-        trainer.state = checkpoint.load(run_dir / "supernet" / "checkpoints" / "last.pt")["state"]
+    reuse = cfg.reuse_supernet and (run_dir / "supernet" / "checkpoints" / "last.pt").exists()
+    if reuse:  # continued up to train.epochs unless it already stopped; a finished one is used as it is
         log(f"supernet: reusing the trained weights in {run_dir / 'supernet'}")
-    else:
-        trainer.fit()
+    trainer.fit(resume=reuse)
     trainer.load_best()
     fit = {k: trainer.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
     return net.eval(), fit
