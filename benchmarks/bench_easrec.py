@@ -9,6 +9,7 @@ overrides it. With ``--seeds N`` the main comparison is repeated for seeds seed 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -33,10 +34,14 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
     cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}",
                                       f"train.threads={args.threads}", f"retrain.threads={args.threads}",
                                       "train.progress=false", "retrain.progress=false", *args.set, *sets])
-    started = time.perf_counter()
-    summary = search(cfg, data_dir=args.data_dir, run_dir=HERE / ".work" / "easrec" / f"{dataset}-{tag}",
-                     echo=not args.quiet)
-    summary["wall_seconds"] = time.perf_counter() - started
+    run_dir = HERE / ".work" / "easrec" / f"{dataset}-{tag}"
+    if args.reuse and (run_dir / "summary.json").exists():  # a finished run of an earlier invocation
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary.update(wall_seconds=None, reused=True)
+    else:
+        started = time.perf_counter()
+        summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet)
+        summary["wall_seconds"] = time.perf_counter() - started
     summary["settings"] = sets
     return summary
 
@@ -74,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--seeds", type=int, default=1, help="repeat the main comparison for this many seeds")
+    ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/easrec")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
