@@ -64,6 +64,19 @@ def read_atomic_table(path: PathLike, required: Sequence[str], skip_bad_rows: bo
     return concat_chunks(chunks).cat
 
 
+def _rated_rows(df: pd.DataFrame, linenos: np.ndarray, bad: BadRowCounter, users: pd.DataFrame,
+                items: pd.DataFrame) -> RawChunk:
+    """Rating rows (user_id, item_id, rating) → CTR rows: user and item fields joined, label rating ≥ 4."""
+    df, linenos = _check_regex(df, linenos, "rating", _RATING_OK, bad, "a rating (a number ≥ 0)")
+    out = df[["user_id", "item_id"]].copy()
+    for c in ("age", "gender", "occupation", "zip_code"):
+        out[c] = _lookup(out["user_id"], users, "user_id", c)
+    for c in ("release_year", "genre"):
+        out[c] = _lookup(out["item_id"], items, "item_id", c)
+    label = (df["rating"].astype(np.float64) >= 4).to_numpy(np.float32)
+    return RawChunk(_ctr_movielens(out), np.zeros((len(df), 0)), label, [])
+
+
 def iter_movielens_atomic(folder: PathLike, stem: str = "ml-100k", chunksize: int = DEFAULT_CHUNKSIZE,
                           skip_bad_rows: bool = False) -> Iterator[RawChunk]:
     """Stream ``<stem>.inter`` joined with ``<stem>.user`` and ``<stem>.item`` as CTR rows."""
@@ -77,14 +90,7 @@ def iter_movielens_atomic(folder: PathLike, stem: str = "ml-100k", chunksize: in
     items["release_year"] = _year_or_missing(items["release_year"]) if "release_year" in items else ""
 
     def table(df: pd.DataFrame, linenos: np.ndarray, bad: BadRowCounter) -> RawChunk:
-        df, linenos = _check_regex(df, linenos, "rating", _RATING_OK, bad, "a rating (a number ≥ 0)")
-        out = df[["user_id", "item_id"]].copy()
-        for c in ("age", "gender", "occupation", "zip_code"):
-            out[c] = _lookup(out["user_id"], users, "user_id", c)
-        for c in ("release_year", "genre"):
-            out[c] = _lookup(out["item_id"], items, "item_id", c)
-        label = (df["rating"].astype(np.float64) >= 4).to_numpy(np.float32)
-        return RawChunk(_ctr_movielens(out), np.zeros((len(df), 0)), label, [])
+        return _rated_rows(df, linenos, bad, users, items)
 
     make = _atomic_parser(str(folder / f"{stem}.inter"), ("user_id", "item_id", "rating"), table)
     return _stream(folder / f"{stem}.inter", make, header=True, chunksize=chunksize,
@@ -121,14 +127,7 @@ def iter_movielens_grouplens(folder: PathLike, chunksize: int = DEFAULT_CHUNKSIZ
     def make(first: str, lineno: int) -> ChunkParser:
         def parse(lines: pd.Series, linenos: np.ndarray, bad: BadRowCounter) -> RawChunk:
             df, linenos = split_fields(lines, linenos, "\t", names, bad)
-            df, linenos = _check_regex(df, linenos, "rating", _RATING_OK, bad, "a rating (a number ≥ 0)")
-            out = df[["user_id", "item_id"]].copy()
-            for c in ("age", "gender", "occupation", "zip_code"):
-                out[c] = _lookup(out["user_id"], users, "user_id", c)
-            for c in ("release_year", "genre"):
-                out[c] = _lookup(out["item_id"], items, "item_id", c)
-            label = (df["rating"].astype(np.float64) >= 4).to_numpy(np.float32)
-            return RawChunk(_ctr_movielens(out), np.zeros((len(df), 0)), label, [])
+            return _rated_rows(df, linenos, bad, users, items)
         return parse
     return _stream(folder / "u.data", make, header=False, chunksize=chunksize, skip_bad_rows=skip_bad_rows)
 
