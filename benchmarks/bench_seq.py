@@ -43,7 +43,7 @@ MODEL = {"hidden_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2, "dro
 
 def bench_config(dataset: str, attention: str, threads: int, seed: int, valid_protocol: str) -> run.RunConfig:
     s = SETTINGS[dataset]
-    return run.load_run_config(base={
+    return run.load_run_config(options={
         "data": {"dataset": dataset},
         "model": {"name": "sasrec", "attention": attention, "max_len": s["max_len"], **MODEL},
         "train": {"regime": "all_positions", "batch_size": s["batch_size"], "lr": 1e-3, "epochs": s["epochs"],

@@ -50,6 +50,23 @@ def test_files_then_overrides_apply_in_order(tmp_path):
     assert cfg.model.inner_size == 256  # untouched default
 
 
+def test_a_command_flag_beats_the_preset_file_and_set_beats_both(tmp_path):
+    """`recarch ctr train --model dlrm --config preset.yaml` trains DLRM even though the preset names DeepFM."""
+    import argparse
+
+    from recarch.cli import _options
+    from recarch.ctr.run import load_ctr_config
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("data:\n  dataset: frappe\nmodel:\n  name: deepfm\n  embed_dim: 10\n")
+    flags = _options(argparse.Namespace(model="dlrm", dataset="ml-100k-ctr", out_dir=None),
+                     model="model.name", dataset="data.dataset", out_dir="out_dir")
+    cfg = load_ctr_config([preset], [], flags)
+    assert (cfg.model.name, cfg.data.dataset, cfg.model.embed_dim) == ("dlrm", "ml-100k-ctr", 10)
+    cfg = load_ctr_config([preset], ["model.name=dcnv2"], flags)
+    assert cfg.model.name == "dcnv2"
+
+
 def test_unknown_key_names_the_path_and_suggests():
     with pytest.raises(ConfigError, match=r"'model.hiden_size'.*did you mean 'hidden_size'"):
         load_run_config(sets=["model.hiden_size=32"])

@@ -75,3 +75,13 @@ def test_table5_runs_every_gate_variant_and_resumes(tmp_path, capsys):
     assert sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("row.json")) == filled
     both = json.loads((tmp_path / "table5-ml-100k.json").read_text())
     assert [r["seed"] for r in both["rows"]["easrec"]] == [42, 43]
+
+
+@pytest.mark.skipif(not (DATA / "gowalla-checkins").exists(), reason="gowalla-checkins not present")
+def test_attribute_methods_are_left_out_only_where_the_data_has_no_attributes():
+    from recarch.reproduce.methods import dataset_has_features, needs_features
+
+    preset = [Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml"]
+    assert [m for m in ("easrec", "sasrec", "fdsa", "sasrecf-linear") if needs_features(m)] == ["fdsa", "sasrecf-linear"]
+    assert dataset_has_features("ml-100k", preset, TINY, str(DATA))
+    assert not dataset_has_features("gowalla-checkins", preset, TINY, str(DATA))

@@ -10,19 +10,20 @@ from typing import List, Optional
 from recarch.config import ConfigError
 
 
-def _base(args, **options: str) -> dict:
-    """Config overrides from command-line options, each mapped to a dotted config key."""
-    base: dict = {}
+def _options(args, **options: str) -> dict:
+    """A command's own flags as config values (over its preset files, under ``--set``), each mapped to a
+    dotted config key."""
+    out: dict = {}
     for option, dotted in options.items():
         value = getattr(args, option)
         if value is None or value is False:
             continue
         *parents, leaf = dotted.split(".")
-        node = base
+        node = out
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return base
+    return out
 
 
 def _print_status(rows) -> None:
@@ -35,11 +36,11 @@ def _print_status(rows) -> None:
 def _train(args) -> int:
     from recarch import run
 
-    base = _base(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
+    options = _options(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
     if args.resume:
         cfg = run.load_run_config([Path(args.resume) / "config.yaml"], args.set)
     else:
-        cfg = run.load_run_config(args.config, args.set, base)
+        cfg = run.load_run_config(args.config, args.set, options)
     result = run.train(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
     return 0
@@ -48,9 +49,9 @@ def _train(args) -> int:
 def _search(args) -> int:
     from recarch.search.job import load_search_config, search
 
-    base = _base(args, dataset="data.dataset", out_dir="out_dir", budget_flops="budget_flops", budget_ms="budget_ms",
+    options = _options(args, dataset="data.dataset", out_dir="out_dir", budget_flops="budget_flops", budget_ms="budget_ms",
                  strategy="strategy")
-    cfg = load_search_config(args.config, args.set, base)
+    cfg = load_search_config(args.config, args.set, options)
     summary = search(cfg, data_dir=args.data_dir)
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
         print(f"results in {summary['run_dir']} (arch.json, summary.json, search/, retrain/, baseline/)")
@@ -62,10 +63,10 @@ def _retrain(args) -> int:
 
     arch_path = Path(args.arch)
     arch = json.loads(arch_path.read_text())
-    base = {"data": arch["data"], "model": arch["model"]}
+    options = {"data": arch["data"], "model": arch["model"]}  # the architecture beats a preset's model
     if args.out_dir:
-        base["out_dir"] = args.out_dir
-    cfg = run.load_run_config(args.config, args.set, base)
+        options["out_dir"] = args.out_dir
+    cfg = run.load_run_config(args.config, args.set, options)
     weights = None if args.from_scratch else arch_path.parent / arch["weights"]
     result = run.train(cfg, data_dir=args.data_dir, init_weights=weights)
     print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
@@ -122,11 +123,11 @@ def _models(args) -> int:
 def _ctr_train(args) -> int:
     from recarch.ctr.run import load_ctr_config, train_ctr
 
-    base = _base(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
+    options = _options(args, model="model.name", dataset="data.dataset", out_dir="out_dir")
     if args.resume:
         cfg = load_ctr_config([Path(args.resume) / "config.yaml"], args.set)
     else:
-        cfg = load_ctr_config(args.config, args.set, base)
+        cfg = load_ctr_config(args.config, args.set, options)
     result = train_ctr(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     print(f"results in {result['run_dir']} (metrics.json, cost.json, log.txt)")
     return 0
@@ -135,9 +136,9 @@ def _ctr_train(args) -> int:
 def _ctr_search(args) -> int:
     from recarch.ctr.search import load_search_config, search_ctr
 
-    base = _base(args, dataset="data.dataset", space="space.space", hardware="hardware",
+    options = _options(args, dataset="data.dataset", space="space.space", hardware="hardware",
                  budget_mflops="budget_mflops", out_dir="out_dir")
-    cfg = load_search_config(args.config, args.set, base)
+    cfg = load_search_config(args.config, args.set, options)
     result = search_ctr(cfg, data_dir=args.data_dir)
     print(f"results in {result['run_dir']} (arch-*.json, summary.json, pareto-*.png, retrain/)")
     return 0
@@ -187,8 +188,8 @@ def _ctr_models(args) -> int:
 def _ihas(args) -> int:
     from recarch.ihas.job import load_ihas_config, run_ihas
 
-    base = _base(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
-    cfg = load_ihas_config(args.config, args.set, base)
+    options = _options(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
+    cfg = load_ihas_config(args.config, args.set, options)
     summary = run_ihas(cfg, data_dir=args.data_dir)
     print(f"results in {summary['run_dir']} (summary.json, ensemble/, search/, cluster/, retrain/, baseline-*/)")
     return 0

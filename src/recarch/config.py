@@ -143,10 +143,12 @@ def read_yaml(path: str | Path) -> Dict[str, Any]:
 
 
 def load(cls: Type[C], files: Iterable[str | Path] = (), sets: Iterable[str] = (),
-         base: Optional[Dict[str, Any]] = None) -> C:
-    """Defaults <- ``base`` <- each YAML file in order <- ``--set`` overrides."""
-    data: Dict[str, Any] = dict(base or {})
+         options: Optional[Dict[str, Any]] = None) -> C:
+    """Defaults <- each YAML file in order <- ``options`` (a command's own flags, e.g. ``--dataset``, as a
+    nested dict) <- ``--set`` overrides: a flag beats a preset file, ``--set`` beats both."""
+    data: Dict[str, Any] = {}
     for f in files:
         data = merge(data, read_yaml(f))
+    data = merge(data, options or {})
     data = merge(data, parse_overrides(sets))
     return from_dict(cls, data)

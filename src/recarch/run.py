@@ -88,8 +88,8 @@ class RunConfig:
                                      f"eval.ks {self.eval.ks}, got {self.train.valid_metric!r}")
 
 
-def load_run_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> RunConfig:
-    return cfglib.load(RunConfig, files, sets, base)
+def load_run_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> RunConfig:
+    return cfglib.load(RunConfig, files, sets, options)
 
 
 class RunLog:

@@ -53,8 +53,8 @@ class CTRRunConfig:
                                      f"{self.train.valid_metric!r}")
 
 
-def load_ctr_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> CTRRunConfig:
-    return cfglib.load(CTRRunConfig, files, sets, base)
+def load_ctr_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> CTRRunConfig:
+    return cfglib.load(CTRRunConfig, files, sets, options)
 
 
 class CTREvaluator:

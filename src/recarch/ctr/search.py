@@ -71,8 +71,8 @@ class CTRSearchConfig:
             raise cfglib.ConfigError("top_k and eval_paths must be ≥ 1")
 
 
-def load_search_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> CTRSearchConfig:
-    return cfglib.load(CTRSearchConfig, files, sets, base)
+def load_search_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> CTRSearchConfig:
+    return cfglib.load(CTRSearchConfig, files, sets, options)
 
 
 class FixedPath(nn.Module):

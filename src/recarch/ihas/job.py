@@ -108,8 +108,8 @@ class IHASConfig:
                 raise err(f"{name}.valid_protocol must be 'ctr' and {name}.valid_metric one of {VALID_METRICS}")
 
 
-def load_ihas_config(files=(), sets=(), base: Optional[Dict[str, Any]] = None) -> IHASConfig:
-    return cfglib.load(IHASConfig, files, sets, base)
+def load_ihas_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> IHASConfig:
+    return cfglib.load(IHASConfig, files, sets, options)
 
 
 # ---- helpers -------------------------------------------------------------------------------------

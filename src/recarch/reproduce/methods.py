@@ -45,6 +45,18 @@ for _name, _method in {
     METHODS.register(_name)(_method)
 
 
+def needs_features(name: str) -> bool:
+    """Whether the method's model reads item attributes (FDSA, SASRecF)."""
+    from recarch.models import MODELS
+
+    return bool(getattr(MODELS.get(METHODS.get(name).model), "uses_features", False))
+
+
+def dataset_has_features(dataset: str, preset: Sequence[str], sets: Sequence[str], data_dir: Optional[str]) -> bool:
+    cfg = load_search_config(list(preset), [*sets, f"data.dataset={dataset}"])
+    return run.load_dataset(cfg.run_config(cfg.model), data_dir).item_features is not None
+
+
 def _row(run_dir: Path) -> Dict[str, Any]:
     """Validation and test metrics, model shape and cost of a finished training run folder."""
     metrics = json.loads((run_dir / "metrics.json").read_text())

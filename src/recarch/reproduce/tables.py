@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.registry import Registry
-from recarch.reproduce.methods import METHODS, run_folder, run_method
+from recarch.reproduce.methods import METHODS, dataset_has_features, needs_features, run_folder, run_method
 from recarch.reproduce.stats import mean_std, welch_t_test
 
 PAPER = json.loads((Path(__file__).with_name("easrec_paper.json")).read_text())
@@ -201,7 +201,11 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
     spec = TABLES.get(table)
     out_dir = Path(out_dir)
     rows: Dict[str, List[Dict[str, Any]]] = {}
-    jobs = [(m, s) for m in spec.methods for s in range(seeds)]
+    methods, skipped = list(spec.methods), []
+    if any(needs_features(m) for m in methods) and not dataset_has_features(dataset, preset, sets, data_dir):
+        skipped = [m for m in methods if needs_features(m)]
+        methods = [m for m in methods if m not in skipped]
+    jobs = [(m, s) for m in methods for s in range(seeds)]
     for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
         rows.setdefault(method, []).append(run_method(method, dataset, first_seed + seed, preset, sets, data_dir,
                                                       out_dir / "runs", echo=echo))
@@ -217,9 +221,11 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
                                                     else "; the paper has no results on this dataset") + ".",
              "p: Welch's two-sided t-test on test NDCG@10 against the first row (* p < 0.05; needs ≥ 2 seeds).", "",
              *spec.render(result), "",
+             *([f"Not run: {', '.join(METHODS.get(m).label for m in skipped)} — they read item attributes and "
+                f"{dataset} has none.", ""] if skipped else []),
              f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
              f"(`{stem.with_suffix('.png').name}`).", ""]
-    data = {**result.to_json(), "pareto_front": front, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
+    data = {**result.to_json(), "pareto_front": front, "not_run": skipped, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
     write_json_atomic(stem.with_suffix(".json"), data)
     write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))
     return {"markdown": stem.with_suffix(".md"), **data}

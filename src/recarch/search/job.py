@@ -61,8 +61,8 @@ class SearchRunConfig:
                              out_dir=self.out_dir)
 
 
-def load_search_config(files=(), sets=(), base=None) -> SearchRunConfig:
-    cfg = cfglib.load(SearchRunConfig, files, sets, base)
+def load_search_config(files=(), sets=(), options=None) -> SearchRunConfig:
+    cfg = cfglib.load(SearchRunConfig, files, sets, options)
     cfg.run_config(cfg.model).validate()  # protocols and the validation metric
     return cfg
 
