@@ -1,6 +1,8 @@
 """iHAS benchmark: per data set and backbone, the full-dimension model, the AutoDim-like model (one
 searched dimension per field for all instances) and iHAS (search → cluster → retrain, routed ensemble),
 with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
+With ``--seeds N`` every backbone is run for N seeds: the detailed row is the first seed's, the targets
+are judged on the means, with Welch's t-test of iHAS against the full-dimension model.
 
 Writes ``benchmarks/results/ihas-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
 Example: ``python benchmarks/bench_ihas.py --datasets frappe ml-100k-ctr --backbones deepfm dcnv2 dlrm --threads 1``.
@@ -8,6 +10,8 @@ Example: ``python benchmarks/bench_ihas.py --datasets frappe ml-100k-ctr --backb
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -18,10 +22,11 @@ from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.io import write_json_atomic
 from recarch.ihas.job import load_ihas_config, run_ihas
+from recarch.reproduce.stats import welch_t_test
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-METHODS = ("full", "autodim", "ihas")
+METHODS = ("full", "autodim", "uniform", "ihas")
 
 
 def row(summary: dict) -> dict:
@@ -42,6 +47,7 @@ def row(summary: dict) -> dict:
                                         "gate_params")})
     target["embedding_params_per_instance_vs_full"] = ihas["embedding_params_per_instance"] / full["embedding_params"]
     out["autodim_dims"] = summary["methods"]["autodim"]["dims"]
+    out["uniform_width"] = summary["methods"]["uniform"]["width"]
     out["clusters"] = {k: v for k, v in summary["clusters"].items()}
     out["search"] = summary["search"]
     out["timings"] = summary["timings"]
@@ -54,12 +60,53 @@ def row(summary: dict) -> dict:
     return out
 
 
+def seed_stats(rows: list) -> dict:
+    """Over one backbone's seeds: per method, test AUC / log loss and embedding parameters × full as
+    [mean, std]; Welch's t-test of iHAS's test AUC against the full model's; targets judged on the means."""
+    def ms(values):
+        values = list(values)
+        return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+    out = {"seeds": [r["seed"] for r in rows], "methods": {}}
+    for name in METHODS:
+        ms_rows = [r["methods"][name] for r in rows]
+        out["methods"][name] = {"test_auc": ms(m["test"]["auc"] for m in ms_rows),
+                                "test_logloss": ms(m["test"]["logloss"] for m in ms_rows),
+                                "embedding_params_vs_full": ms(m["embedding_params_vs_full"] for m in ms_rows)}
+    out["methods"]["ihas"]["embedding_params_per_instance_vs_full"] = ms(
+        r["methods"]["ihas"]["embedding_params_per_instance_vs_full"] for r in rows)
+    auc = {name: [r["methods"][name]["test"]["auc"] for r in rows] for name in METHODS}
+    out["ihas_vs_full"] = welch_t_test(auc["full"], auc["ihas"])
+    out["autodim_vs_full"] = welch_t_test(auc["full"], auc["autodim"])
+    out["uniform_vs_full"] = welch_t_test(auc["full"], auc["uniform"])
+    m = out["methods"]
+    auc_ok = m["ihas"]["test_auc"][0] >= m["full"]["test_auc"][0]
+    out["targets"] = {"auc_ge_full": auc_ok, "auc_minus_full": m["ihas"]["test_auc"][0] - m["full"]["test_auc"][0],
+                      "met_per_instance": auc_ok and m["ihas"]["embedding_params_per_instance_vs_full"][0] <= 0.5,
+                      "met_total": auc_ok and m["ihas"]["embedding_params_vs_full"][0] <= 0.5}
+    return out
+
+
+def run_one(dataset: str, backbone: str, seed: int, presets: list, args) -> dict:
+    """One (dataset, backbone, seed) run's summary; with ``--reuse`` a finished run folder is read back."""
+    run_dir = HERE / ".work" / "ihas" / f"{dataset}-{backbone}-seed{seed}"
+    if args.reuse and (run_dir / "summary.json").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    cfg = load_ihas_config(presets, [f"data.dataset={dataset}", f"model.name={backbone}",
+                                     f"search.seed={seed}", f"retrain.seed={seed}",
+                                     f"search.threads={args.threads}", f"retrain.threads={args.threads}",
+                                     f"cost.threads={args.threads}", "baselines=true", *args.set])
+    return run_ihas(cfg, args.data_dir, run_dir, echo=not args.quiet)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["frappe"])
     ap.add_argument("--backbones", nargs="+", default=["deepfm", "dcnv2", "dlrm"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", type=int, default=1, help="run every backbone for this many seeds from --seed")
+    ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/ihas")
     ap.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
                     help="iHAS preset(s) (default configs/ihas-quick.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")
@@ -71,18 +118,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     for dataset in args.datasets:
         started = time.perf_counter()
-        rows, config = [], None
+        rows = []
         for backbone in args.backbones:
-            cfg = load_ihas_config(presets, [f"data.dataset={dataset}", f"model.name={backbone}",
-                                             f"search.seed={args.seed}", f"retrain.seed={args.seed}",
-                                             f"search.threads={args.threads}", f"retrain.threads={args.threads}",
-                                             f"cost.threads={args.threads}", "baselines=true", *args.set])
-            config = cfglib.to_dict(cfg)
-            summary = run_ihas(cfg, args.data_dir, HERE / ".work" / "ihas" / f"{dataset}-{backbone}", echo=not args.quiet)
-            rows.append(row(summary))
-            print(f"{dataset} {backbone}: iHAS AUC {summary['methods']['ihas']['test']['auc']:.4f} vs full "
-                  f"{summary['methods']['full']['test']['auc']:.4f}", flush=True)
-        result = {"dataset": dataset, "seed": args.seed,
+            seeds = [{**row(run_one(dataset, backbone, seed, presets, args)), "seed": seed}
+                     for seed in range(args.seed, args.seed + args.seeds)]
+            rows.append({**seeds[0], "per_seed": seeds, "seed_stats": seed_stats(seeds)} if len(seeds) > 1 else seeds[0])
+            print(f"{dataset} {backbone}: iHAS AUC " + ", ".join(f"{r['methods']['ihas']['test']['auc']:.4f}" for r in seeds)
+                  + " vs full " + ", ".join(f"{r['methods']['full']['test']['auc']:.4f}" for r in seeds), flush=True)
+        config = cfglib.to_dict(load_ihas_config(presets, [f"data.dataset={dataset}", *args.set]))
+        result = {"dataset": dataset, "seed": args.seed, "seeds": args.seeds,
                   "command": "python benchmarks/bench_ihas.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   "machine": machine_info(args.threads), "presets": [str(Path(p)) for p in presets],
                   "overrides": args.set, "config": config, "rows": rows,

@@ -9,11 +9,20 @@ from typing import List
 
 from render import machine_line
 
-LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)", "ihas": "iHAS ensemble"}
+LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)",
+          "uniform": "uniform width {width} (the widest within iHAS's per-instance budget)", "ihas": "iHAS ensemble"}
 
 
 def _us(x) -> str:
     return "—" if x is None else f"{x:.2f}"
+
+
+def _pm(ms, digits: int = 4) -> str:
+    return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def _p(test) -> str:
+    return "—" if test is None else f"p {test['p']:.2f}{' *' if test['p'] < 0.05 else ''}"
 
 
 def ihas_section(result: dict) -> List[str]:
@@ -35,9 +44,9 @@ def ihas_section(result: dict) -> List[str]:
             "| backbone | method | test AUC | test log loss | embedding params | × full | MFLOPs/sample | CPU µs/sample |",
             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for name in ("full", "autodim", "ihas"):
+        for name in LABELS:
             m = r["methods"][name]
-            out.append(f"| {r['backbone']} | {LABELS[name]} | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
+            out.append(f"| {r['backbone']} | {LABELS[name].format(width=r['uniform_width'])} | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
                        f"{m['embedding_params']:,} | {m['embedding_params_vs_full']:.3f} | "
                        f"{m['flops_per_sample'] / 1e6:.3f} | {_us(m.get('inference_us_per_sample'))} |")
         m = r["methods"]["ihas"]
@@ -52,6 +61,22 @@ def ihas_section(result: dict) -> List[str]:
                    f"{t['auc_minus_full']:+.4f} | {m['autodim']['test']['auc']:.4f} | "
                    f"{m['ihas']['embedding_params_per_instance_vs_full']:.3f} | {m['ihas']['embedding_params_vs_full']:.3f} | "
                    f"{'yes' if t['met_per_instance'] else 'no'} / {'yes' if t['met_total'] else 'no'} |")
+    with_seeds = [r for r in rows if "seed_stats" in r]
+    if with_seeds:
+        out += ["", f"Over seeds {', '.join(map(str, with_seeds[0]['seed_stats']['seeds']))} (mean ± std; the tables above "
+                "are the first seed's; p: Welch's two-sided t-test against the full-dimension model's test AUC):", "",
+                "| backbone | full AUC | AutoDim-like AUC (p) | uniform AUC (p) | iHAS AUC (p) | Δ AUC | "
+                "iHAS per instance × full | iHAS total × full | target met (per instance / total) |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in with_seeds:
+            st = r["seed_stats"]
+            m, t = st["methods"], st["targets"]
+            out.append(f"| {r['backbone']} | {_pm(m['full']['test_auc'])} | {_pm(m['autodim']['test_auc'])} "
+                       f"({_p(st['autodim_vs_full'])}) | {_pm(m['uniform']['test_auc'])} ({_p(st['uniform_vs_full'])}) | "
+                       f"{_pm(m['ihas']['test_auc'])} ({_p(st['ihas_vs_full'])}) | "
+                       f"{t['auc_minus_full']:+.4f} | {_pm(m['ihas']['embedding_params_per_instance_vs_full'], 3)} | "
+                       f"{_pm(m['ihas']['embedding_params_vs_full'], 3)} | "
+                       f"{'yes' if t['met_per_instance'] else 'no'} / {'yes' if t['met_total'] else 'no'} |")
     fields = list(rows[0]["autodim_dims"]) if rows else []
     out += ["", "Clusters: rows per group (router assignment) and the dimension each group kept per field "
             f"(of {c.get('model', {}).get('embed_dim', '?')}); AutoDim-like for comparison.", "",

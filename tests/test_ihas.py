@@ -206,7 +206,7 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys)
     (run_dir,) = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     methods = summary["methods"]
-    assert set(methods) == {"ihas", "full", "autodim"}
+    assert set(methods) == {"ihas", "full", "autodim", "uniform"}
     for m in methods.values():
         assert 0.5 < m["test"]["auc"] <= 1 and m["embedding_params"] > 0 and m["flops_per_sample"] > 0
     groups = summary["clusters"]["groups"]
@@ -214,6 +214,10 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys)
     ihas = methods["ihas"]
     assert ihas["embedding_params"] == sum(ihas["group_embedding_params"]) + ihas["gate_embedding_params"]
     assert methods["full"]["embedding_params"] == 5 * sum(summary["vocab_sizes"])  # width 4 + first order
+    # uniform: the widest even width within iHAS's per-instance parameters
+    width, vocab = methods["uniform"]["width"], sum(summary["vocab_sizes"])
+    assert methods["uniform"]["embedding_params"] == (width + 1) * vocab
+    assert width == 1 or (width + 1) * vocab <= ihas["embedding_params_per_instance"] < (width + 2) * vocab
     for name in ("config.yaml", "log.txt", "search/history.json", "cluster/clusters.json", "ensemble/ensemble.json"):
         assert (run_dir / name).exists()
     metrics = evaluate_ihas(run_dir, "test", str(DATA))

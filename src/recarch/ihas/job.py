@@ -18,6 +18,8 @@ Choices the paper leaves open (see also the docstrings of gates, embedding, sear
   instances exceeds 0.5, shared by all instances, and is retrained like a group (same init policy) on
   all the training data.
 * The full-dimension baseline is the backbone trained from scratch with the ``retrain`` settings.
+* The uniform baseline gives every field the same width, the widest whose embedding parameters fit within
+  iHAS's per-instance figure, and is retrained like a group: does the search beat shrinking evenly?
 * Embedding parameters (nn.Embedding weights, as ``ctr.run.embedding_parameters`` counts them; DeepFM's
   first-order table included for every model): the ensemble total is every group's tables plus the gate
   network's own embedding; the per-instance figure is, averaged over the test instances, the gate
@@ -184,6 +186,14 @@ def measure(model: nn.Module, data: CTRData, cfg: IHASConfig, flops: Optional[fl
     return out
 
 
+def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
+    """The widest embedding width d ≤ the full width at which the backbone, every field d wide, has at most
+    ``budget`` embedding parameters (1 when even that exceeds it)."""
+    rows = sum(schema.vocab_sizes)
+    other = embedding_parameters(build_ctr_model(schema, model_cfg)) - rows * model_cfg.embed_dim  # e.g. FM's first order
+    return max((w for w in range(1, model_cfg.embed_dim + 1) if other + rows * w <= budget), default=1)
+
+
 def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.ndarray:
     with torch.no_grad():
         return torch.cat([ensemble.route(c, n) for c, n, _ in batches(table, batch_size)]).numpy()
@@ -305,6 +315,12 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         methods["autodim"] = {**evaluate_both(auto, data, cfg.eval_batch_size), **measure(auto, data, cfg), **fit,
                               "dims": dict(zip(schema.fields, map(len, auto_cols))),
                               "active_dims_per_instance": sum(map(len, auto_cols))}
+        width = uniform_width(schema, cfg.model, ihas["embedding_params_per_instance"])
+        log(f"[baseline] uniform: every field {width} wide (the widest within iHAS's per-instance embedding parameters)")
+        uniform = mixed_model(cfg, data, [list(range(width))] * schema.num_fields, search_model)
+        fit = fit_model(uniform, data, cfg.retrain, run_dir / "baseline-uniform", log, cfg.eval_batch_size)
+        methods["uniform"] = {**evaluate_both(uniform, data, cfg.eval_batch_size), **measure(uniform, data, cfg), **fit,
+                              "width": width, "active_dims_per_instance": width * schema.num_fields}
         timings["baselines"] = time.perf_counter() - start
         ref = methods["full"]["embedding_params"]
         for name, m in methods.items():
@@ -334,7 +350,7 @@ def summary_table(summary: Dict[str, Any]) -> List[str]:
         lines.append(f"{name:<24} {m['test']['auc']:9.4f} {m['test']['logloss']:9.4f} {params:11,.0f} {ratio} "
                      f"{m['flops_per_sample'] / 1e6:8.3f}")
 
-    for name, label in (("full", "full dimensions"), ("autodim", "AutoDim-like")):
+    for name, label in (("full", "full dimensions"), ("autodim", "AutoDim-like"), ("uniform", "uniform width")):
         if name in methods:
             row(label, methods[name], methods[name]["embedding_params"])
     ihas = methods["ihas"]
