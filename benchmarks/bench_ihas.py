@@ -1,5 +1,5 @@
 """iHAS benchmark: per data set and backbone, the full-dimension model, the AutoDim-like model (one
-searched dimension per field for all instances) and iHAS (search → cluster → retrain, routed ensemble),
+searched dimension per field for all instances), the uniform-width model at iHAS's budget and iHAS (search → cluster → retrain, routed ensemble),
 with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
 With ``--seeds N`` every backbone is run for N seeds: the detailed row is the first seed's, the targets
 are judged on the means, with Welch's t-test of iHAS against the full-dimension model.
@@ -69,10 +69,10 @@ def seed_stats(rows: list) -> dict:
 
     out = {"seeds": [r["seed"] for r in rows], "methods": {}}
     for name in METHODS:
-        ms_rows = [r["methods"][name] for r in rows]
-        out["methods"][name] = {"test_auc": ms(m["test"]["auc"] for m in ms_rows),
-                                "test_logloss": ms(m["test"]["logloss"] for m in ms_rows),
-                                "embedding_params_vs_full": ms(m["embedding_params_vs_full"] for m in ms_rows)}
+        runs = [r["methods"][name] for r in rows]
+        out["methods"][name] = {"test_auc": ms(m["test"]["auc"] for m in runs),
+                                "test_logloss": ms(m["test"]["logloss"] for m in runs),
+                                "embedding_params_vs_full": ms(m["embedding_params_vs_full"] for m in runs)}
     out["methods"]["ihas"]["embedding_params_per_instance_vs_full"] = ms(
         r["methods"]["ihas"]["embedding_params_per_instance_vs_full"] for r in rows)
     auc = {name: [r["methods"][name]["test"]["auc"] for r in rows] for name in METHODS}
