@@ -1,6 +1,6 @@
 """iHAS benchmark: per data set and backbone, the full-dimension model, the AutoDim-like model (one
-searched dimension per field for all instances), the uniform-width model at iHAS's budget and iHAS (search → cluster → retrain, routed ensemble),
-with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
+searched dimension per field for all instances), the uniform-width model at iHAS's budget and iHAS
+(search → cluster → retrain, routed ensemble), with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
 With ``--seeds N`` every backbone is run for N seeds: the detailed row is the first seed's, the targets
 are judged on the means, with Welch's t-test of iHAS against the full-dimension model.
 
@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     presets = args.config or [str(ROOT / "configs" / "ihas-quick.yaml")]
     torch.set_num_threads(args.threads)
+    machine = machine_info(args.threads)  # the commit the runs start from
     for dataset in args.datasets:
         started = time.perf_counter()
         rows = []
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
         config = cfglib.to_dict(load_ihas_config(presets, [f"data.dataset={dataset}", *args.set]))
         result = {"dataset": dataset, "seed": args.seed, "seeds": args.seeds,
                   "command": "python benchmarks/bench_ihas.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                  "machine": machine_info(args.threads), "presets": [str(Path(p)) for p in presets],
+                  "machine": machine, "presets": [str(Path(p)) for p in presets],
                   "overrides": args.set, "config": config, "rows": rows,
                   "wall_seconds": time.perf_counter() - started}
         out = Path(args.out_dir) / f"ihas-{dataset}.json"
