@@ -155,6 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    machine = machine_info(args.threads)  # the commit the runs start from
     for dataset in args.datasets:
         started = time.perf_counter()
         peak = matmul_peak_gflops(args.threads)
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
         arch_auc, co_auc = modes["arch"]["seeds"]["test_auc"][0], modes["codesign"]["seeds"]["test_auc"][0]
         result = {
             "dataset": dataset, "seed": args.seed, "seeds": list(seeds), "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]),
-            "machine": machine_info(args.threads), "matmul_peak_gflops": peak, "baselines": rows,
+            "machine": machine, "matmul_peak_gflops": peak, "baselines": rows,
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
             "modes": modes, "placement_effect": placement_effect(run_dir, args),
