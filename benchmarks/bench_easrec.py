@@ -4,7 +4,9 @@ plus the gate ablation (the paper's Table V) and a λ sweep (its Fig. 4).
 Writes ``benchmarks/results/easrec-<dataset>.json``; ``benchmarks/render.py`` renders it.
 Example: ``python benchmarks/bench_easrec.py --datasets ml-100k [--part main|gates|lambda] [--seeds 3]``.
 Each dataset runs with its preset in ``configs/`` (capped epochs sized for a 2-core CPU); ``--set``
-overrides it. With ``--seeds N`` the main comparison is repeated for seeds seed … seed+N−1.
+overrides it. With ``--seeds N`` the main comparison is repeated for seeds seed … seed+N−1. A run with other
+settings is named with ``--variant NAME`` (its own work folders and ``easrec-<dataset>-<attention>-NAME.json``),
+e.g. ``--variant converged --set retrain.epochs=400 --set retrain.patience=20``.
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--seeds", type=int, default=1, help="repeat the main comparison for this many seeds")
     ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/easrec")
+    ap.add_argument("--variant", default="", help="name of a main comparison with other settings (--set)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
@@ -89,12 +92,13 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         result = {"benchmark": "easrec", "dataset": dataset, "seed": args.seed, "attention": args.attention,
                   "command": "python benchmarks/bench_easrec.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "machine": machine_info(args.threads)}
+                  "machine": machine_info(args.threads), "variant": args.variant, "overrides": args.set}
         attention = [f"model.attention={args.attention}"]
         if args.part == "main":
             runs = []
             for seed in range(args.seed, args.seed + args.seeds):
-                tag = f"{args.attention}-main" + ("" if seed == args.seed else f"-seed{seed}")
+                tag = f"{args.attention}-main" + (f"-{args.variant}" if args.variant else "") + \
+                      ("" if seed == args.seed else f"-seed{seed}")
                 run = one(dataset, args, tag, attention, seed)
                 runs.append({**run, "seed": seed, "ratios": ratios(run)})
             result["main"] = runs[0]
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
         else:
             result["lambda"] = [one(dataset, args, f"{args.attention}-lam{lam}", attention + [f"architect.lam={lam}", "baseline=false"])
                                 for lam in LAMBDAS]
-        suffix = "" if args.part == "main" else f"-{args.part}"
+        suffix = ("" if args.part == "main" else f"-{args.part}") + (f"-{args.variant}" if args.variant else "")
         write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}{suffix}.json", result)
     return 0
 

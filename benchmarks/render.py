@@ -95,7 +95,8 @@ def seq_section(r: dict, anchors: dict) -> list:
 
 def easrec_section(r: dict) -> list:
     part = "" if "main" in r else (" — gate ablation" if "gates" in r else " — λ sweep")
-    out = [f"### {r['dataset']} ({r['attention']} attention){part}", "",
+    variant = f" — {r['variant']} ({', '.join(r['overrides'])})" if r.get("variant") else ""
+    out = [f"### {r['dataset']} ({r['attention']} attention){part}{variant}", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", ""]
     if "main" in r:
         out += easrec_main(r["main"])
