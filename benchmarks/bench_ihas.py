@@ -1,6 +1,7 @@
 """iHAS benchmark: per data set and backbone, the full-dimension model, the AutoDim-like model (one
 searched dimension per field for all instances), the uniform-width model at iHAS's budget and iHAS
-(search → cluster → retrain, routed ensemble), with test AUC / log loss, embedding parameters (ensemble total and per instance) and the clusters.
+(search → cluster → retrain, routed ensemble), with test AUC / log loss, embedding parameters (ensemble
+total and per instance) and the clusters.
 With ``--seeds N`` every backbone is run for N seeds: the detailed row is the first seed's, the targets
 are judged on the means, with Welch's t-test of iHAS against the full-dimension model.
 
