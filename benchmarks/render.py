@@ -251,6 +251,13 @@ def main() -> int:
         lines += ["## Embedding track: iHAS instance-wise dimensions (`benchmarks/bench_ihas.py`)", ""]
         for path in ihas:
             lines += ihas_section(json.loads(path.read_text()))
+    widths = sorted((HERE / "results").glob("emb-widths-*.json"))
+    if widths:
+        from render_ihas import widths_section
+
+        lines += ["## Embedding track: the fixed-width frontier (`benchmarks/bench_emb_widths.py`)", ""]
+        for path in widths:
+            lines += widths_section(json.loads(path.read_text()))
     text = "\n".join(lines)
     tmp = ROOT / "BENCHMARKS.md.tmp"
     tmp.write_text(text)

@@ -97,6 +97,21 @@ def ihas_section(result: dict) -> List[str]:
     return out
 
 
+def widths_section(result: dict) -> List[str]:
+    """``bench_emb_widths.py``: test AUC against embedding parameters for fixed widths."""
+    conc = ", ".join(f"{f} {c['ids_for_80pct_rows']:,} of {c['vocab']:,}" for f, c in result["concentration"].items()
+                     if c["vocab"] > 100)
+    out = [f"### Embedding-width frontier — {result['dataset']}, {result['backbone']}", "",
+           f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", "",
+           f"Every model: {result['retrain']}; test AUC mean ± std over {result['seeds']} seed(s). Ids covering 80 % of "
+           f"the training rows: {conc}.", "",
+           "| widths | embedding params | × full | test AUC |", "|---|---|---|---|"]
+    for r in result["rows"]:
+        ratio = "—" if r["embedding_params_vs_full"] is None else f"{r['embedding_params_vs_full']:.3f}"
+        out.append(f"| {r['setting']} | {r['embedding_params']:,} | {ratio} | {_pm(r['test_auc'])} |")
+    return out + [""]
+
+
 if __name__ == "__main__":
     for path in sys.argv[1:]:
         print("\n".join(ihas_section(json.loads(Path(path).read_text()))))

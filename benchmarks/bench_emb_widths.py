@@ -1,0 +1,96 @@
+"""Embedding-width frontier: test AUC against embedding parameters when every field has the same width
+(and, optionally, when one field alone is narrowed), with the data's id concentration per field. It is
+the yardstick for any embedding-dimension search: a searched allocation is only worth its cost when it
+sits above this curve.
+
+Writes ``benchmarks/results/emb-widths-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
+Example: ``python benchmarks/bench_emb_widths.py --dataset frappe --widths 2 4 6 8 10 --narrow item=3 --seeds 3``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recarch.cost import machine_info
+from recarch.ctr.run import embedding_parameters
+from recarch.io import write_json_atomic
+from recarch.ihas.job import evaluate_both, fit_model, load_ihas_config, mixed_model
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def concentration(data) -> dict:
+    """Per field: vocabulary, and how many ids cover 80 % of the training rows."""
+    cat = np.asarray(data.train.cat)
+    out = {}
+    for f, name in enumerate(data.schema.fields):
+        counts = np.sort(np.bincount(cat[:, f], minlength=data.schema.vocab_sizes[f]))[::-1]
+        out[name] = {"vocab": int(data.schema.vocab_sizes[f]),
+                     "ids_for_80pct_rows": int(np.searchsorted(np.cumsum(counts) / counts.sum(), 0.8)) + 1}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="frappe")
+    ap.add_argument("--backbone", default="deepfm")
+    ap.add_argument("--widths", nargs="+", type=int, default=[2, 4, 6, 8, 10])
+    ap.add_argument("--narrow", action="append", default=[], metavar="FIELD=WIDTH",
+                    help="also train with only FIELD narrowed to WIDTH, the others at full width")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    machine = machine_info(args.threads)
+    cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], [f"data.dataset={args.dataset}",
+                                                                   f"model.name={args.backbone}"])
+    data = cfg.data.load(args.data_dir)
+    fields, full = data.schema.fields, cfg.model.embed_dim
+    settings = {f"uniform {w}": [w] * len(fields) for w in args.widths}
+    for spec in args.narrow:
+        name, _, width = spec.partition("=")
+        if name not in fields or not width.isdigit():
+            ap.error(f"--narrow {spec!r}: expected FIELD=WIDTH with FIELD one of {', '.join(fields)}")
+        settings[f"{name} {width}, others {full}"] = [int(width) if f == name else full for f in fields]
+    reference = None
+    rows = []
+    for label, dims in settings.items():
+        aucs = []
+        for seed in range(args.seed, args.seed + args.seeds):
+            run_cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"],
+                                       [f"data.dataset={args.dataset}", f"model.name={args.backbone}",
+                                        f"retrain.seed={seed}", f"retrain.threads={args.threads}"])
+            model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
+            fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-{label}-{seed}",
+                      lambda *a, **k: None, run_cfg.eval_batch_size)
+            aucs.append(evaluate_both(model, data, run_cfg.eval_batch_size)["test"]["auc"])
+        params = embedding_parameters(model)
+        if dims == [full] * len(fields):
+            reference = params
+        rows.append({"setting": label, "dims": dict(zip(fields, dims)), "embedding_params": params,
+                     "test_auc": [statistics.mean(aucs), statistics.stdev(aucs) if len(aucs) > 1 else 0.0],
+                     "per_seed": aucs})
+        print(f"{label}: AUC {statistics.mean(aucs):.4f}, {params:,} embedding parameters", flush=True)
+    for r in rows:
+        r["embedding_params_vs_full"] = r["embedding_params"] / reference if reference else None
+    result = {"dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "seeds": args.seeds,
+              "command": "python benchmarks/bench_emb_widths.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "machine": machine, "retrain": "configs/ihas-quick.yaml retrain settings, from scratch",
+              "concentration": concentration(data), "rows": rows}
+    out = Path(args.out_dir) / f"emb-widths-{args.dataset}.json"
+    write_json_atomic(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
