@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)
     cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], [f"data.dataset={args.dataset}",
-                                                                   f"model.name={args.backbone}"])
+                                                                   f"model.name={args.backbone}",
+                                                                   f"retrain.threads={args.threads}"])
     data = cfg.data.load(args.data_dir)
     fields, full = data.schema.fields, cfg.model.embed_dim
     settings = {f"uniform {w}": [w] * len(fields) for w in args.widths}
@@ -66,9 +68,7 @@ def main(argv=None) -> int:
     for label, dims in settings.items():
         aucs = []
         for seed in range(args.seed, args.seed + args.seeds):
-            run_cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"],
-                                       [f"data.dataset={args.dataset}", f"model.name={args.backbone}",
-                                        f"retrain.seed={seed}", f"retrain.threads={args.threads}"])
+            run_cfg = replace(cfg, retrain=replace(cfg.retrain, seed=seed))
             model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
             fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-{label}-{seed}",
                       lambda *a, **k: None, run_cfg.eval_batch_size)
