@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 import yaml
@@ -23,8 +21,7 @@ import yaml
 from recarch.cost import machine_info
 from recarch.cost.report import matmul_peak_gflops
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, train_ctr
-from recarch.ctr.models import CTRModelConfig
-from recarch.ctr.search import load_search_config, search_ctr
+from recarch.ctr.search import load_search_config, retrain_config, search_ctr
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
 
@@ -42,9 +39,7 @@ def baseline(dataset: str, name: str, seed: int, args) -> dict:
 
 def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
     """The exported winner of ``mode`` trained from scratch with ``seed`` (the search's retrain settings)."""
-    cfg = load_search_config([search_dir / "config.yaml"])
-    run_cfg = CTRRunConfig(data=cfg.data, model=CTRModelConfig(name="nasrec", arch_file=str(search_dir / f"arch-{mode}.json")),
-                           train=replace(cfg.retrain, seed=seed), cost=cfg.cost)
+    run_cfg = retrain_config(load_search_config([search_dir / "config.yaml"]), search_dir / f"arch-{mode}.json", seed)
     return finished(cached_train(run_cfg, search_dir / "seeds" / f"{mode}-seed{seed}", args), f"searched ({mode})")
 
 

@@ -5,6 +5,8 @@ sits above this curve.
 
 Writes ``benchmarks/results/emb-widths-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
 Example: ``python benchmarks/bench_emb_widths.py --dataset frappe --widths 2 4 6 8 10 --narrow item=3 --seeds 3``.
+``--full-width N`` replaces the preset's full width (10) by N; the results then go to
+``emb-widths-<dataset>-full<N>.json``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", nargs="+", type=int, default=[2, 4, 6, 8, 10])
     ap.add_argument("--narrow", action="append", default=[], metavar="FIELD=WIDTH",
                     help="also train with only FIELD narrowed to WIDTH, the others at full width")
+    ap.add_argument("--full-width", type=int, default=None,
+                    help="the full embedding width (default: the preset's model.embed_dim)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
@@ -52,11 +56,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)
-    cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], [f"data.dataset={args.dataset}",
-                                                                   f"model.name={args.backbone}",
-                                                                   f"retrain.threads={args.threads}"])
+    sets = [f"data.dataset={args.dataset}", f"model.name={args.backbone}", f"retrain.threads={args.threads}"]
+    if args.full_width is not None:
+        # Gate blocks play no part here; one column per block always divides the width.
+        sets += [f"model.embed_dim={args.full_width}", f"blocks={args.full_width}"]
+    cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], sets)
     data = cfg.data.load(args.data_dir)
     fields, full = data.schema.fields, cfg.model.embed_dim
+    too_wide = [w for w in args.widths if not 0 < w <= full]
+    if too_wide:
+        ap.error(f"--widths {too_wide}: each width must lie in 1..{full} (the full width; see --full-width)")
     settings = {f"uniform {w}": [w] * len(fields) for w in args.widths}
     for spec in args.narrow:
         name, _, width = spec.partition("=")
@@ -70,7 +79,7 @@ def main(argv=None) -> int:
         for seed in range(args.seed, args.seed + args.seeds):
             run_cfg = replace(cfg, retrain=replace(cfg.retrain, seed=seed))
             model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
-            fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-{label}-{seed}",
+            fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-full{full}-{label}-{seed}",
                       lambda *a, **k: None, run_cfg.eval_batch_size)
             aucs.append(evaluate_both(model, data, run_cfg.eval_batch_size)["test"]["auc"])
         params = embedding_parameters(model)
@@ -82,11 +91,13 @@ def main(argv=None) -> int:
         print(f"{label}: AUC {statistics.mean(aucs):.4f}, {params:,} embedding parameters", flush=True)
     for r in rows:
         r["embedding_params_vs_full"] = r["embedding_params"] / reference if reference else None
-    result = {"dataset": args.dataset, "backbone": args.backbone, "seed": args.seed, "seeds": args.seeds,
+    result = {"dataset": args.dataset, "backbone": args.backbone, "full_width": full, "seed": args.seed,
+              "seeds": args.seeds,
               "command": "python benchmarks/bench_emb_widths.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "machine": machine, "retrain": "configs/ihas-quick.yaml retrain settings, from scratch",
               "concentration": concentration(data), "rows": rows}
-    out = Path(args.out_dir) / f"emb-widths-{args.dataset}.json"
+    suffix = "" if args.full_width is None else f"-full{full}"
+    out = Path(args.out_dir) / f"emb-widths-{args.dataset}{suffix}.json"
     write_json_atomic(out, result)
     print(f"wrote {out}")
     return 0
