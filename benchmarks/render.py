@@ -251,7 +251,7 @@ def main() -> int:
         lines += ["## Embedding track: iHAS instance-wise dimensions (`benchmarks/bench_ihas.py`)", ""]
         for path in ihas:
             lines += ihas_section(json.loads(path.read_text()))
-    widths = sorted((HERE / "results").glob("emb-widths-*.json"))
+    widths = sorted((HERE / "results").glob("emb-widths-*.json"), key=lambda p: p.stem)  # full-width variants after the default
     if widths:
         from render_ihas import widths_section
 

@@ -104,7 +104,9 @@ def widths_section(result: dict) -> List[str]:
     out = [f"### Embedding-width frontier — {result['dataset']}, {result['backbone']}, full width "
            f"{result.get('full_width', 10)}", "",
            f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", "",
-           f"Every model: {result['retrain']}; test AUC mean ± std over {result['seeds']} seed(s). Ids covering 80 % of "
+           f"Every model: {result['retrain']}; test AUC mean ± std over {result['seeds']} seed(s). A narrower "
+           "field is zero-padded to the full width, so every model keeps the full-width backbone, as iHAS's group "
+           "models do. Ids covering 80 % of "
            f"the training rows: {conc}.", "",
            "| widths | embedding params | × full | test AUC |", "|---|---|---|---|"]
     for r in result["rows"]:
