@@ -7,7 +7,7 @@ import pytest
 
 from recarch.cli import main
 from recarch.reproduce.stats import mean_std, student_t_two_sided, welch_t_test
-from recarch.reproduce.tables import PAPER, Result, pareto_methods, render_table3
+from recarch.reproduce.tables import PAPER, Result, accuracy_vs_flops, off_front_line, pareto_methods, render_table3
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TINY = ["model.max_len=10", "model.hidden_size=16", "model.inner_size=32", "model.n_layers=2", "model.n_heads=2",
@@ -43,6 +43,18 @@ def test_table3_marks_significance_and_shows_the_papers_numbers():
     assert not darts.rstrip(" |").endswith("*")
     assert PAPER["table3"]["gowalla"]["easrec"]["test"]["ndcg@10"] == 0.7317
     assert pareto_methods({"a": (1.0, 0.5), "b": (2.0, 0.4), "c": (3.0, 0.6)}) == ["a", "c"]
+
+
+def test_a_method_off_the_front_is_told_who_beats_it():
+    rows = {"easrec": [_row(0.50), _row(0.52)], "recnas": [_row(0.51), _row(0.52)], "sasrec": [_row(0.40), _row(0.41)]}
+    rows["sasrec"] = [{**r, "flops_per_sequence": 5e6} for r in rows["sasrec"]]
+    result = Result("table3", "ml-100k", rows)
+    points = accuracy_vs_flops(result)
+    assert points["sasrec"] == (5.0, pytest.approx(0.405)) and pareto_methods(points) == ["recnas"]
+    line = off_front_line(result, points, "easrec")[0]
+    assert "beaten by RecNAS + SASRec (1.00 vs 1.00 MFLOPs/seq, test NDCG@10 0.5150 vs 0.5100, p 0.71)" in line
+    assert "SASRec (w/o" not in line  # SASRec is beaten, not a beater
+    assert off_front_line(result, points, "recnas") == []
 
 
 @pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")

@@ -154,10 +154,36 @@ TABLES.register("fig4")(Table("Fig. 4: the trade-off λ", [f"easrec-lam{lam}" fo
                               render_fig4, "lambda"))
 
 
+def dominators(points: Dict[str, tuple], method: str) -> List[str]:
+    """The methods that beat ``method`` on FLOPs (lower or equal) and NDCG@10 (higher or equal), strictly on one."""
+    f, a = points[method]
+    return [m for m, (f2, a2) in points.items() if m != method and f2 <= f and a2 >= a and (f2 < f or a2 > a)]
+
+
 def pareto_methods(points: Dict[str, tuple]) -> List[str]:
     """Methods no other method beats on both FLOPs (lower) and NDCG@10 (higher)."""
-    return [m for m, (f, a) in points.items()
-            if not any(f2 <= f and a2 >= a and (f2 < f or a2 > a) for m2, (f2, a2) in points.items() if m2 != m)]
+    return [m for m in points if not dominators(points, m)]
+
+
+def off_front_line(result: Result, points: Dict[str, tuple], method: str) -> List[str]:
+    """Why ``method`` is off the Pareto front: who beats it, by how much, and (≥ 2 seeds) whether the
+    NDCG@10 difference is significant."""
+    if method not in points or not dominators(points, method):
+        return []
+    f, a = points[method]
+    parts = []
+    for m in dominators(points, method):
+        f2, a2 = points[m]
+        test = welch_t_test(result.values(m, "test", "ndcg@10"), result.values(method, "test", "ndcg@10"))
+        parts.append(f"{METHODS.get(m).label} ({f2:.2f} vs {f:.2f} MFLOPs/seq, test NDCG@10 {a2:.4f} vs {a:.4f}"
+                     + (f", p {test['p']:.2f}" if test else "") + ")")
+    return [f"{METHODS.get(method).label} is off the front, beaten by " + "; ".join(parts) + ".", ""]
+
+
+def accuracy_vs_flops(result: Result) -> Dict[str, tuple]:
+    """Per method with a FLOPs count: (MFLOPs per sequence, mean test NDCG@10)."""
+    return {m: (result.cost(m, "flops_per_sequence") / 1e6, sum(result.values(m, "test", "ndcg@10")) / len(result.rows[m]))
+            for m in result.rows if result.cost(m, "flops_per_sequence")}
 
 
 def plot(result: Result, kind: str, path: Path) -> List[str]:
@@ -166,8 +192,7 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = {m: (result.cost(m, "flops_per_sequence") / 1e6, sum(result.values(m, "test", "ndcg@10")) / len(result.rows[m]))
-              for m in result.rows if result.cost(m, "flops_per_sequence")}
+    points = accuracy_vs_flops(result)
     front = pareto_methods(points)
     fig, ax = plt.subplots(figsize=(6, 4))
     if kind == "lambda":
@@ -224,7 +249,8 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
              *([f"Not run: {', '.join(METHODS.get(m).label for m in skipped)} — they read item attributes and "
                 f"{dataset} has none.", ""] if skipped else []),
              f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
-             f"(`{stem.with_suffix('.png').name}`).", ""]
+             f"(`{stem.with_suffix('.png').name}`).", "",
+             *(off_front_line(result, accuracy_vs_flops(result), methods[0]) if spec.plot == "pareto" else [])]
     data = {**result.to_json(), "pareto_front": front, "not_run": skipped, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
     write_json_atomic(stem.with_suffix(".json"), data)
     write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))
