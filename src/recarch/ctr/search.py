@@ -61,18 +61,12 @@ class CTRSearchConfig:
     reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
-    # Dropout on every block's dense output while retraining. NASRec retrains without; 0.2 (the hand
-    # baselines' MLP dropout) did not help on ml-100k-ctr (the arch winner,
-    # seeds 42-44: test AUC 0.7686 vs 0.7693 without).
-    retrain_dropout: float = 0.0
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
 
     def validate(self) -> None:
         if self.budget_mflops is not None and self.budget_mflops <= 0:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
-        if not 0 <= self.retrain_dropout < 1:
-            raise cfglib.ConfigError(f"retrain_dropout must be in [0, 1), got {self.retrain_dropout}")
         if self.top_k < 1 or self.eval_paths < 1:
             raise cfglib.ConfigError("top_k and eval_paths must be ≥ 1")
 
@@ -80,7 +74,7 @@ class CTRSearchConfig:
 def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None) -> CTRRunConfig:
     """The run that trains the architecture in ``arch_path`` from scratch with the search's retrain
     settings (``seed`` replaces the retrain seed)."""
-    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=cfg.retrain_dropout)
+    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()))
     train = cfg.retrain if seed is None else replace(cfg.retrain, seed=seed)
     return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 

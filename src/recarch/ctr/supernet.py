@@ -302,16 +302,13 @@ def gather(outputs, b: BlockArch) -> Context:
 
 
 class NASRecNet(nn.Module):
-    """A plain CTR network of one architecture: ``forward(cat, num) -> logit``; only its own weights.
-
-    ``dropout`` acts on every block's dense output while training, as the hand baselines' MLP dropout
-    does after each hidden layer; the supernet has none, so in eval mode the two agree exactly."""
+    """A plain CTR network of one architecture: ``forward(cat, num) -> logit``; only its own weights."""
 
     def __init__(self, schema: CTRSchema, space: SpaceConfig, arch: Arch, blocks: Optional[List[Block]] = None,
                  embedding: Optional[FieldEmbedding] = None, head: Optional[ElasticLinear] = None,
-                 init_std: float = 1e-2, dropout: float = 0.0) -> None:
+                 init_std: float = 1e-2) -> None:
         super().__init__()
-        self.schema, self.space, self.arch, self.dropout = schema, space, arch, dropout
+        self.schema, self.space, self.arch = schema, space, arch
         d = space.embed_dim
         self.embedding = embedding if embedding is not None else FieldEmbedding(schema, d, numeric=False, init_std=init_std)
         raw = len(schema.numeric) + schema.num_fields * d
@@ -332,11 +329,7 @@ class NASRecNet(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
         for i, (block, b) in enumerate(zip(self.blocks, self.arch.blocks), 1):
-            if i not in self.live:
-                outputs.append(None)
-                continue
-            dense, sparse = block(gather(outputs, b), b)
-            outputs.append((F.dropout(dense, self.dropout, self.training), sparse))
+            outputs.append(block(gather(outputs, b), b) if i in self.live else None)
         return self.head(outputs[-1][0]).squeeze(-1)
 
 
@@ -361,4 +354,4 @@ def build_nasrec(schema: CTRSchema, cfg) -> NASRecNet:
         raise ValueError("model.arch_file: the nasrec model needs a searched architecture (arch.json)")
     space, arch = load_arch(cfg.arch_file)
     check(arch, space)
-    return NASRecNet(schema, space, arch, dropout=cfg.dropout)
+    return NASRecNet(schema, space, arch)
