@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from recarch.reproduce.stats import welch_t_test
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PROTOCOLS = ["pop100", "pop100-recbole", "uni100", "full"]
@@ -143,10 +145,18 @@ def easrec_seeds(s: dict) -> list:
                    f"{fmt(base['pop100'])} / {fmt(base['full'])} | {q['pop100_ndcg@10_relative']:+.1%} | "
                    f"{q['full_ndcg@10_relative']:+.1%} | {q['flops_fraction']:.0%} | {q['search_plus_retrain_over_sasrec']:.2f}× |")
     m = s["ratios_mean_std"]
+
+    def p(protocol: str) -> str:  # Welch's t-test of EASRec's NDCG@10 against SASRec's over the seeds
+        test = welch_t_test(*([r["ndcg@10"][model][protocol] for r in s["per_seed"]]
+                              for model in ("EASRec (derived)", "SASRec (hand-sized)")))
+        return "" if test is None else " (p < 0.01)" if test["p"] < 0.01 else f" (p {test['p']:.2f})"
+
     out += ["", f"Mean ± std over {len(s['per_seed'])} seeds: pop100 NDCG@10 {m['pop100_ndcg@10_relative'][0]:+.1%} ± "
-                f"{m['pop100_ndcg@10_relative'][1]:.1%}, full {m['full_ndcg@10_relative'][0]:+.1%} ± {m['full_ndcg@10_relative'][1]:.1%}, "
+                f"{m['pop100_ndcg@10_relative'][1]:.1%}{p('pop100')}, full {m['full_ndcg@10_relative'][0]:+.1%} ± "
+                f"{m['full_ndcg@10_relative'][1]:.1%}{p('full')}, "
                 f"FLOPs {m['flops_fraction'][0]:.0%}, inference {m['inference_speedup'][0]:.1f}× faster, search + retrain "
-                f"{m['search_plus_retrain_over_sasrec'][0]:.2f}× ± {m['search_plus_retrain_over_sasrec'][1]:.2f}.", ""]
+                f"{m['search_plus_retrain_over_sasrec'][0]:.2f}× ± {m['search_plus_retrain_over_sasrec'][1]:.2f}. "
+                "p: Welch's t-test of the two models' NDCG@10 over the seeds.", ""]
     return out
 
 
