@@ -101,8 +101,8 @@ def widths_section(result: dict) -> List[str]:
     """``bench_emb_widths.py``: test AUC against embedding parameters for fixed widths."""
     conc = ", ".join(f"{f} {c['ids_for_80pct_rows']:,} of {c['vocab']:,}" for f, c in result["concentration"].items()
                      if c["vocab"] > 100)
-    out = [f"### Embedding-width frontier — {result['dataset']}, {result['backbone']}, full width "
-           f"{result.get('full_width', 10)}", "",
+    full = max(max(r["dims"].values()) for r in result["rows"])  # no row is wider than the full width
+    out = [f"### Embedding-width frontier — {result['dataset']}, {result['backbone']}, full width {full}", "",
            f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", "",
            f"Every model: {result['retrain']}; test AUC mean ± std over {result['seeds']} seed(s). A narrower "
            "field is zero-padded to the full width, so every model keeps the full-width backbone, as iHAS's group "
