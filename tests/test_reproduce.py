@@ -1,6 +1,8 @@
 """`recarch reproduce`: statistics, table rendering, and a real (tiny) Table V run that resumes from its cache."""
+import importlib.util
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,41 @@ def test_attribute_methods_are_left_out_only_where_the_data_has_no_attributes():
     assert [m for m in ("easrec", "sasrec", "fdsa", "sasrecf-linear") if needs_features(m)] == ["fdsa", "sasrecf-linear"]
     assert dataset_has_features("ml-100k", preset, TINY, str(DATA))
     assert not dataset_has_features("gowalla-checkins", preset, TINY, str(DATA))
+
+
+def _tiny_args(tmp_path, table="table5"):
+    preset = Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml"
+    return ["--data-dir", str(DATA), "reproduce", table, "--dataset", "ml-100k", "--config", str(preset),
+            "--out-dir", str(tmp_path)] + [x for s in TINY for x in ("--set", s)]
+
+
+def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, capsys):
+    assert main(_tiny_args(tmp_path) + ["--only", "sasrec"]) != 0
+    assert "--only sasrec: not a method of table5 (its methods: easrec, easrec-gates1, easrec-gates0)" in capsys.readouterr().err
+    assert main(_tiny_args(tmp_path) + ["--only", "easrec-gates0"]) == 0
+    assert "run again without --only to write table5" in capsys.readouterr().out
+    assert [p.parent.parent.name for p in (tmp_path / "runs").rglob("row.json")] == ["easrec-gates0"]
+    assert not (tmp_path / "table5-ml-100k.md").exists()
+
+
+def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
+    """bench_easrec's search folder (with its SASRec baseline inside) imported into the cache gives the
+    same rows as reproduce's own runs, and a folder run with another config is refused."""
+    from recarch.reproduce.methods import method_config, run_method
+    from recarch.search.job import search
+
+    spec = importlib.util.spec_from_file_location("importer", Path(__file__).resolve().parents[1] / "benchmarks" / "import_easrec_runs.py")
+    importer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(importer)
+    preset = [str(Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml")]
+    cfg = method_config("easrec", "ml-100k", 42, preset, TINY)
+    search(replace(cfg, baseline=True), str(DATA), tmp_path / "bench", echo=False)
+    imported = importer.import_run(tmp_path / "bench", "ml-100k", preset, TINY, tmp_path / "imported")
+    assert [r["method"] for r in imported] == ["easrec", "sasrec"]
+    assert imported[1]["imported_from"] == str(tmp_path / "bench" / "baseline")
+    for row in imported:
+        own = run_method(row["method"], "ml-100k", 42, preset, TINY, str(DATA), tmp_path / "own")
+        assert row["test"] == own["test"] and row["model"] == own["model"]
+    with pytest.raises(ValueError, match="not the easrec run .* model.hidden_size: reproduce runs 32, the folder has 16"):
+        importer.import_run(tmp_path / "bench", "ml-100k", preset, [*TINY, "model.hidden_size=32"], tmp_path / "other")
+    assert not (tmp_path / "other").exists()

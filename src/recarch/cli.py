@@ -202,7 +202,11 @@ def _reproduce(args) -> int:
         if not Path(preset).is_file():
             raise FileNotFoundError(f"--config: no preset at {preset} (run from the repository root, or give a path)")
     result = reproduce(args.table, args.dataset, args.seeds, args.config, args.set, args.data_dir, Path(args.out_dir),
-                       echo=args.verbose, first_seed=args.first_seed)
+                       echo=args.verbose, first_seed=args.first_seed, only=args.only)
+    if result["markdown"] is None:
+        print(f"cached rows: {', '.join(f'{m} ({len(r)} seed(s))' for m, r in result['rows'].items())}; "
+              f"run again without --only to write {args.table}")
+        return 0
     print(Path(result["markdown"]).read_text())
     return 0
 
@@ -307,6 +311,9 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--first-seed", type=int, default=42,
                     help="seeds run are first-seed … first-seed+seeds−1; runs are cached per seed, so processes "
                          "given different seeds can fill one --out-dir side by side")
+    rp.add_argument("--only", action="append", default=[], metavar="METHOD",
+                    help="run only this method's rows into the cache and write no table (repeatable): processes "
+                         "given different methods fill one --out-dir side by side")
     rp.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
                     help="search preset shared by every method (default configs/easrec-quick.yaml)")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -77,28 +77,41 @@ def run_folder(runs_dir: Path, dataset: str, name: str, seed: int) -> Path:
     return folder / "retrain" if METHODS.get(name).strategy else folder
 
 
+def method_config(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str]):
+    """The resolved config a method runs with: a ``SearchRunConfig`` for search methods, a ``RunConfig``
+    for the hand-sized models."""
+    method = METHODS.get(name)
+    overrides = [*sets, f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}", *method.sets]
+    cfg = load_search_config(list(preset), overrides)
+    attention = method.attention or cfg.model.attention
+    if method.strategy is None:
+        return cfg.run_config(replace(cfg.model, name=method.model, attention=attention, gates=0))
+    return replace(cfg, strategy=method.strategy, baseline=False, model=replace(cfg.model, attention=attention))
+
+
+def cache_row(name: str, dataset: str, seed: int, runs_dir: Path, **extra: Any) -> Dict[str, Any]:
+    """Write ``row.json`` for a finished run under ``runs_dir/<dataset>/<name>/seed<seed>/run``."""
+    row = _row(run_folder(runs_dir, dataset, name, seed))
+    if METHODS.get(name).strategy:
+        summary = json.loads((Path(runs_dir) / dataset / name / f"seed{seed}" / "run" / "summary.json").read_text())
+        row["search_seconds"] = summary["search_seconds"]
+        row["train_seconds"] += summary["search_seconds"]
+    row.update(method=name, label=METHODS.get(name).label, dataset=dataset, seed=seed, **extra)
+    write_json_atomic(Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json", row)
+    return row
+
+
 def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
                data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
     """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in
     ``runs_dir/<dataset>/<name>/seed<seed>/row.json``."""
-    method = METHODS.get(name)
-    folder = Path(runs_dir) / dataset / name / f"seed{seed}"
-    cached = folder / "row.json"
+    cached = Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    overrides = [*sets, f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}", *method.sets]
-    cfg = load_search_config(list(preset), overrides)
-    if method.strategy is None:
-        model = replace(cfg.model, name=method.model, attention=method.attention or cfg.model.attention, gates=0)
-        run.train(cfg.run_config(model), data_dir, folder / "run", echo=echo)
-        row = _row(folder / "run")
+    cfg = method_config(name, dataset, seed, preset, sets)
+    run_dir = cached.parent / "run"
+    if METHODS.get(name).strategy is None:
+        run.train(cfg, data_dir, run_dir, echo=echo)
     else:
-        attention = method.attention or cfg.model.attention
-        cfg = replace(cfg, strategy=method.strategy, baseline=False, model=replace(cfg.model, attention=attention))
-        summary = search(cfg, data_dir, folder / "run", echo=echo)
-        row = _row(folder / "run" / "retrain")
-        row["search_seconds"] = summary["search_seconds"]
-        row["train_seconds"] += summary["search_seconds"]
-    row.update(method=name, label=method.label, dataset=dataset, seed=seed)
-    write_json_atomic(cached, row)
-    return row
+        search(cfg, data_dir, run_dir, echo=echo)
+    return cache_row(name, dataset, seed, runs_dir)

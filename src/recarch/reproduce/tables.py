@@ -221,19 +221,28 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
 
 def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets: Sequence[str] = (),
               data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False,
-              first_seed: int = 42) -> Dict[str, Any]:
-    """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``."""
+              first_seed: int = 42, only: Sequence[str] = ()) -> Dict[str, Any]:
+    """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``.
+
+    With ``only``, run just those methods' rows into the cache and write no table: processes given
+    different ``only`` lists fill one ``out_dir`` side by side, and a last call without it assembles
+    the table from the cache."""
     spec = TABLES.get(table)
     out_dir = Path(out_dir)
     rows: Dict[str, List[Dict[str, Any]]] = {}
     methods, skipped = list(spec.methods), []
+    unknown = [m for m in only if m not in methods]
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: not a method of {table} (its methods: {', '.join(methods)})")
     if any(needs_features(m) for m in methods) and not dataset_has_features(dataset, preset, sets, data_dir):
         skipped = [m for m in methods if needs_features(m)]
         methods = [m for m in methods if m not in skipped]
-    jobs = [(m, s) for m in methods for s in range(seeds)]
+    jobs = [(m, s) for m in methods for s in range(seeds) if not only or m in only]
     for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
         rows.setdefault(method, []).append(run_method(method, dataset, first_seed + seed, preset, sets, data_dir,
                                                       out_dir / "runs", echo=echo))
+    if only:
+        return {"markdown": None, "rows": rows}
     result = Result(table, dataset, rows)
     if table == "table4":
         retime(result, out_dir / "runs", data_dir)
