@@ -200,3 +200,25 @@ def test_an_architecture_step_moves_only_the_controllers(tmp_path):
     assert all(p.grad is None for p in net.weight_parameters())  # no weight gradient was computed
     assert all(p.requires_grad for p in net.weight_parameters())  # and the weights train again afterwards
     assert all(torch.equal(v, net.backbone.state_dict()[k]) for k, v in weights.items())
+
+
+def test_proxyless_controller_step_learns_through_two_sampled_gates_and_runs_one_path():
+    net = supernet(gates=2).train()
+    net.path_sampling = net.rival_paths = True
+    for seed in range(4):
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        (w, paths), (v, _) = net._gates(net.alpha), net._gates(net.beta)
+        assert sorted(w.detach().tolist()) == [0.0, 0.0, 1.0] and len(paths) == 2 and int(w.argmax()) in paths
+        torch.manual_seed(seed)  # the forward draws the same paths
+        scores = net.score_last(SEQ)
+        scores.logsumexp(-1).mean().backward()
+        # only the two drawn paths' logits move, in opposite directions (a softmax over the pair)
+        grad = net.alpha.grad
+        rest = [k for k in range(len(net.widths)) if k not in paths]
+        assert grad[rest].abs().sum() == 0 and grad[paths].abs().min() > 0
+        assert abs(float(grad[paths].sum())) < 1e-6
+        # in value the forward is the sampled path alone: the rival weighs 0
+        single = supernet(gates=2)
+        single.fix_path(int(w.argmax()), int(v.argmax()) + 1)
+        assert torch.allclose(scores, single.score_last(SEQ), atol=1e-5)

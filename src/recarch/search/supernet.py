@@ -73,6 +73,7 @@ class EASRecSupernet(SequentialRecommender):
         self.beta = nn.Parameter(torch.zeros(cfg.n_layers))  # depth controller
         self.tau = 1.0
         self.path_sampling = False  # ProxylessNAS: one sampled (candidate, depth) path per forward
+        self.rival_paths = False  # ProxylessNAS's controller steps: a second sampled path for the gradient
 
     def arch_parameters(self) -> List[nn.Parameter]:
         return [self.alpha, self.beta]
@@ -80,27 +81,40 @@ class EASRecSupernet(SequentialRecommender):
     def weight_parameters(self) -> List[nn.Parameter]:
         return list(self.backbone.parameters())
 
-    def _weights(self, logits: torch.Tensor) -> torch.Tensor:
+    def _gates(self, logits: torch.Tensor) -> tuple:
+        """(w, paths): the weights of the paths and the paths to compute. Relaxed: every path of
+        non-zero weight (a controller forced one-hot by ``fix_path`` runs one path). Path
+        sampling (ProxylessNAS's binary gates): one sampled path in value, argmax when evaluating; the
+        gradient reaches the controller straight through the sampled gate, or, with ``rival_paths``,
+        through the gates of two paths drawn from p, their probabilities rescaled to sum to one
+        (ProxylessNAS §3.2.1): the rival is computed for its gate's gradient and weighs 0 in value."""
         p = relax(logits, self.tau, self.space.relaxation, self.training)
         if not self.path_sampling:
-            return p
-        # binarised path: one-hot in value, ∂p in gradient (straight-through); argmax when evaluating
-        k = torch.multinomial(p.detach(), 1)[0] if self.training else p.argmax()
-        return F.one_hot(k, len(p)).to(p) - p.detach() + p
+            return p, torch.nonzero(p.detach()).flatten().tolist()
+        if not self.training:
+            k = p.argmax()
+            return F.one_hot(k, len(p)).to(p), [int(k)]
+        if self.rival_paths and len(p) > 1:
+            pair = torch.multinomial(p.detach(), 2)
+            q = torch.softmax(logits[pair] / self.tau, 0)
+            k = pair[torch.multinomial(q.detach(), 1)[0]]
+            gate = torch.zeros_like(p).index_put((pair,), q)
+            return F.one_hot(k, len(p)).to(p) - gate.detach() + gate, sorted(pair.tolist())
+        k = torch.multinomial(p.detach(), 1)[0]
+        return F.one_hot(k, len(p)).to(p) - p.detach() + p, [int(k)]
 
     def candidate_weights(self) -> torch.Tensor:
-        return self._weights(self.alpha)
+        return self._gates(self.alpha)[0]
 
     def depth_weights(self) -> torch.Tensor:
-        return self._weights(self.beta)
+        return self._gates(self.beta)[0]
 
     def encode(self, seq, lengths, last_only=False):
-        w, v = self.candidate_weights(), self.depth_weights()
+        (w, active), (v, exits) = self._gates(self.alpha), self._gates(self.beta)
         full = self.config.hidden_size
-        active = [k for k in range(len(self.widths)) if w[k] != 0]  # a hard path skips the others
         embed = {k: self.backbone.embedding(seq, width=self.widths[k][0]) for k in active}
         h = sum(w[k] * _pad(embed[k], full) for k in active)
-        last = int(torch.nonzero(v).max())  # layers past the last weighted exit cannot change the output
+        last = max(exits)  # layers past the last exit cannot change the output
         out = 0.0
         for l, layer in enumerate(self.backbone.encoder.layers[: last + 1]):
             final = last_only and l == last  # later layers need every position; the last exit only one
