@@ -180,6 +180,35 @@ def off_front_line(result: Result, points: Dict[str, tuple], method: str) -> Lis
     return [f"{METHODS.get(method).label} is off the front, beaten by " + "; ".join(parts) + ".", ""]
 
 
+def _architecture(row: Dict[str, Any]) -> tuple:
+    model = row["model"]
+    return tuple(model.get(k) for k in ("name", "attention", "hidden_size", "inner_size", "n_layers", "gates"))
+
+
+def head_start_lines(result: Result) -> List[str]:
+    """Search methods whose derived model, on some seed, is a hand-sized model's own architecture: the
+    two then differ only in where training starts (the supernet's weights vs scratch), and the table
+    says how much that alone is worth."""
+    out = []
+    for searched in (m for m in result.rows if METHODS.get(m).strategy):
+        for hand in (m for m in result.rows if not METHODS.get(m).strategy):
+            seeds = {r["seed"]: r for r in result.rows[hand]}
+            pairs = [(r, seeds[r["seed"]]) for r in result.rows[searched]
+                     if r["seed"] in seeds and _architecture(r) == _architecture(seeds[r["seed"]])]
+            if not pairs:
+                continue
+            a = [r["test"][PROTOCOL]["ndcg@10"] for r, _ in pairs]
+            b = [h["test"][PROTOCOL]["ndcg@10"] for _, h in pairs]
+            shape = pairs[0][1]["model"]
+            test = welch_t_test(a, b)
+            out += [f"{METHODS.get(searched).label} derived {METHODS.get(hand).label}'s own architecture "
+                    f"({shape['hidden_size']} / {shape['inner_size']} / {shape['n_layers']}) on seed(s) "
+                    f"{', '.join(str(r['seed']) for r, _ in pairs)}; retrained from the supernet's weights it reaches "
+                    f"test NDCG@10 {sum(a) / len(a):.4f}, trained from scratch {sum(b) / len(b):.4f}"
+                    + (f" (p {test['p']:.2f})" if test else "") + ": that difference is the head start alone.", ""]
+    return out
+
+
 def accuracy_vs_flops(result: Result) -> Dict[str, tuple]:
     """Per method with a FLOPs count: (MFLOPs per sequence, mean test NDCG@10)."""
     return {m: (result.cost(m, "flops_per_sequence") / 1e6, sum(result.values(m, "test", "ndcg@10")) / len(result.rows[m]))
@@ -259,7 +288,8 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
                 f"{dataset} has none.", ""] if skipped else []),
              f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
              f"(`{stem.with_suffix('.png').name}`).", "",
-             *(off_front_line(result, accuracy_vs_flops(result), methods[0]) if spec.plot == "pareto" else [])]
+             *(off_front_line(result, accuracy_vs_flops(result), methods[0]) if spec.plot == "pareto" else []),
+             *head_start_lines(result)]
     data = {**result.to_json(), "pareto_front": front, "not_run": skipped, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
     write_json_atomic(stem.with_suffix(".json"), data)
     write_text_atomic(stem.with_suffix(".md"), "\n".join(lines))

@@ -11,7 +11,7 @@ a plain SASRec that computes exactly what the supernet computes on the chosen pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import List, Literal
+from typing import List, Literal, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +81,7 @@ class EASRecSupernet(SequentialRecommender):
     def weight_parameters(self) -> List[nn.Parameter]:
         return list(self.backbone.parameters())
 
-    def _gates(self, logits: torch.Tensor) -> tuple:
+    def _gates(self, logits: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
         """(w, paths): the weights of the paths and the paths to compute. Relaxed: every path of
         non-zero weight (a controller forced one-hot by ``fix_path`` runs one path). Path
         sampling (ProxylessNAS's binary gates): one sampled path in value, argmax when evaluating; the
