@@ -69,6 +69,13 @@ def _p(test: Optional[dict]) -> str:
     return f"{test['p']:.3f}{' *' if test['p'] < 0.05 else ''}"
 
 
+def _p_clause(test: Optional[dict]) -> str:
+    """", p 0.42" (", p < 0.01"), or nothing under 2 seeds."""
+    if test is None:
+        return ""
+    return ", p < 0.01" if test["p"] < 0.01 else f", p {test['p']:.2f}"
+
+
 def render_table3(r: Result) -> List[str]:
     paper = PAPER["table3"].get(r.paper_key or "", {})
     head = "| method | " + " | ".join(f"valid {m}" for m in METRICS) + " | " + " | ".join(f"test {m}" for m in METRICS) + \
@@ -176,7 +183,7 @@ def off_front_line(result: Result, points: Dict[str, tuple], method: str) -> Lis
         f2, a2 = points[m]
         test = welch_t_test(result.values(m, "test", "ndcg@10"), result.values(method, "test", "ndcg@10"))
         parts.append(f"{METHODS.get(m).label} ({f2:.2f} vs {f:.2f} MFLOPs/seq, test NDCG@10 {a2:.4f} vs {a:.4f}"
-                     + (f", p {test['p']:.2f}" if test else "") + ")")
+                     + _p_clause(test) + ")")
     return [f"{METHODS.get(method).label} is off the front, beaten by " + "; ".join(parts) + ".", ""]
 
 
@@ -205,7 +212,7 @@ def head_start_lines(result: Result) -> List[str]:
                     f"({shape['hidden_size']} / {shape['inner_size']} / {shape['n_layers']}) on seed(s) "
                     f"{', '.join(str(r['seed']) for r, _ in pairs)}; retrained from the supernet's weights it reaches "
                     f"test NDCG@10 {sum(a) / len(a):.4f}, trained from scratch {sum(b) / len(b):.4f}"
-                    + (f" (p {test['p']:.2f})" if test else "") + ": that difference is the head start alone.", ""]
+                    + _p_clause(test) + ": that difference is the head start alone.", ""]
     return out
 
 
