@@ -12,6 +12,14 @@ ROOT = HERE.parent
 PROTOCOLS = ["pop100", "pop100-recbole", "uni100", "full"]
 
 
+REPRODUCE_SECTIONS = {  # results folder → its heading
+    "reproduce": "## The EASRec paper's tables on our data (`recarch reproduce … --out-dir benchmarks/results/reproduce`)",
+    "reproduce-scratch": "## The same tables with every searched model retrained from scratch (`recarch reproduce … "
+                         "--set inherit=false --out-dir benchmarks/results/reproduce-scratch`): the hand-sized rows are "
+                         "the same runs; only the search methods' retrains lose the supernet's weights",
+}
+
+
 def fmt(x, digits=4):
     if x is None:
         return "—"
@@ -244,11 +252,12 @@ def main() -> int:
         lines += ["## EASRec search (`benchmarks/bench_easrec.py`)", ""]
         for path in easrec:
             lines += easrec_section(json.loads(path.read_text()))
-    tables = sorted((HERE / "results" / "reproduce").glob("*.md"))
-    if tables:
-        lines += ["## The EASRec paper's tables on our data (`recarch reproduce … --out-dir benchmarks/results/reproduce`)", ""]
-        for path in tables:
-            lines += ["#" + path.read_text().strip(), ""]  # one heading level down
+    for folder, heading in REPRODUCE_SECTIONS.items():
+        tables = sorted((HERE / "results" / folder).glob("*.md"))
+        if tables:
+            lines += [heading, ""]
+            for path in tables:
+                lines += ["#" + path.read_text().strip(), ""]  # one heading level down
     ctr = sorted((HERE / "results").glob("ctr-*.json"))
     if ctr:
         lines += ["## CTR track: baselines and NASRec-style search with PIM co-design (`benchmarks/bench_ctr.py`)", "",
