@@ -85,8 +85,10 @@ def test_analytic_formula_by_hand():
     assert lin["attention"] == 2 * (2 * 6 * 16 + 2 * 6 * 16) == 768  # per head KᵀV and Q(KᵀV)
     assert lin["score"] == 6 * 160
     assert lin["flops"] == 3072 + 768 + 3072 + 960
-    masked = analytic_transformer_flops(6, 8, 16, 1, 2, 9, "linear", linear_form="masked")
-    assert masked["flops"] == soft["flops"]
+    chunked = analytic_layer_flops(6, 6, 8, 16, 1, "linear", "chunked", chunk=4)  # 6 positions padded to 8, d 8
+    assert chunked["attention"] == 2 * 2 * 8 * 4 * 8 + 2 * 2 * 8 * 8 * 8  # within the chunks; across them
+    with pytest.raises(ValueError, match="chunked form"):
+        analytic_layer_flops(1, 6, 8, 16, 2, "linear", "chunked")
     last = analytic_layer_flops(1, 6, 8, 16, 2, "softmax")  # one query against 6 keys
     assert last["projections"] == 2 * 2 * 1 * 64 + 2 * 2 * 6 * 64  # Q, O on 1 position; K, V on 6
     assert last["attention"] == 2 * 2 * 6 * 8 and last["ffn"] == 2 * 2 * 8 * 16

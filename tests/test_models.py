@@ -40,16 +40,18 @@ def test_causal_no_position_sees_the_future_or_the_padding(attention):
     torch.testing.assert_close(prefix[0, -1], h[0, 5], rtol=1e-5, atol=1e-5)
 
 
-def test_linear_attention_causal_form_matches_the_definition():
+@pytest.mark.parametrize("n", [5, 32, 70])  # inside one chunk, exactly one, three with padding
+def test_linear_attention_causal_form_matches_the_definition(n):
     torch.manual_seed(1)
-    q, k, v = torch.randn(3, 2, 2, 5, 4).unbind(0)
+    q, k, v = torch.randn(3, 2, 2, n, 4).unbind(0)
     got = linear_attention(q, k, v, None, causal=True)
+    assert got.shape == (2, 2, n, 4)
     fq, fk = linrec_feature_map(q), linrec_feature_map(k)
-    for t in range(5):  # A_t = φ(q_t) Σ_{s≤t} φ(k_s)ᵀ v_s / √d
+    for t in range(n):  # A_t = φ(q_t) Σ_{s≤t} φ(k_s)ᵀ v_s / √d
         kv = fk[:, :, : t + 1].transpose(-1, -2) @ v[:, :, : t + 1]
         torch.testing.assert_close(got[:, :, t], (fq[:, :, t : t + 1] @ kv)[:, :, 0] / 2.0)
     # φ is an L2-normalised ELU per position
-    torch.testing.assert_close(fq.norm(dim=-1), torch.ones(2, 2, 5))
+    torch.testing.assert_close(fq.norm(dim=-1), torch.ones(2, 2, n))
 
 
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
@@ -57,7 +59,7 @@ def test_counted_flops_match_the_analytic_formula(attention):
     m = model(attention=attention)
     counted = count_flops(m, (SEQ[1:2],), method_name="score_last")["flops"]
     formula = analytic_transformer_flops(8, 16, 32, 2, 2, 30, attention=attention, score="last",
-                                         linear_form="masked", last_only=True)["flops"]
+                                         linear_form="chunked", last_only=True)["flops"]
     assert counted == formula
 
 

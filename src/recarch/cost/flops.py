@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from recarch.models.attention import LINEAR_CHUNK
+
 UNIT = "FLOPs (2 per multiply-add)"
 aten = torch.ops.aten
 
@@ -134,7 +136,7 @@ def flops_per_sequence(model: nn.Module, seq_len: int, batch: int = 1,
 
 def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: int,
                          attention: Literal["softmax", "linear"] = "softmax",
-                         linear_form: Literal["kv", "masked"] = "kv") -> dict:
+                         linear_form: Literal["kv", "chunked"] = "kv", chunk: int = LINEAR_CHUNK) -> dict:
     """Matmul FLOPs of one post-LN transformer layer whose queries, output projection and FFN see
     n_q positions while keys and values see n_k (n_q = n_k = N for a full layer; n_q = 1 for a
     last-position-only layer). D = hidden, d = D/H per head.
@@ -143,21 +145,28 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
     - softmax attention: QKᵀ 2·n_q·n_k·D plus AV the same (all heads together);
     - linear, form "kv": per head φ(K)ᵀV (d×n_k)(n_k×d) = 2·n_k·d², then φ(Q)·(φ(K)ᵀV) = 2·n_q·d²,
       i.e. 2·(n_k + n_q)·D²/H for all heads (a causal prefix-sum form costs the same);
-    - linear, form "masked": φ(Q)φ(K)ᵀ masked to the lower triangle, then times V — the matmuls of
-      softmax attention (the causal path of recarch.models.attention.linear_attention);
+    - linear, form "chunked" (the causal path of recarch.models.attention.linear_attention, n_q = n_k = N
+      padded to N' = a multiple of ``chunk`` C): per chunk the masked φ(Q)φ(K)ᵀ and its product with V,
+      2·2·N'·C·d per head, and the chunk's φ(K)ᵀV and φ(Q) times the earlier chunks' sum, 2·2·N'·d²;
+      i.e. 4·N'·(C·D + D²/H) for all heads;
     - FFN: 2·2·n_q·D·D_ff."""
     where = "analytic_layer_flops"
     if hidden % n_heads:
         raise ValueError(f"{where}: hidden {hidden} is not divisible by n_heads {n_heads}")
     if attention not in ("softmax", "linear"):
         raise ValueError(f"{where}: attention must be 'softmax' or 'linear', got {attention!r}")
-    if linear_form not in ("kv", "masked"):
-        raise ValueError(f"{where}: linear_form must be 'kv' or 'masked', got {linear_form!r}")
+    if linear_form not in ("kv", "chunked"):
+        raise ValueError(f"{where}: linear_form must be 'kv' or 'chunked', got {linear_form!r}")
+    if attention == "linear" and linear_form == "chunked" and n_q != n_k:
+        raise ValueError(f"{where}: the chunked form is the full causal layer (n_q = n_k), got {n_q}, {n_k}")
     projections = 2 * 2 * n_q * hidden * hidden + 2 * 2 * n_k * hidden * hidden
-    if attention == "softmax" or linear_form == "masked":
+    d = hidden // n_heads
+    if attention == "softmax":
         attn = 2 * 2 * n_q * n_k * hidden
+    elif linear_form == "chunked":
+        padded = -(-n_q // chunk) * chunk
+        attn = 4 * padded * (chunk * hidden + hidden * d)
     else:
-        d = hidden // n_heads
         attn = n_heads * (2 * n_k * d * d + 2 * n_q * d * d)
     ffn = 2 * 2 * n_q * hidden * inner
     return {"projections": projections, "attention": attn, "ffn": ffn,
@@ -167,7 +176,7 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
 def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: int, n_heads: int,
                                num_items: int, attention: Literal["softmax", "linear"] = "softmax",
                                score: Literal["last", "all"] = "last",
-                               linear_form: Literal["kv", "masked"] = "kv",
+                               linear_form: Literal["kv", "chunked"] = "kv",
                                last_only: bool = False) -> dict:
     """Matmul FLOPs per sequence of a SASRec-style encoder (embedding lookups, LayerNorm, softmax,
     activations and masks are free), N = seq_len positions, tied item table of I+1 rows.
