@@ -130,6 +130,14 @@ def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, caps
     assert "run again without --only to write table5" in capsys.readouterr().out
     assert [p.parent.parent.name for p in (tmp_path / "runs").rglob("row.json")] == ["easrec-gates0"]
     assert not (tmp_path / "table5-ml-100k.md").exists()
+    # --remeasure-cost measures the cached model again (a new cost.json) and keeps its accuracy
+    row_path = next((tmp_path / "runs").rglob("row.json"))
+    cost_path = row_path.parent / "run" / "retrain" / "cost.json"
+    before, measured = json.loads(row_path.read_text()), cost_path.stat().st_mtime_ns
+    assert main(_tiny_args(tmp_path) + ["--only", "easrec-gates0", "--remeasure-cost"]) == 0
+    after = json.loads(row_path.read_text())
+    assert cost_path.stat().st_mtime_ns > measured and after["test"] == before["test"]
+    assert after["flops_per_sequence"] == before["flops_per_sequence"]  # same code, same count
 
 
 def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):

@@ -202,7 +202,8 @@ def _reproduce(args) -> int:
         if not Path(preset).is_file():
             raise FileNotFoundError(f"--config: no preset at {preset} (run from the repository root, or give a path)")
     result = reproduce(args.table, args.dataset, args.seeds, args.config, args.set, args.data_dir, Path(args.out_dir),
-                       echo=args.verbose, first_seed=args.first_seed, only=args.only)
+                       echo=args.verbose, first_seed=args.first_seed, only=args.only,
+                       remeasure=args.remeasure_cost)
     if result["markdown"] is None:
         print(f"cached rows: {', '.join(f'{m} ({len(r)} seed(s))' for m, r in result['rows'].items())}; "
               f"run again without --only to write {args.table}")
@@ -318,6 +319,8 @@ def parser() -> argparse.ArgumentParser:
                     help="search preset shared by every method (default configs/easrec-quick.yaml)")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     rp.add_argument("--out-dir", default="reproduce", help="tables, plots and cached runs (resumable)")
+    rp.add_argument("--remeasure-cost", action="store_true",
+                    help="measure every cached model's FLOPs, inference time and peak memory again with this code")
     rp.add_argument("--verbose", action="store_true", help="print every run's log")
     rp.set_defaults(func=_reproduce)
     return p

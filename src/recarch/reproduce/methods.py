@@ -101,6 +101,16 @@ def cache_row(name: str, dataset: str, seed: int, runs_dir: Path, **extra: Any) 
     return row
 
 
+def remeasure_cost(name: str, dataset: str, seed: int, runs_dir: Path, data_dir: Optional[str]) -> Dict[str, Any]:
+    """Measure a cached row's model again with the code at hand (FLOPs, inference time, peak memory):
+    its ``cost.json`` and row are rewritten; accuracy is untouched."""
+    folder = run_folder(runs_dir, dataset, name, seed)
+    cfg, data, model = run.load_run(folder, data_dir)
+    write_json_atomic(folder / "cost.json", run.measure_cost(folder, model, run.make_evaluator(cfg, data), cfg, data))
+    old = json.loads((Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json").read_text())
+    return cache_row(name, dataset, seed, runs_dir, **{k: old[k] for k in ("imported_from",) if k in old})
+
+
 def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
                data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
     """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.registry import Registry
-from recarch.reproduce.methods import METHODS, dataset_has_features, needs_features, run_folder, run_method
+from recarch.reproduce.methods import (METHODS, dataset_has_features, needs_features, remeasure_cost, run_folder,
+                                       run_method)
 from recarch.reproduce.stats import mean_std, welch_t_test
 
 PAPER = json.loads((Path(__file__).with_name("easrec_paper.json")).read_text())
@@ -257,12 +258,13 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
 
 def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets: Sequence[str] = (),
               data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False,
-              first_seed: int = 42, only: Sequence[str] = ()) -> Dict[str, Any]:
+              first_seed: int = 42, only: Sequence[str] = (), remeasure: bool = False) -> Dict[str, Any]:
     """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``.
 
     With ``only``, run just those methods' rows into the cache and write no table: processes given
     different ``only`` lists fill one ``out_dir`` side by side, and a last call without it assembles
-    the table from the cache."""
+    the table from the cache. ``remeasure``: measure every row's cost again with the code at hand (after
+    a change to a kernel, say) before the table is built."""
     spec = TABLES.get(table)
     out_dir = Path(out_dir)
     rows: Dict[str, List[Dict[str, Any]]] = {}
@@ -275,8 +277,10 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
         methods = [m for m in methods if m not in skipped]
     jobs = [(m, s) for m in methods for s in range(seeds) if not only or m in only]
     for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
-        rows.setdefault(method, []).append(run_method(method, dataset, first_seed + seed, preset, sets, data_dir,
-                                                      out_dir / "runs", echo=echo))
+        row = run_method(method, dataset, first_seed + seed, preset, sets, data_dir, out_dir / "runs", echo=echo)
+        if remeasure:
+            row = remeasure_cost(method, dataset, first_seed + seed, out_dir / "runs", data_dir)
+        rows.setdefault(method, []).append(row)
     if only:
         return {"markdown": None, "rows": rows}
     result = Result(table, dataset, rows)
