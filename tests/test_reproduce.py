@@ -72,6 +72,8 @@ def test_a_search_that_derives_the_hand_sized_architecture_is_called_a_head_star
     assert lines[0] == ("DARTS + SASRec derived SASRec (w/o LinRec)'s own architecture (64 / 256 / 2) on seed(s) 42; "
                         "retrained from the supernet's weights it reaches test NDCG@10 0.4400, trained from scratch "
                         "0.4300: that difference is the head start alone.")
+    assert head_start_lines(Result("table3", "ml-1m", rows), inherited=False)[0].endswith(
+        "on seed(s) 42; both trained from scratch, they reach test NDCG@10 0.4400 and 0.4300.")
     rows["darts"][0]["model"] = {**rows["darts"][0]["model"], "gates": 2}  # EASRec's gates: not the same model
     assert head_start_lines(Result("table3", "ml-1m", rows)) == []
 
