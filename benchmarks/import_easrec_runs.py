@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from recarch import config as cfglib
-from recarch.reproduce.methods import cache_row, method_config
+from recarch.reproduce.methods import cache_row, method_config, seed_folder
 
 
 def _resolved(cfg) -> dict:
@@ -54,7 +54,7 @@ def import_run(bench_dir: Path, dataset: str, preset, sets, runs_dir: Path) -> l
             raise ValueError(f"{bench_dir}: not the {name} run reproduce would train for seed {seed}: " + "; ".join(wrong))
     rows = []
     for name, source, _ in pairs:
-        target = runs_dir / dataset / name / f"seed{seed}"
+        target = seed_folder(runs_dir, dataset, name, seed)
         if (target / "row.json").exists():
             raise FileExistsError(f"{target / 'row.json'}: already cached; remove it to import {source}")
         tmp = target / "run.tmp"

@@ -71,9 +71,14 @@ def _row(run_dir: Path) -> Dict[str, Any]:
             "peak_memory_mb": (cost.get("memory") or {}).get("net_mb")}
 
 
+def seed_folder(runs_dir: Path, dataset: str, name: str, seed: int) -> Path:
+    """Where one (dataset, method, seed) is cached: ``row.json`` and the run in ``run/``."""
+    return Path(runs_dir) / dataset / name / f"seed{seed}"
+
+
 def run_folder(runs_dir: Path, dataset: str, name: str, seed: int) -> Path:
     """The training run folder of a cached row: the retrained model for search methods."""
-    folder = Path(runs_dir) / dataset / name / f"seed{seed}" / "run"
+    folder = seed_folder(runs_dir, dataset, name, seed) / "run"
     return folder / "retrain" if METHODS.get(name).strategy else folder
 
 
@@ -93,11 +98,11 @@ def cache_row(name: str, dataset: str, seed: int, runs_dir: Path, **extra: Any) 
     """Write ``row.json`` for a finished run under ``runs_dir/<dataset>/<name>/seed<seed>/run``."""
     row = _row(run_folder(runs_dir, dataset, name, seed))
     if METHODS.get(name).strategy:
-        summary = json.loads((Path(runs_dir) / dataset / name / f"seed{seed}" / "run" / "summary.json").read_text())
+        summary = json.loads((seed_folder(runs_dir, dataset, name, seed) / "run" / "summary.json").read_text())
         row["search_seconds"] = summary["search_seconds"]
         row["train_seconds"] += summary["search_seconds"]
     row.update(method=name, label=METHODS.get(name).label, dataset=dataset, seed=seed, **extra)
-    write_json_atomic(Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json", row)
+    write_json_atomic(seed_folder(runs_dir, dataset, name, seed) / "row.json", row)
     return row
 
 
@@ -107,15 +112,16 @@ def remeasure_cost(name: str, dataset: str, seed: int, runs_dir: Path, data_dir:
     folder = run_folder(runs_dir, dataset, name, seed)
     cfg, data, model = run.load_run(folder, data_dir)
     write_json_atomic(folder / "cost.json", run.measure_cost(folder, model, run.make_evaluator(cfg, data), cfg, data))
-    old = json.loads((Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json").read_text())
-    return cache_row(name, dataset, seed, runs_dir, **{k: old[k] for k in ("imported_from",) if k in old})
+    old = json.loads((seed_folder(runs_dir, dataset, name, seed) / "row.json").read_text())
+    extra = {"imported_from": old["imported_from"]} if "imported_from" in old else {}
+    return cache_row(name, dataset, seed, runs_dir, **extra)
 
 
 def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
                data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
     """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in
     ``runs_dir/<dataset>/<name>/seed<seed>/row.json``."""
-    cached = Path(runs_dir) / dataset / name / f"seed{seed}" / "row.json"
+    cached = seed_folder(runs_dir, dataset, name, seed) / "row.json"
     if cached.exists():
         return json.loads(cached.read_text())
     cfg = method_config(name, dataset, seed, preset, sets)
