@@ -146,7 +146,7 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
     - linear, form "kv": per head φ(K)ᵀV (d×n_k)(n_k×d) = 2·n_k·d², then φ(Q)·(φ(K)ᵀV) = 2·n_q·d²,
       i.e. 2·(n_k + n_q)·D²/H for all heads (a causal prefix-sum form costs the same);
     - linear, form "chunked" (the causal path of recarch.models.attention.linear_attention, n_q = n_k = N
-      padded to N' = a multiple of ``chunk`` C): per chunk the masked φ(Q)φ(K)ᵀ and its product with V,
+      padded to N' = a multiple of C = min(``chunk``, N)): per chunk the masked φ(Q)φ(K)ᵀ and its product with V,
       2·2·N'·C·d per head, and the chunk's φ(K)ᵀV and φ(Q) times the earlier chunks' sum, 2·2·N'·d²;
       i.e. 4·N'·(C·D + D²/H) for all heads;
     - FFN: 2·2·n_q·D·D_ff."""
@@ -164,8 +164,9 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
     if attention == "softmax":
         attn = 2 * 2 * n_q * n_k * hidden
     elif linear_form == "chunked":
-        padded = -(-n_q // chunk) * chunk
-        attn = 4 * padded * (chunk * hidden + hidden * d)
+        size = min(chunk, n_q)
+        padded = -(-n_q // size) * size
+        attn = 4 * padded * (size * hidden + hidden * d)
     else:
         attn = n_heads * (2 * n_k * d * d + 2 * n_q * d * d)
     ffn = 2 * 2 * n_q * hidden * inner

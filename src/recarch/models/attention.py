@@ -40,23 +40,24 @@ def linear_attention(q, k, v, lengths: torch.Tensor | None, causal: bool) -> tor
     """``A = φ(Q)·(φ(K)ᵀ V) / √d`` per head; q, k, v are (B, H, N, d).
 
     causal=True computes ``A_t = φ(q_t)·Σ_{s≤t} φ(k_s)ᵀ v_s / √d`` chunk by chunk: inside a chunk of
-    ``LINEAR_CHUNK`` positions a masked product, across chunks the d×d sums ``Σ φ(k_s)ᵀ v_s`` of the
-    earlier chunks, so memory and work grow with N·(chunk + d) rather than N² (about 6× faster than the
-    masked N×N product at N = 200, d = 16 on one CPU thread). causal=False sums over every real position,
+    ``LINEAR_CHUNK`` positions (N if shorter) a masked product, across chunks the d×d sums
+    ``Σ φ(k_s)ᵀ v_s`` of the earlier chunks, so memory and work grow with N·(chunk + d) rather than N²
+    (about 6× faster than the masked N×N product at N = 200, d = 16 on one CPU thread). causal=False sums over every real position,
     which is exact only for the last one; padding positions (index ≥ length) are zeroed in K and V."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     q, k = linrec_feature_map(q), linrec_feature_map(k)
     if causal:
         b, h, n, _ = q.shape
-        chunks = -(-n // LINEAR_CHUNK)
-        pad = chunks * LINEAR_CHUNK - n  # zero rows at the end, after every real position
-        q, k, v = (F.pad(t, (0, 0, 0, pad)).reshape(b, h, chunks, LINEAR_CHUNK, -1) for t in (q, k, v))
-        keep = torch.ones(LINEAR_CHUNK, LINEAR_CHUNK, dtype=torch.bool, device=q.device).tril()
+        size = min(LINEAR_CHUNK, n)
+        chunks = -(-n // size)
+        pad = chunks * size - n  # zero rows at the end, after every real position
+        q, k, v = (F.pad(t, (0, 0, 0, pad)).reshape(b, h, chunks, size, -1) for t in (q, k, v))
+        keep = torch.ones(size, size, dtype=torch.bool, device=q.device).tril()
         within = (q @ k.transpose(-1, -2)).masked_fill(~keep, 0.0) @ v
         state = k.transpose(-1, -2) @ v  # one d×d sum per chunk
         before = state.cumsum(2) - state  # the sum over the earlier chunks
         out = (within + q @ before) * scale
-        return out.reshape(b, h, chunks * LINEAR_CHUNK, -1)[:, :, :n]
+        return out.reshape(b, h, chunks * size, -1)[:, :, :n]
     if lengths is not None:
         real = torch.arange(k.shape[-2], device=k.device)[None, :] < lengths[:, None]  # (B, N)
         real = real[:, None, :, None].to(k.dtype)
