@@ -83,6 +83,18 @@ def test_extracted_network_reproduces_the_supernet_path():
         assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
 
 
+def test_the_plain_network_applies_model_dropout_only_while_training():
+    torch.manual_seed(0)
+    arch = sample(SPACE, random.Random(3), largest=True)
+    plain, dropped = NASRecNet(SCHEMA, SPACE, arch), NASRecNet(SCHEMA, SPACE, arch, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    cat, num = inputs()
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(cat, num), dropped(cat, num))
+    dropped.train()
+    assert not torch.allclose(dropped(cat, num), dropped(cat, num))
+
+
 def test_dead_blocks_are_skipped_and_inert_genes_share_a_network_key():
     torch.manual_seed(0)
     net = NASRecSupernet(SCHEMA, SPACE)

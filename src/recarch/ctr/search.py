@@ -74,7 +74,7 @@ class CTRSearchConfig:
 def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None) -> CTRRunConfig:
     """The run that trains the architecture in ``arch_path`` from scratch with the search's retrain
     settings (``seed`` replaces the retrain seed)."""
-    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()))
+    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=0.0)  # as NASRec
     train = cfg.retrain if seed is None else replace(cfg.retrain, seed=seed)
     return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 

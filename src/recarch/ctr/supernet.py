@@ -306,9 +306,10 @@ class NASRecNet(nn.Module):
 
     def __init__(self, schema: CTRSchema, space: SpaceConfig, arch: Arch, blocks: Optional[List[Block]] = None,
                  embedding: Optional[FieldEmbedding] = None, head: Optional[ElasticLinear] = None,
-                 init_std: float = 1e-2) -> None:
+                 init_std: float = 1e-2, dropout: float = 0.0) -> None:
         super().__init__()
         self.schema, self.space, self.arch = schema, space, arch
+        self.dropout = nn.Dropout(dropout)  # on every block's dense output while training, as the baselines' MLPs
         d = space.embed_dim
         self.embedding = embedding if embedding is not None else FieldEmbedding(schema, d, numeric=False, init_std=init_std)
         raw = len(schema.numeric) + schema.num_fields * d
@@ -329,7 +330,11 @@ class NASRecNet(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
         for i, (block, b) in enumerate(zip(self.blocks, self.arch.blocks), 1):
-            outputs.append(block(gather(outputs, b), b) if i in self.live else None)
+            if i in self.live:
+                dense, sparse = block(gather(outputs, b), b)
+                outputs.append((self.dropout(dense), sparse))
+            else:
+                outputs.append(None)
         return self.head(outputs[-1][0]).squeeze(-1)
 
 
@@ -354,4 +359,4 @@ def build_nasrec(schema: CTRSchema, cfg) -> NASRecNet:
         raise ValueError("model.arch_file: the nasrec model needs a searched architecture (arch.json)")
     space, arch = load_arch(cfg.arch_file)
     check(arch, space)
-    return NASRecNet(schema, space, arch)
+    return NASRecNet(schema, space, arch, dropout=cfg.dropout)
