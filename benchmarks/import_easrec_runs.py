@@ -22,12 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from recarch import config as cfglib
-from recarch.reproduce.methods import cache_row, method_config, seed_folder
-
-
-def _resolved(cfg) -> dict:
-    return yaml.safe_load(yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+from recarch.reproduce.methods import cache_row, method_config, resolved, seed_folder
 
 
 def _differences(expected: dict, found: dict, prefix: str = "") -> list:
@@ -49,7 +44,7 @@ def import_run(bench_dir: Path, dataset: str, preset, sets, runs_dir: Path) -> l
     pairs = [("easrec", bench_dir, found),
              ("sasrec", bench_dir / "baseline", yaml.safe_load((bench_dir / "baseline" / "config.yaml").read_text()))]
     for name, _, config in pairs:
-        wrong = _differences(_resolved(method_config(name, dataset, seed, preset, sets)), config)
+        wrong = _differences(resolved(method_config(name, dataset, seed, preset, sets)), config)
         if wrong:
             raise ValueError(f"{bench_dir}: not the {name} run reproduce would train for seed {seed}: " + "; ".join(wrong))
     rows = []

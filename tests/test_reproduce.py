@@ -145,7 +145,7 @@ def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, caps
 def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     """bench_easrec's search folder (with its SASRec baseline inside) imported into the cache gives the
     same rows as reproduce's own runs, and a folder run with another config is refused."""
-    from recarch.reproduce.methods import method_config, run_method
+    from recarch.reproduce.methods import method_config, run_method, twin
     from recarch.search.job import search
 
     spec = importlib.util.spec_from_file_location("importer", Path(__file__).resolve().parents[1] / "benchmarks" / "import_easrec_runs.py")
@@ -160,6 +160,13 @@ def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     for row in imported:
         own = run_method(row["method"], "ml-100k", 42, preset, TINY, str(DATA), tmp_path / "own")
         assert row["test"] == own["test"] and row["model"] == own["model"]
+    # λ = 0.1 is the preset's own: Fig. 4's λ = 0.1 row is the cached easrec run, copied, not run again
+    searched = json.loads((tmp_path / "own" / "ml-100k" / "easrec" / "seed42" / "row.json").read_text())
+    lam = run_method("easrec-lam0.1", "ml-100k", 42, preset, TINY, str(DATA), tmp_path / "own")
+    assert lam["same_run_as"] == "easrec" and lam["test"] == searched["test"]
+    assert (tmp_path / "own" / "ml-100k" / "easrec-lam0.1" / "seed42" / "run" / "retrain" / "metrics.json").exists()
+    assert twin("easrec-lam0.5", "ml-100k", 42, tmp_path / "own",
+                method_config("easrec-lam0.5", "ml-100k", 42, preset, TINY)) is None
     with pytest.raises(ValueError, match="not the easrec run .* model.hidden_size: reproduce runs 32, the folder has 16"):
         importer.import_run(tmp_path / "bench", "ml-100k", preset, [*TINY, "model.hidden_size=32"], tmp_path / "other")
     assert not (tmp_path / "other").exists()

@@ -4,12 +4,14 @@ cached on disk so that an interrupted reproduction resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import yaml
 
+from recarch import config as cfglib
 from recarch import run
 from recarch.io import write_json_atomic
 from recarch.registry import Registry
@@ -94,6 +96,23 @@ def method_config(name: str, dataset: str, seed: int, preset: Sequence[str], set
     return replace(cfg, strategy=method.strategy, baseline=False, model=replace(cfg.model, attention=attention))
 
 
+def resolved(cfg) -> Dict[str, Any]:
+    """A config as its run folder's ``config.yaml`` holds it."""
+    return yaml.safe_load(yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+
+
+def twin(name: str, dataset: str, seed: int, runs_dir: Path, cfg) -> Optional[str]:
+    """Another cached method whose run had exactly ``cfg`` (e.g. ``easrec-lam0.1`` and ``easrec`` at the
+    default λ = 0.1): runs are deterministic per seed, so its run is this method's run."""
+    want = resolved(cfg)
+    for other in METHODS.names():
+        folder = seed_folder(runs_dir, dataset, other, seed)
+        if other != name and (folder / "row.json").exists() and (folder / "run" / "config.yaml").exists() \
+                and yaml.safe_load((folder / "run" / "config.yaml").read_text()) == want:
+            return other
+    return None
+
+
 def cache_row(name: str, dataset: str, seed: int, runs_dir: Path, **extra: Any) -> Dict[str, Any]:
     """Write ``row.json`` for a finished run under ``runs_dir/<dataset>/<name>/seed<seed>/run``."""
     row = _row(run_folder(runs_dir, dataset, name, seed))
@@ -113,7 +132,7 @@ def remeasure_cost(name: str, dataset: str, seed: int, runs_dir: Path, data_dir:
     cfg, data, model = run.load_run(folder, data_dir)
     write_json_atomic(folder / "cost.json", run.measure_cost(folder, model, run.make_evaluator(cfg, data), cfg, data))
     old = json.loads((seed_folder(runs_dir, dataset, name, seed) / "row.json").read_text())
-    extra = {"imported_from": old["imported_from"]} if "imported_from" in old else {}
+    extra = {k: old[k] for k in ("imported_from", "same_run_as") if k in old}
     return cache_row(name, dataset, seed, runs_dir, **extra)
 
 
@@ -126,6 +145,14 @@ def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: 
         return json.loads(cached.read_text())
     cfg = method_config(name, dataset, seed, preset, sets)
     run_dir = cached.parent / "run"
+    same = twin(name, dataset, seed, runs_dir, cfg)
+    if same is not None:
+        tmp = cached.parent / "run.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(seed_folder(runs_dir, dataset, same, seed) / "run", tmp)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        tmp.rename(run_dir)
+        return cache_row(name, dataset, seed, runs_dir, same_run_as=same)
     if METHODS.get(name).strategy is None:
         run.train(cfg, data_dir, run_dir, echo=echo)
     else:

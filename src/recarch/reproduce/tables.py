@@ -194,6 +194,17 @@ def _architecture(row: Dict[str, Any]) -> tuple:
     return tuple(model.get(k) for k in ("name", "attention", "hidden_size", "inner_size", "n_layers", "gates"))
 
 
+def shared_run_lines(result: Result) -> List[str]:
+    """Rows whose config is another cached method's, so the run was copied rather than repeated."""
+    out = []
+    for m, rows in result.rows.items():
+        seeds = [str(r["seed"]) for r in rows if r.get("same_run_as")]
+        if seeds:
+            out += [f"{METHODS.get(m).label} has exactly the config of {METHODS.get(rows[0]['same_run_as']).label}: "
+                    f"on seed(s) {', '.join(seeds)} it is that run (runs are deterministic per seed).", ""]
+    return out
+
+
 def head_start_lines(result: Result, inherited: bool = True) -> List[str]:
     """Search methods whose derived model, on some seed, is a hand-sized model's own architecture: the
     two then differ only in where training starts (the supernet's weights vs scratch), and the table
@@ -306,6 +317,7 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
              f"On the accuracy-vs-FLOPs Pareto front: {', '.join(METHODS.get(m).label for m in front)} "
              f"(`{stem.with_suffix('.png').name}`).", "",
              *(off_front_line(result, accuracy_vs_flops(result), methods[0]) if spec.plot == "pareto" else []),
+             *shared_run_lines(result),
              *head_start_lines(result, load_search_config(list(preset), list(sets)).inherit)]
     data = {**result.to_json(), "pareto_front": front, "not_run": skipped, "seeds": seeds, "first_seed": first_seed, "preset": list(map(str, preset)), "sets": list(sets)}
     write_json_atomic(stem.with_suffix(".json"), data)
