@@ -75,3 +75,4 @@ def test_darts_strategy_runs_the_same_job_without_gates(tmp_path):
     search(cfg, data_dir=str(DATA), run_dir=tmp_path, echo=False)
     arch = json.loads((tmp_path / "arch.json").read_text())
     assert arch["strategy"] == "darts" and arch["model"]["gates"] == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"][0]["model"] == "DARTS (derived)"

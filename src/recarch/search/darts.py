@@ -10,5 +10,7 @@ class DARTSArchitect(EASRecArchitect):
     no resource term, no gates; argmax derive. (DARTS also has a second-order step; we keep first
     order, as EASRec does.)"""
 
+    paper_name = "DARTS"
+
     space_overrides = {"gates": 0, "relaxation": "softmax"}
     uses_resource = False

@@ -70,6 +70,8 @@ STRATEGIES: Registry = Registry("search strategy")
 class EASRecArchitect(TrainHooks):
     """EASRec: first-order bilevel steps on (α, β) with the dynamic resource term λ·R."""
 
+    paper_name = "EASRec"  # names the derived model in the search's summary
+
     space_overrides: Dict = {}  # what the strategy fixes in the search space
     uses_resource = True
 

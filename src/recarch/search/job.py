@@ -180,7 +180,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
         baseline = run.train(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo=echo)
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
-    summary = summarise(run_dir, arch, retrained, baseline, fit["train_seconds"])
+    summary = summarise(run_dir, arch, retrained, baseline, fit["train_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
     write_json_atomic(run_dir / "summary.json", summary)
     log("\n" + format_summary(summary))
     return summary
@@ -197,8 +197,8 @@ def _row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
             "peak_memory_mb": (cost.get("memory") or {}).get("net_mb"), "train_seconds": result["train_seconds"]}
 
 
-def summarise(run_dir, arch, retrained, baseline, search_seconds) -> Dict[str, Any]:
-    rows = [_row("EASRec (derived)", retrained)] + ([_row("SASRec (hand-sized)", baseline)] if baseline else [])
+def summarise(run_dir, arch, retrained, baseline, search_seconds, strategy_name: str) -> Dict[str, Any]:
+    rows = [_row(f"{strategy_name} (derived)", retrained)] + ([_row("SASRec (hand-sized)", baseline)] if baseline else [])
     return {"run_dir": str(run_dir), "arch": {k: arch[k] for k in ("candidate", "depth", "widths")},
             "search_seconds": search_seconds, "rows": rows}
 

@@ -17,6 +17,8 @@ class ProxylessArchitect(EASRecArchitect):
     Deviation: ProxylessNAS then shifts the pair's two logits so that the unsampled paths' probabilities
     stay as they were; we leave the Adam step as it is (the pair's gradient sums to zero already)."""
 
+    paper_name = "ProxylessNAS"
+
     space_overrides = {"relaxation": "softmax"}
     path_sampling = True
 

@@ -17,6 +17,8 @@ class RecNASArchitect(EASRecArchitect):
     ``budget_ms`` at derive. ReCNAS's dynamic-programming channel allocation across layers has no
     counterpart here: width is one choice shared by all layers in this space."""
 
+    paper_name = "RecNAS"
+
     space_overrides = {"relaxation": "softmax"}
     anneal = 0.7
 
