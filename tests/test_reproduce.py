@@ -144,7 +144,8 @@ def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, caps
 
 def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     """bench_easrec's search folder (with its SASRec baseline inside) imported into the cache gives the
-    same rows as reproduce's own runs, and a folder run with another config is refused."""
+    same rows as reproduce's own runs, and a folder run with another config is refused; a method whose
+    config is a cached method's reuses that run."""
     from recarch.reproduce.methods import method_config, run_method, twin
     from recarch.search.job import search
 
