@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from recarch.reproduce.methods import cache_row, method_config, resolved, seed_folder
+from recarch.reproduce.methods import cache_row, copy_run, method_config, resolved, seed_folder
 
 
 def _differences(expected: dict, found: dict, prefix: str = "") -> list:
@@ -52,11 +52,7 @@ def import_run(bench_dir: Path, dataset: str, preset, sets, runs_dir: Path) -> l
         target = seed_folder(runs_dir, dataset, name, seed)
         if (target / "row.json").exists():
             raise FileExistsError(f"{target / 'row.json'}: already cached; remove it to import {source}")
-        tmp = target / "run.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("baseline"))
-        shutil.rmtree(target / "run", ignore_errors=True)
-        tmp.rename(target / "run")
+        copy_run(source, target, ignore=shutil.ignore_patterns("baseline"))
         rows.append(cache_row(name, dataset, seed, runs_dir, imported_from=str(source)))
     return rows
 

@@ -41,8 +41,8 @@ def linear_attention(q, k, v, lengths: torch.Tensor | None, causal: bool) -> tor
 
     causal=True computes ``A_t = φ(q_t)·Σ_{s≤t} φ(k_s)ᵀ v_s / √d`` chunk by chunk: inside a chunk of
     ``LINEAR_CHUNK`` positions (N if shorter) a masked product, across chunks the d×d sums
-    ``Σ φ(k_s)ᵀ v_s`` of the earlier chunks, so memory and work grow with N·(chunk + d) rather than N². causal=False sums over every real position,
-    which is exact only for the last one; padding positions (index ≥ length) are zeroed in K and V."""
+    ``Σ φ(k_s)ᵀ v_s`` of the earlier chunks, so memory and work grow with N·(chunk + d) rather than N².
+    causal=False sums over every real position, which is exact only for the last one; padding positions (index ≥ length) are zeroed in K and V."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     q, k = linrec_feature_map(q), linrec_feature_map(k)
     if causal:

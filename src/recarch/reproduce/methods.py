@@ -113,6 +113,15 @@ def twin(name: str, dataset: str, seed: int, runs_dir: Path, cfg) -> Optional[st
     return None
 
 
+def copy_run(source: Path, target: Path, ignore=None) -> None:
+    """Copy a finished run folder to ``target/run`` whole or not at all (through ``run.tmp``)."""
+    tmp = Path(target) / "run.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=ignore)
+    shutil.rmtree(Path(target) / "run", ignore_errors=True)
+    tmp.rename(Path(target) / "run")
+
+
 def cache_row(name: str, dataset: str, seed: int, runs_dir: Path, **extra: Any) -> Dict[str, Any]:
     """Write ``row.json`` for a finished run under ``runs_dir/<dataset>/<name>/seed<seed>/run``."""
     row = _row(run_folder(runs_dir, dataset, name, seed))
@@ -147,11 +156,7 @@ def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: 
     run_dir = cached.parent / "run"
     same = twin(name, dataset, seed, runs_dir, cfg)
     if same is not None:
-        tmp = cached.parent / "run.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(seed_folder(runs_dir, dataset, same, seed) / "run", tmp)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        tmp.rename(run_dir)
+        copy_run(seed_folder(runs_dir, dataset, same, seed) / "run", cached.parent)
         return cache_row(name, dataset, seed, runs_dir, same_run_as=same)
     if METHODS.get(name).strategy is None:
         run.train(cfg, data_dir, run_dir, echo=echo)
