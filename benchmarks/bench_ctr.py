@@ -37,8 +37,12 @@ def baseline(dataset: str, name: str, seed: int, args) -> dict:
     return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}-seed{seed}", args), name)
 
 
-def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
-    """The exported winner of ``mode`` trained from scratch with ``seed`` (the search's retrain settings)."""
+def retrain(dataset: str, search_dir: Path, winner: dict, mode: str, seed: int, args) -> dict:
+    """The exported winner of ``mode`` trained from scratch with ``seed`` (the search's retrain settings):
+    the search's own run of that seed when it retrained the winner with it."""
+    same = [r for r in winner.get("per_seed", []) if r["seed"] == seed]
+    if same:
+        return finished(stored(Path(same[0]["run_dir"])), f"searched ({mode})")
     run_cfg = retrain_config(load_search_config([search_dir / "config.yaml"]), search_dir / f"arch-{mode}.json", seed)
     return finished(cached_train(run_cfg, search_dir / "seeds" / f"{mode}-seed{seed}", args), f"searched ({mode})")
 
@@ -46,8 +50,13 @@ def retrain(dataset: str, search_dir: Path, mode: str, seed: int, args) -> dict:
 def cached_train(cfg: CTRRunConfig, run_dir: Path, args) -> dict:
     """train_ctr, or the finished run already in ``run_dir`` (so an interrupted benchmark resumes)."""
     if (run_dir / "metrics.json").exists() and (run_dir / "cost.json").exists():
-        return {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
+        return stored(run_dir)
     return train_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
+
+
+def stored(run_dir: Path) -> dict:
+    """A finished run's result, as ``train_ctr`` returned it."""
+    return {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
 
 
 def finished(result: dict, name: str) -> dict:
@@ -167,7 +176,7 @@ def main(argv=None) -> int:
         for mode, m in modes.items():
             exported = json.loads((run_dir / f"arch-{mode}.json").read_text())
             m["winner"]["placement"] = exported["placement"]
-            m["seeds"] = aggregate([retrain(dataset, run_dir, mode, s, args) for s in seeds])
+            m["seeds"] = aggregate([retrain(dataset, run_dir, m["winner"], mode, s, args) for s in seeds])
             m["vs_best_baseline"] = welch_t_test([r["test"]["auc"] for r in m["seeds"]["per_seed"]],
                                                  [r["test"]["auc"] for r in best["per_seed"]])
         arch, co = modes["arch"]["winner"], modes["codesign"]["winner"]

@@ -84,10 +84,10 @@ def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
     arch_hist = json.loads((run_dir / "evolution-arch.json").read_text())
     assert all(not any(p.startswith("block") for p in h["placement"]) for h in arch_hist)
     # the retrained winner is an ordinary run that reloads and evaluates
-    cfg, data, model = load_ctr_run(run_dir / "retrain" / "arch-1", str(DATA))
+    cfg, data, model = load_ctr_run(run_dir / "retrain" / "arch-1-seed42", str(DATA))
     assert cfg.model.name == "nasrec"
     capsys.readouterr()
-    assert main(["--data-dir", str(DATA), "ctr", "evaluate", str(run_dir / "retrain" / "arch-1")]) == 0
+    assert main(["--data-dir", str(DATA), "ctr", "evaluate", str(run_dir / "retrain" / "arch-1-seed42")]) == 0
     assert json.loads(capsys.readouterr().out)["auc"] == pytest.approx(summary["modes"]["arch"]["winner"]["test"]["auc"])
     assert (run_dir / "latency-table.json").exists()
     assert load_search_config([run_dir / "config.yaml"]).budget_mflops == budget
@@ -108,6 +108,28 @@ def test_export_serves_the_same_probabilities(tmp_path):
     from safetensors.torch import load_file
 
     assert set(load_file(run_dir / "export" / "model.safetensors")) == set(model.state_dict())
+
+
+def test_the_winner_has_the_best_mean_validation_auc_over_its_retrain_seeds(tmp_path):
+    from recarch.ctr.search import search_ctr
+
+    sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0", "top_k=2",
+                                                        "retrain_seeds=2", "retrain.seed=7"]
+    summary = search_ctr(load_search_config(sets=sets), str(DATA), tmp_path / "run", echo=False)
+    top = summary["modes"]["arch"]["top"]
+    assert len(top) == 2
+    for candidate in top:
+        runs = candidate["per_seed"]
+        assert [r["seed"] for r in runs] == [7, 8]
+        assert [Path(r["run_dir"]).name for r in runs] == [f"arch-{candidate['k']}-seed7", f"arch-{candidate['k']}-seed8"]
+        stored = [json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for r in runs]
+        assert stored[0]["valid"]["auc"] != stored[1]["valid"]["auc"]  # two seeds, two different models
+        for split in ("valid", "test"):
+            assert candidate[split]["auc"] == pytest.approx(np.mean([m[split]["auc"] for m in stored]))
+    winner = summary["modes"]["arch"]["winner"]
+    assert winner["valid"]["auc"] == max(c["valid"]["auc"] for c in top)
+    assert json.loads((tmp_path / "run" / "arch-arch.json").read_text()) == json.loads(
+        (tmp_path / "run" / winner["arch_file"]).read_text())
 
 
 def test_search_can_reuse_its_trained_supernet(tmp_path):

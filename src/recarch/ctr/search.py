@@ -9,7 +9,9 @@ Phases and run folder:
    the largest architecture, each candidate under its best placement (``hardware.best_placement``, exact
    for the model's per-operator costs up to the capacity knapsack), so the search is over architecture ×
    placement with the placement solved per architecture.
-3. ``retrain/<mode>-<k>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR runs).
+3. ``retrain/<mode>-<k>-seed<s>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR
+   runs), each with ``retrain_seeds`` seeds; the winner has the best mean validation AUC over its seeds,
+   so that one lucky initialisation does not pick it (the supernet barely separates the top few).
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ class CTRSearchConfig:
     latency_table: bool = True  # measure CPU latency per operator for every candidate
     reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
+    retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
@@ -67,8 +70,8 @@ class CTRSearchConfig:
     def validate(self) -> None:
         if self.budget_mflops is not None and self.budget_mflops <= 0:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
-        if self.top_k < 1 or self.eval_paths < 1:
-            raise cfglib.ConfigError("top_k and eval_paths must be ≥ 1")
+        if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1:
+            raise cfglib.ConfigError("top_k, retrain_seeds and eval_paths must be ≥ 1")
 
 
 def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None) -> CTRRunConfig:
@@ -287,6 +290,21 @@ def distinct_best(history: List[Scored], k: int) -> List[Scored]:
     return best
 
 
+def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Optional[str], run_dir: Path,
+              echo: bool, data: CTRData) -> Dict[str, Any]:
+    """One from-scratch training of the architecture in ``arch_path`` with ``seed``: its metrics and costs."""
+    result = train_ctr(retrain_config(cfg, arch_path, seed), data_dir, run_dir, echo=echo, data=data)
+    cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
+    return {"seed": seed, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
+            "train_seconds": result["train_seconds"], "flops_per_sample": cost["flops_per_sample"],
+            "params": cost["params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
+
+
+def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
+    """Metric dicts of several seeds → their means (``rows`` kept as is)."""
+    return {key: splits[0][key] if key == "rows" else float(np.mean([s[key] for s in splits])) for key in splits[0]}
+
+
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
                echo: bool = True) -> Dict[str, Any]:
     run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.dataset}-{cfg.space.space}"))
@@ -334,18 +352,18 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
             arch_path = run_dir / f"arch-{mode}-{k}.json"
             write_json_atomic(arch_path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(),
                                           "placement": sorted(placement), "search": best.info})
-            result = train_ctr(retrain_config(cfg, arch_path), data_dir, run_dir / "retrain" / f"{mode}-{k}", echo=echo, data=data)
-            cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
-            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "placement": sorted(placement), "valid": result["valid"],
-                            "test": result["test"], "train_seconds": result["train_seconds"],
-                            "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
-                            "inference_us_per_sample": cost["inference"]["us_per_sample"]})
+            runs = [retrained(cfg, arch_path, cfg.retrain.seed + i, data_dir, run_dir / "retrain" / f"{mode}-{k}-seed{cfg.retrain.seed + i}",
+                              echo, data) for i in range(cfg.retrain_seeds)]
+            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "placement": sorted(placement),
+                            **{split: mean_metrics([r[split] for r in runs]) for split in ("valid", "test")},
+                            **{key: runs[0][key] for key in ("flops_per_sample", "params", "inference_us_per_sample")},
+                            "train_seconds": sum(r["train_seconds"] for r in runs), "per_seed": runs})
         timings[f"retrain_{mode}_s"] = time.perf_counter() - start
         winner = max(results, key=lambda r: r["valid"]["auc"])
-        (run_dir / f"arch-{mode}.json").write_text((run_dir / winner["arch_file"]).read_text())
+        write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())
         summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
                                   "winner": winner, "latency_entries": len(scorer.latency.table) if scorer.latency else 0}
-        log(f"{mode} winner: {winner['arch_file']}, test AUC {winner['test']['auc']:.4f}, "
+        log(f"{mode} winner: {winner['arch_file']}, mean over {cfg.retrain_seeds} seed(s): test AUC {winner['test']['auc']:.4f}, "
             f"log loss {winner['test']['logloss']:.4f}, {winner['flops_per_sample'] / 1e6:.3f} MFLOPs/sample")
     summary["timings"] = timings
     summary["search_seconds"] = sum(v for k, v in timings.items() if not k.startswith("retrain"))
