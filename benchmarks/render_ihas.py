@@ -33,7 +33,7 @@ def ihas_section(result: dict) -> List[str]:
         g = c["gate"]
         out += [f"Settings: full width {c['model']['embed_dim']} in {c['blocks']} blocks per field; "
                 f"{g['estimator']} gates (own embedding {g['embed_dim']} × ≤{g['hash_buckets'] or 'all'} rows per field, "
-                f"hidden {g['hidden']}); target {c['target']} of the {c['target_weighting']}, λ_sparsity "
+                f"hidden {g['hidden']}); target {c['target']} of the {c['target_weighting']}{budget_text(c)}, λ_sparsity "
                 f"{c['sparsity_weight']}, λ_bipolar {c['bipolar_weight']}, regularisers off for {c['reg_warmup_epochs']} "
                 f"epochs then ramped over {c['reg_ramp_epochs']}; search {c['search']['epochs']} epochs; "
                 f"k = {c['clusters']} ({c['cluster_mode']}); retraining: {c['retrain_init']} init on {c['retrain_data']} "
@@ -115,6 +115,14 @@ def widths_section(result: dict) -> List[str]:
     return out + [""]
 
 
+def budget_text(config: dict) -> str:
+    """The hard cap, when the run had one (runs before it existed have no ``budget`` key)."""
+    budget = config.get("budget")
+    return "" if budget is None else (f", hard cap {budget:.0%} of the full model's embedding parameters per instance "
+                                      "(least-voted blocks per parameter dropped after clustering)")
+
+
 if __name__ == "__main__":
     for path in sys.argv[1:]:
         print("\n".join(ihas_section(json.loads(Path(path).read_text()))))
+

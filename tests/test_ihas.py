@@ -11,7 +11,7 @@ from recarch.cli import main
 from recarch.config import ConfigError
 from recarch.ctr.models import CTRModelConfig, FieldEmbedding, build_ctr_model
 from recarch.ctr.table import CTRSchema
-from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
+from recarch.ihas.cluster import build_router, cluster, fit_budget, group_blocks, kmeans, mean_cost, unique_groups
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
@@ -148,6 +148,20 @@ def test_unique_mode_groups_identical_patterns_and_joins_rare_ones_to_the_neares
     assert blocks.view(2, 4).int().tolist() == [[1, 1, 0, 0], [0, 0, 1, 1]]
 
 
+def test_a_budget_drops_the_fewest_votes_per_parameter_first():
+    blocks = torch.ones(2, 2, 2, dtype=torch.bool)  # 2 groups × 2 fields × 2 blocks, all kept
+    votes = torch.tensor([[[1.0, 0.6], [1.0, 0.9]], [[0.5, 1.0], [0.8, 1.0]]])
+    share, cost = torch.tensor([0.75, 0.25]), torch.tensor([10.0, 100.0])
+    assert mean_cost(blocks, share, cost) == pytest.approx(220)
+    # votes per parameter: group 1 field 1 block 0 (0.008) goes first (220 → 195), then group 0 field 1
+    # block 1 (0.009; 195 → 120 ≤ 150); the cheap field's half-voted blocks stay
+    kept = fit_budget(blocks, votes, share, cost, 150)
+    assert kept.int().tolist() == [[[1, 1], [1, 0]], [[1, 1], [0, 1]]]
+    assert mean_cost(kept, share, cost) == pytest.approx(120)
+    assert torch.equal(fit_budget(blocks, votes, share, cost, 220), blocks)  # within the budget: unchanged
+    assert not fit_budget(blocks, votes, share, cost, 0).any()
+
+
 def test_patterns_mode_and_the_router_agree_on_training_patterns():
     gen = torch.Generator().manual_seed(0)
     protos = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 0, 1, 0, 1, 0]], dtype=torch.bool)
@@ -191,13 +205,15 @@ def test_config_errors_name_the_key():
         load_ihas_config(sets=["model.name=nasrec"])
     with pytest.raises(ConfigError, match="cluster_mode"):
         load_ihas_config(sets=["cluster_mode=kmeans"])
+    with pytest.raises(ConfigError, match="budget"):
+        load_ihas_config(sets=["budget=1.5"])
 
 
 @pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
 def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys):
     tiny = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
             "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
-            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5"]
+            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35"]
     args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
             "--out-dir", str(tmp_path)]
     assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
@@ -218,6 +234,14 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys)
     width, vocab = methods["uniform"]["width"], sum(summary["vocab_sizes"])
     assert methods["uniform"]["embedding_params"] == (width + 1) * vocab
     assert width == 1 or (width + 1) * vocab <= ihas["embedding_params_per_instance"] < (width + 2) * vocab
+    # the budget is a hard cap on the parameters per instance (groups weighted by their training rows)
+    budget = summary["clusters"]["budget"]
+    assert budget["limit"] == pytest.approx(0.35 * methods["full"]["embedding_params"])
+    assert budget["before"] > budget["limit"] >= budget["after"] and budget["dropped_blocks"] > 0
+    share = [g["train_rows"] / 69265 for g in groups]
+    served = ihas["gate_embedding_params"] + sum(s * p for s, p in zip(share, ihas["group_embedding_params"]))
+    assert served == pytest.approx(budget["after"])
+    assert methods["autodim"]["embedding_params"] <= budget["limit"]
     for name in ("config.yaml", "log.txt", "search/history.json", "cluster/clusters.json", "ensemble/ensemble.json"):
         assert (run_dir / name).exists()
     metrics = evaluate_ihas(run_dir, "test", str(DATA))

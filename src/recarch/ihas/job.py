@@ -17,6 +17,12 @@ Choices the paper leaves open (see also the docstrings of gates, embedding, sear
 * The AutoDim-like baseline keeps, per field, the blocks whose mean σ(logit) over the training
   instances exceeds 0.5, shared by all instances, and is retrained like a group (same init policy) on
   all the training data.
+* ``budget`` (optional) makes a memory budget a hard cap: the regulariser's ``target`` is soft, and the
+  groups' majority vote can keep more blocks than any one member, so after clustering kept blocks are
+  dropped, fewest member votes per parameter first (``cluster.fit_budget``), until the embedding
+  parameters per instance (the gate embedding plus the serving group's tables, groups weighted by their
+  share of the training rows) are within ``budget`` × the full model's. The AutoDim-like baseline gets
+  the same cap (its votes: the mean gate probabilities).
 * The full-dimension baseline is the backbone trained from scratch with the ``retrain`` settings.
 * The uniform baseline gives every field the same width, the widest whose embedding parameters fit within
   iHAS's per-instance figure, and is retrained like a group: does the search beat shrinking evenly?
@@ -44,7 +50,7 @@ from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, TrainBatches, batches
 from recarch.io import write_json_atomic, write_text_atomic
-from recarch.ihas.cluster import cluster, group_dims, merge_identical
+from recarch.ihas.cluster import cluster, fit_budget, group_dims, group_votes, mean_cost, merge_identical
 from recarch.ihas.embedding import MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig
@@ -80,6 +86,7 @@ class IHASConfig:
     kmeans_iters: int = 100
     kmeans_sample: int = 0  # > 0: fit k-means on this many training rows, assign the rest
     max_codes: int = 4096  # patterns the router keeps
+    budget: Optional[float] = None  # hard cap: embedding parameters per instance, as a fraction of the full model's
     min_group_fraction: float = 0.02  # smaller clusters join the nearest larger one
     retrain: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), lr=3e-4, patience=2, progress=False))
     retrain_init: Literal["search", "scratch"] = "scratch"
@@ -98,6 +105,8 @@ class IHASConfig:
             raise err(f"blocks must be ≥ 1 and divide model.embed_dim ({self.model.embed_dim}), got {self.blocks}")
         if not 0 < self.target <= 1:
             raise err(f"target must be in (0, 1], got {self.target}")
+        if self.budget is not None and not 0 < self.budget <= 1:
+            raise err(f"budget must be in (0, 1] (a fraction of the full model's embedding parameters), got {self.budget}")
         if self.clusters < 1 or self.max_codes < 1 or self.kmeans_iters < 1:
             raise err("clusters, max_codes and kmeans_iters must be ≥ 1")
         if not 0 <= self.min_group_fraction < 1:
@@ -194,6 +203,25 @@ def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
     return max((w for w in range(1, model_cfg.embed_dim + 1) if other + rows * w <= budget), default=1)
 
 
+class Budget:
+    """``budget`` in parameters: ``limit`` (× the full model's embedding parameters) = ``fixed`` (tables
+    every model keeps, e.g. DeepFM's first order) + ``gate`` (the gate network's embedding, iHAS only)
+    + the kept blocks, each of field f costing ``block_cost[f]`` = vocab_f × block columns."""
+
+    def __init__(self, schema, cfg: IHASConfig, search_model: nn.Module) -> None:
+        full = embedding_parameters(build_ctr_model(schema, cfg.model))
+        vocab = torch.tensor(schema.vocab_sizes, dtype=torch.float32)
+        self.limit = cfg.budget * full
+        self.fixed = full - float(vocab.sum()) * cfg.model.embed_dim
+        self.gate = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
+        self.block_cost = vocab * (cfg.model.embed_dim // cfg.blocks)
+
+    def report(self, before: torch.Tensor, after: torch.Tensor, share: torch.Tensor) -> Dict[str, float]:
+        per_instance = lambda blocks: self.fixed + self.gate + mean_cost(blocks, share, self.block_cost)
+        return {"limit": self.limit, "before": per_instance(before), "after": per_instance(after),
+                "dropped_blocks": int(before.sum() - after.sum())}
+
+
 def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.ndarray:
     with torch.no_grad():
         return torch.cat([ensemble.route(c, n) for c, n, _ in batches(table, batch_size)]).numpy()
@@ -233,6 +261,14 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     clustering = cluster(patterns, cfg.cluster_mode, cfg.clusters, outputs[2] if len(outputs) > 2 else None,
                          seed=cfg.search.seed, iters=cfg.kmeans_iters, max_codes=cfg.max_codes,
                          sample=cfg.kmeans_sample, min_fraction=cfg.min_group_fraction)
+    budget = Budget(schema, cfg, search_model) if cfg.budget is not None else None
+    if budget is not None:
+        share = torch.bincount(clustering.labels).float() / len(clustering.labels)
+        blocks = fit_budget(clustering.blocks, group_votes(patterns, clustering.labels, len(share)), share,
+                            budget.block_cost, budget.limit - budget.fixed - budget.gate)
+        clustering = replace(clustering, blocks=blocks, info={**clustering.info, "budget": budget.report(clustering.blocks, blocks, share)})
+        log(f"budget {cfg.budget:.0%} of the full model's embedding parameters per instance: "
+            f"{clustering.info['budget']['dropped_blocks']} kept blocks dropped")
     if cfg.retrain_data == "all":  # groups that would retrain the same model become one
         dims_only = cfg.retrain_init == "scratch"  # from scratch, which columns does not matter, only how many
         clustering = merge_identical(clustering, clustering.blocks.sum(-1) if dims_only else clustering.blocks)
@@ -307,6 +343,9 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         methods["full"] = {**evaluate_both(full, data, cfg.eval_batch_size), **measure(full, data, cfg), **fit,
                            "active_dims_per_instance": schema.num_fields * cfg.model.embed_dim}
         mean_on = (probs.mean(0) > 0.5)  # (F, K)
+        if budget is not None:  # the same cap, with no gate network to pay for
+            mean_on = fit_budget(mean_on[None], probs.mean(0)[None], torch.ones(1), budget.block_cost,
+                                 budget.limit - budget.fixed)[0]
         auto_cols = [field_columns(on, block, cfg.retrain_init) for on in mean_on.tolist()]
         log(f"[baseline] AutoDim-like: one searched dimension per field for all instances: "
             f"{dict(zip(schema.fields, map(len, auto_cols)))}")
