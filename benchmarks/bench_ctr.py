@@ -83,10 +83,22 @@ def search(dataset: str, budget_mflops: float, args) -> dict:
     return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
 
 
+# hardware assumptions varied one at a time (overrides on the run's hardware YAML) to show which of them
+# decide where the co-design search puts the operators
+HARDWARE_VARIANTS = {
+    "as configured": [],
+    "PIM compute as fast as the host": ["pim.gflops=200"],
+    "host-PIM link as cheap as PIM memory": ["link_pj_per_byte=3", "link_gbs=200"],
+    "both": ["pim.gflops=200", "link_pj_per_byte=3", "link_gbs=200"],
+}
+
+
 def placement_effect(run_dir: Path, args) -> dict:
     """Energy and modelled latency of each mode's winner under both placements — the usual one
     (embeddings in memory) and the co-designed one — to separate the architecture's share of the
-    co-design gain from the placement's."""
+    co-design gain from the placement's; then, under each of HARDWARE_VARIANTS, the best placement of
+    each winner (the architectures stay as searched) and its gain over the usual one."""
+    from recarch import config as cfglib
     from recarch.ctr import hardware as hw
     from recarch.ctr.run import load_data
     from recarch.ctr.supernet import NASRecNet, load_arch
@@ -96,7 +108,7 @@ def placement_effect(run_dir: Path, args) -> dict:
     data = load_data(CTRRunConfig(data=cfg.data), args.data_dir)
     example = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
     codesigned = frozenset(json.loads((run_dir / "arch-codesign.json").read_text())["placement"])
-    out = {}
+    out, sensitivity = {}, {}
     for mode in ("arch", "codesign"):
         space, arch = load_arch(str(run_dir / f"arch-{mode}.json"))
         ops = hw.network_ops(NASRecNet(data.schema, space, arch), example)
@@ -105,7 +117,17 @@ def placement_effect(run_dir: Path, args) -> dict:
             cost = hw.pim_cost(ops, placement, hardware)
             out[f"{mode}_arch_{name}"] = {"energy_mj": 1e3 * cost["energy_j"], "latency_ms": 1e3 * cost["latency_s"],
                                           "feasible": cost["feasible"]}
-    return out
+        for variant, sets in HARDWARE_VARIANTS.items():
+            varied = cfglib.load(hw.HardwareConfig, [cfg.hardware], sets)
+            usual = hw.pim_cost(ops, hw.embeddings_in_memory(ops, varied), varied)
+            placement = hw.best_placement(ops, varied)
+            best = hw.pim_cost(ops, placement, varied)
+            sensitivity.setdefault(variant, {"overrides": sets})[mode] = {
+                "operators_in_memory": sorted(n for n in placement if not n.startswith("emb.")),
+                "operators": sum(1 for op in ops if not op.lookups),
+                "energy_usual_over_best": usual["energy_j"] / best["energy_j"],
+                "latency_usual_over_best": usual["latency_s"] / best["latency_s"]}
+    return {**out, "sensitivity": sensitivity}
 
 
 def inference_same_run(run_dirs: dict, args) -> dict:

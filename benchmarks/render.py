@@ -187,6 +187,25 @@ def placement_lines(effect) -> list:
         cells = [effect[f"{mode}_arch_{p}"] for p in ("embeddings_in_memory", "codesigned")]
         out.append(f"| {mode} winner | " + " | ".join(f"{c['energy_mj']:.4f} / {c['latency_ms']:.4f}"
                                                      + ("" if c["feasible"] else " (over PIM capacity)") for c in cells) + " |")
+    return out + [""] + sensitivity_lines(effect.get("sensitivity"))
+
+
+def sensitivity_lines(sensitivity) -> list:
+    """Best placement of each winner when one hardware assumption changes (architectures as searched)."""
+    if not sensitivity:
+        return []
+    out = ["Which assumptions decide the placement: each winner's best placement (`hardware.best_placement`, "
+           "architectures as searched) with the YAML as is and with one assumption changed; gain = the usual "
+           "placement's energy / latency over the best one's (latency below 1: the best placement trades time "
+           "for energy).", "",
+           "| hardware | overrides | winner | dense operators in memory | energy gain | latency gain |",
+           "|---|---|---|---|---|---|"]
+    for variant, v in sensitivity.items():
+        for mode in ("arch", "codesign"):
+            m = v[mode]
+            out.append(f"| {variant} | {', '.join(f'`{o}`' for o in v['overrides']) or '—'} | {mode} | "
+                       f"{len(m['operators_in_memory'])} of {m['operators']} | {m['energy_usual_over_best']:.2f}× | "
+                       f"{m['latency_usual_over_best']:.2f}× |")
     return out + [""]
 
 
