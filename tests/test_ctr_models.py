@@ -121,6 +121,47 @@ def test_dead_blocks_are_skipped_and_inert_genes_share_a_network_key():
     assert count_flops(net.extract(alive), (cat, num))["flops"] > count_flops(plain, (cat, num))["flops"]
 
 
+def test_dead_parts_are_not_computed_and_leaving_them_out_never_changes_the_logit():
+    from recarch.cost.flops import count_flops
+    from recarch.ctr.space import Parts
+    from recarch.ctr.supernet import raw_inputs
+
+    torch.manual_seed(0)
+    net = NASRecSupernet(SCHEMA, SPACE)
+    cat, num = inputs()
+
+    def everything(arch):  # every part of every block computed, as before the pruning
+        outputs = [raw_inputs(net.embedding, cat, num)]
+        for block, b in zip(net.blocks, arch.blocks):
+            parts = Parts(True, True, b.dense_to_sparse, b.fm)
+            outputs.append(block(net.context(arch, outputs, b, parts), b, parts))
+        return net.head(outputs[-1][0], None, torch.arange(arch.blocks[-1].dense_dim)).squeeze(-1)
+
+    rng, pruned = random.Random(5), 0
+    for _ in range(40):
+        arch = sample(SPACE, rng)
+        assert torch.allclose(net(cat, num, arch), everything(arch), atol=1e-5)
+        pruned += sum(not (p.dense and p.sparse) for p in arch.computed_parts().values())
+    assert pruned > 0
+    # the logit reads the last block's dense output: its sparse operator feeds nothing unless FM is on
+    arch = sample(SPACE, random.Random(2))
+    arch.blocks[-1].fm = False
+    assert arch.computed_parts()[len(arch.blocks)] == Parts(dense=True, sparse=False, to_sparse=False, fm=False)
+    plain = net.extract(arch)
+    last = plain.blocks[-1]
+    assert len(last.sparse) == 0 and last.fm is None and last.to_sparse is None
+    other = Arch.from_dict(arch.to_dict())
+    other.blocks[-1].sparse_op = "attention" if arch.blocks[-1].sparse_op == "efc" else "efc"
+    other.blocks[-1].dense_to_sparse = not arch.blocks[-1].dense_to_sparse
+    assert other.network_key() == arch.network_key()
+    with_fm = Arch.from_dict(arch.to_dict())
+    with_fm.blocks[-1].fm = True
+    assert with_fm.network_key() != arch.network_key()
+    fm_net = net.extract(with_fm)
+    assert count_flops(fm_net, (cat, num))["flops"] > count_flops(plain, (cat, num))["flops"]
+    assert sum(p.numel() for p in fm_net.parameters()) > sum(p.numel() for p in plain.parameters())
+
+
 def test_supernet_gradients_reach_only_the_sampled_path():
     torch.manual_seed(0)
     net = NASRecSupernet(SCHEMA, SPACE)

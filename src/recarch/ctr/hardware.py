@@ -91,15 +91,18 @@ def network_ops(net: nn.Module, example: tuple, bytes_per_value: int = 4) -> Lis
     dense_w = [raw] + [b.dense_dim for b in net.arch.blocks]
     tokens_w = [net.schema.num_fields] + [b.sparse_dim for b in net.arch.blocks]
     for i, (block, b) in enumerate(zip(net.blocks, net.arch.blocks)):
-        if i + 1 not in net.live:  # a dead block is not computed
+        parts = net.parts.get(i + 1)
+        if parts is None:  # a dead block is not computed
             continue
         x_in = sum(dense_w[j] for j in set(b.dense_in) | set(b.binary_in if b.dense_op in BINARY_OPS else []))
         s_in = sum(tokens_w[j] for j in b.sparse_in) * d
         for part, module in (("dense", block.dense), ("sparse", block.sparse)):
+            if not getattr(parts, part):  # nor is a dead part
+                continue
             flops = counts.get(f"{root}.blocks.{i}.{part}.{b.dense_op if part == 'dense' else b.sparse_op}", 0)
-            if part == "dense":  # the mergers run with the dense operator
+            if part == "dense":  # the mergers run with the dense operator (they need its output)
                 flops += counts.get(f"{root}.blocks.{i}.fm", 0) + counts.get(f"{root}.blocks.{i}.to_sparse", 0)
-                params = sum(p.numel() for m in (module, block.fm, block.to_sparse) for p in m.parameters())
+                params = sum(p.numel() for m in (module, block.fm, block.to_sparse) if m is not None for p in m.parameters())
                 io = (x_in + (s_in if b.dense_op == "dot" else 0), b.dense_dim)
             else:
                 params = sum(p.numel() for p in module.parameters())
@@ -206,15 +209,15 @@ class LatencyTable:
         outputs = [raw_inputs(net.embedding, cat, num)]
         total = self.measure(net.embedding, lambda: raw_inputs(net.embedding, cat, num), (self.batch,))
         for i, (block, b) in enumerate(zip(net.blocks, net.arch.blocks), 1):
-            if i not in net.live:
+            parts = net.parts.get(i)
+            if parts is None:
                 outputs.append(None)
                 continue
-            c = gather(outputs, b)
-            shapes = (tuple(c.x.shape), tuple(c.y.shape), tuple(c.s.shape), b.dense_op, b.sparse_op,
-                      b.dense_to_sparse, b.fm)
-            total += self.measure(block, lambda: block(c, b), shapes)
+            c = gather(outputs, b, parts)
+            shapes = (*(None if t is None else tuple(t.shape) for t in (c.x, c.y, c.s)), b.dense_op, b.sparse_op, parts)
+            total += self.measure(block, lambda: block(c, b, parts), shapes)
             with torch.no_grad():
-                outputs.append(block(c, b))
+                outputs.append(block(c, b, parts))
         return total
 
     def save(self, path: Path) -> None:

@@ -80,29 +80,72 @@ class Arch:
     def key(self) -> str:
         return repr(self.to_dict())
 
+    def computed_parts(self) -> Dict[int, "Parts"]:
+        """What each live block (1-based) must compute for the logit, found backwards from it: the
+        logit reads the last block's dense output; a computed dense part reads its dense and binary
+        inputs' dense outputs (and, for ``dot``, its sparse inputs' tokens); a computed sparse part reads
+        its sparse inputs' tokens; a merger runs when its output is read (the FM merger reads the sparse
+        output after the dense → sparse merger, so that one runs whenever the sparse part does). A block absent from the
+        result is dead, and a part left out cannot change the output either (e.g. the last block's
+        sparse operator, unless its FM merger feeds the logit)."""
+        n = len(self.blocks)
+        dense_read, sparse_read, parts = {n}, set(), {}
+        for i in range(n, 0, -1):
+            b = self.blocks[i - 1]
+            wants_dense, wants_sparse = i in dense_read, i in sparse_read
+            if not (wants_dense or wants_sparse):
+                continue
+            sparse = wants_sparse or (wants_dense and b.fm)
+            to_sparse = sparse and b.dense_to_sparse  # FM reads the sparse output with this projection added
+            part = Parts(dense=wants_dense or to_sparse, sparse=sparse, to_sparse=to_sparse, fm=wants_dense and b.fm)
+            if part.dense:
+                dense_read.update(b.dense_in + (b.binary_in if b.dense_op in BINARY_OPS else []))
+            if part.reads_tokens(b):
+                sparse_read.update(b.sparse_in)
+            parts[i] = part
+        return parts
+
     def live_blocks(self) -> set:
-        """1-based indices of the blocks the logit depends on: the last block, and every block a live
-        block reads. Any other block is dead: computing it cannot change the output."""
-        live = {len(self.blocks)}
-        for i in range(len(self.blocks), 0, -1):
-            if i in live:
-                b = self.blocks[i - 1]
-                live.update(b.dense_in + b.sparse_in + (b.binary_in if b.dense_op in BINARY_OPS else []))
-        live.discard(0)
-        return live
+        """1-based indices of the blocks the logit depends on; any other block is dead."""
+        return set(self.computed_parts())
 
     def network_key(self) -> str:
-        """A key equal for architectures that compute the same network: dead blocks and genes no
-        operator reads (the binary input of fc / dot, or one equal to the dense input) left out."""
-        live = self.live_blocks()
+        """A key equal for architectures that compute the same network: dead blocks, dead parts and
+        genes no operator reads (the binary input of fc / dot, or one equal to the dense input) left out."""
+        parts = self.computed_parts()
         blocks = []
         for i, b in enumerate(self.blocks, 1):
-            if i not in live:
+            part = parts.get(i)
+            if part is None:
                 blocks.append(None)
                 continue
-            binary = b.binary_in if b.dense_op in BINARY_OPS and b.binary_in != b.dense_in else []
-            blocks.append(asdict(replace(b, binary_in=binary)))
+            genes = {"to_sparse": part.to_sparse, "fm": part.fm}
+            if part.dense:
+                binary = b.binary_in if b.dense_op in BINARY_OPS and b.binary_in != b.dense_in else []
+                genes.update(dense_op=b.dense_op, dense_dim=b.dense_dim, dense_in=b.dense_in, binary_in=binary)
+            if part.sparse:
+                genes.update(sparse_op=b.sparse_op, sparse_dim=b.sparse_dim)
+            if part.reads_tokens(b):
+                genes.update(sparse_in=b.sparse_in)
+            blocks.append(genes)
         return repr(blocks)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What one live block computes (see ``Arch.computed_parts``)."""
+
+    dense: bool  # the dense operator
+    sparse: bool  # the sparse operator
+    to_sparse: bool  # the dense → sparse merger
+    fm: bool  # the FM merger (sparse → dense)
+
+    def reads_tokens(self, b: BlockArch) -> bool:
+        """Whether the block reads its sparse inputs: its sparse operator does, and so does ``dot``."""
+        return self.sparse or (self.dense and b.dense_op == "dot")
+
+
+ALL_PARTS = Parts(True, True, True, True)  # the supernet's blocks hold every part
 
 
 def check(arch: Arch, space: SpaceConfig) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recarch.ctr.models import CTR_MODELS, FieldEmbedding
-from recarch.ctr.space import BINARY_OPS, Arch, BlockArch, SpaceConfig, check
+from recarch.ctr.space import ALL_PARTS, BINARY_OPS, Arch, BlockArch, Parts, SpaceConfig, check
 from recarch.ctr.table import CTRSchema
 
 Cols = Optional[torch.Tensor]
@@ -187,32 +187,34 @@ class Block(nn.Module):
     """One choice block at maximum sizes (supernet) or at one architecture's sizes (plain network)."""
 
     def __init__(self, d_in: int, tokens_in: int, d_out: int, tokens_out: int, embed_dim: int, heads: int,
-                 dense_ops: Sequence[str], sparse_ops: Sequence[str]) -> None:
+                 dense_ops: Sequence[str], sparse_ops: Sequence[str], parts: Parts = ALL_PARTS) -> None:
         super().__init__()
-        self.dense = nn.ModuleDict({k: DENSE_OPS[k](d_in, d_out, d_in, tokens_in, embed_dim) for k in dense_ops})
+        self.dense = nn.ModuleDict({k: DENSE_OPS[k](d_in, d_out, d_in, tokens_in, embed_dim) for k in dense_ops}
+                                   if parts.dense else {})
         self.sparse = nn.ModuleDict({k: SparseOp(tokens_in, tokens_out, embed_dim, heads, k == "attention")
-                                     for k in sparse_ops})
-        self.to_sparse = ElasticLinear(d_out, tokens_out * embed_dim)
-        self.fm = ElasticLinear(embed_dim, d_out)
+                                     for k in sparse_ops} if parts.sparse else {})
+        self.to_sparse = ElasticLinear(d_out, tokens_out * embed_dim) if parts.to_sparse else None
+        self.fm = ElasticLinear(embed_dim, d_out) if parts.fm else None
 
-    def forward(self, c: Context, arch: BlockArch) -> Tuple[torch.Tensor, torch.Tensor]:
-        dense = self.dense[arch.dense_op](c)
-        sparse = self.sparse[arch.sparse_op](c)
-        if arch.dense_to_sparse:
+    def forward(self, c: Context, arch: BlockArch, parts: Parts) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(dense, sparse) outputs; a part ``parts`` leaves out is None."""
+        dense = self.dense[arch.dense_op](c) if parts.dense else None
+        sparse = self.sparse[arch.sparse_op](c) if parts.sparse else None
+        if parts.to_sparse:
             sparse = sparse + self.to_sparse(dense, c.ws * sparse.shape[-1], torch.arange(c.w)).view_as(sparse)
-        if arch.fm:
+        if parts.fm:
             fm = 0.5 * (sparse.sum(1).pow(2) - sparse.pow(2).sum(1))
             dense = dense + self.fm(F.layer_norm(fm, fm.shape[-1:]), c.w)
         return dense, sparse
 
-    def extract(self, c: Context, arch: BlockArch) -> "Block":
+    def extract(self, c: Context, arch: BlockArch, parts: Parts) -> "Block":
+        """The block of one architecture with copies of the weights it uses (only the parts it computes)."""
         block = Block.__new__(Block)
         nn.Module.__init__(block)
-        block.dense = nn.ModuleDict({arch.dense_op: self.dense[arch.dense_op].extract(c)})
-        block.sparse = nn.ModuleDict({arch.sparse_op: self.sparse[arch.sparse_op].extract(c)})
-        d = c.s.shape[-1]
-        block.to_sparse = self.to_sparse.extract(c.ws * d, torch.arange(c.w))
-        block.fm = self.fm.extract(c.w)
+        block.dense = nn.ModuleDict({arch.dense_op: self.dense[arch.dense_op].extract(c)} if parts.dense else {})
+        block.sparse = nn.ModuleDict({arch.sparse_op: self.sparse[arch.sparse_op].extract(c)} if parts.sparse else {})
+        block.to_sparse = self.to_sparse.extract(c.ws * c.s.shape[-1], torch.arange(c.w)) if parts.to_sparse else None
+        block.fm = self.fm.extract(c.w) if parts.fm else None
         return block
 
 
@@ -248,11 +250,11 @@ class NASRecSupernet(nn.Module):
         tokens = self.embedding(cat, num)
         return torch.cat([num, tokens.flatten(1)], dim=1), tokens
 
-    def context(self, arch: Arch, outputs, b: BlockArch) -> Context:
+    def context(self, arch: Arch, outputs, b: BlockArch, parts: Parts) -> Context:
         """A block's inputs and the weight columns they use in the supernet's layout."""
         dense_w = [self.raw_dense] + [a.dense_dim for a in arch.blocks]
         tokens_w = [self.schema.num_fields] + [a.sparse_dim for a in arch.blocks]
-        c = gather(outputs, b)
+        c = gather(outputs, b, parts)
         c.x_cols = _segments(dense_w, self.dense_limits, b.dense_in)
         c.y_cols = _segments(dense_w, self.dense_limits, b.binary_in or b.dense_in)
         c.s_cols = _segments(tokens_w, self.token_limits, b.sparse_in)
@@ -260,27 +262,29 @@ class NASRecSupernet(nn.Module):
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor, arch: Arch) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
-        live = arch.live_blocks()
+        computed = arch.computed_parts()
         for i, (block, b) in enumerate(zip(self.blocks, arch.blocks), 1):
-            outputs.append(block(self.context(arch, outputs, b), b) if i in live else None)
+            parts = computed.get(i)
+            outputs.append(block(self.context(arch, outputs, b, parts), b, parts) if parts else None)
         return self.head(outputs[-1][0], None, torch.arange(arch.blocks[-1].dense_dim)).squeeze(-1)
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> "NASRecNet":
         """The plain network of ``arch`` with copies of this supernet's weights (sizes physical; dead
-        blocks, which cannot change the logit, are left out)."""
+        blocks and parts, which cannot change the logit, are left out)."""
         outputs = [raw_inputs(self.embedding, torch.zeros(1, self.schema.num_fields, dtype=torch.long),
                               torch.zeros(1, len(self.schema.numeric)))]
         blocks = []
-        live = arch.live_blocks()
+        computed = arch.computed_parts()
         for i, (block, b) in enumerate(zip(self.blocks, arch.blocks), 1):
-            if i not in live:
+            parts = computed.get(i)
+            if parts is None:
                 blocks.append(nn.Identity())
                 outputs.append(None)
                 continue
-            c = self.context(arch, outputs, b)
-            blocks.append(block.extract(c, b))
-            outputs.append(block(c, b))
+            c = self.context(arch, outputs, b, parts)
+            blocks.append(block.extract(c, b, parts))
+            outputs.append(block(c, b, parts))
         embedding = FieldEmbedding(self.schema, self.space.embed_dim, numeric=False)
         embedding.load_state_dict(self.embedding.state_dict())
         return NASRecNet(self.schema, self.space, arch, blocks, embedding,
@@ -293,11 +297,15 @@ def raw_inputs(embedding: FieldEmbedding, cat: torch.Tensor, num: torch.Tensor):
     return torch.cat([num, tokens.flatten(1)], dim=1), tokens
 
 
-def gather(outputs, b: BlockArch) -> Context:
-    """A block's dense, binary and sparse inputs: the earlier outputs it reads, concatenated."""
-    x = torch.cat([outputs[j][0] for j in b.dense_in], dim=1)
-    y = torch.cat([outputs[j][0] for j in b.binary_in], dim=1) if b.binary_in and b.dense_op in BINARY_OPS else x
-    s = torch.cat([outputs[j][1] for j in b.sparse_in], dim=1)
+def gather(outputs, b: BlockArch, parts: Parts) -> Context:
+    """A block's dense, binary and sparse inputs: the earlier outputs its computed ``parts`` read,
+    concatenated (None for an input no part reads)."""
+    x = y = s = None
+    if parts.dense:
+        x = torch.cat([outputs[j][0] for j in b.dense_in], dim=1)
+        y = torch.cat([outputs[j][0] for j in b.binary_in], dim=1) if b.binary_in and b.dense_op in BINARY_OPS else x
+    if parts.reads_tokens(b):
+        s = torch.cat([outputs[j][1] for j in b.sparse_in], dim=1)
     return Context(x, y, s, b.dense_dim, b.sparse_dim, None, None, None)
 
 
@@ -315,13 +323,14 @@ class NASRecNet(nn.Module):
         raw = len(schema.numeric) + schema.num_fields * d
         dense_w = [raw] + [b.dense_dim for b in arch.blocks]
         tokens_w = [schema.num_fields] + [b.sparse_dim for b in arch.blocks]
-        self.live = arch.live_blocks()
+        self.parts = arch.computed_parts()
+        self.live = set(self.parts)
         if blocks is None:  # a dead block holds an empty placeholder, so live blocks keep their index
             blocks = [Block(sum(dense_w[j] for j in b.dense_in), sum(tokens_w[j] for j in b.sparse_in), b.dense_dim,
-                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op])
+                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op], self.parts[i])
                       if i in self.live else nn.Identity() for i, b in enumerate(arch.blocks, 1)]
             for block, b in zip(blocks, arch.blocks):  # the binary operand's own input width
-                op = block.dense[b.dense_op] if isinstance(block, Block) else None
+                op = block.dense[b.dense_op] if isinstance(block, Block) and b.dense_op in block.dense else None
                 if op is not None and op.binary:
                     op.b = ElasticLinear(sum(dense_w[j] for j in (b.binary_in or b.dense_in)), b.dense_dim)
         self.blocks = nn.ModuleList(blocks)
@@ -330,9 +339,10 @@ class NASRecNet(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         outputs = [raw_inputs(self.embedding, cat, num)]
         for i, (block, b) in enumerate(zip(self.blocks, self.arch.blocks), 1):
-            if i in self.live:
-                dense, sparse = block(gather(outputs, b), b)
-                outputs.append((self.dropout(dense), sparse))
+            parts = self.parts.get(i)
+            if parts:
+                dense, sparse = block(gather(outputs, b, parts), b, parts)
+                outputs.append((None if dense is None else self.dropout(dense), sparse))
             else:
                 outputs.append(None)
         return self.head(outputs[-1][0]).squeeze(-1)
