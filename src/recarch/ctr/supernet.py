@@ -17,6 +17,9 @@ and sparse input S (selected earlier token matrices, concatenated along the toke
   map of the factorisation machine ½[(Σ_t s_t)² − Σ_t s_t²] of the sparse output (layer-normalised without
   parameters: it grows with the square of the token count) to the dense output.
 The logit is a linear map of the last block's dense output. With no binary input, y = x.
+Only what the logit depends on runs and is built (``Arch.computed_parts``): a dead block, and in a live
+block an operator or merger whose output no later part reads — e.g. the last block's sparse operator
+when its FM merger is off — so FLOPs, parameters and the hardware costs count none of them.
 """
 from __future__ import annotations
 
