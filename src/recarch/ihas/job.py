@@ -216,9 +216,11 @@ class Budget:
         self.gate = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
         self.block_cost = vocab * (cfg.model.embed_dim // cfg.blocks)
 
+    def per_instance(self, blocks: torch.Tensor, share: torch.Tensor) -> float:
+        return self.fixed + self.gate + mean_cost(blocks, share, self.block_cost)
+
     def report(self, before: torch.Tensor, after: torch.Tensor, share: torch.Tensor) -> Dict[str, float]:
-        per_instance = lambda blocks: self.fixed + self.gate + mean_cost(blocks, share, self.block_cost)
-        return {"limit": self.limit, "before": per_instance(before), "after": per_instance(after),
+        return {"limit": self.limit, "before": self.per_instance(before, share), "after": self.per_instance(after, share),
                 "dropped_blocks": int(before.sum() - after.sum())}
 
 
