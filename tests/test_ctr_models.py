@@ -286,3 +286,36 @@ def test_path_sampler_state_resumes_the_same_paths():
     assert [a.next(s).key() for s in range(3, 9)] == [b.next(s).key() for s in range(3, 9)]
     first = PathSampler(SPACE, 1, warmup_steps=10).next(0)  # at step 0 of the warm-up: the largest path
     assert all(b.dense_dim == 32 and b.sparse_dim == 8 and b.dense_to_sparse and b.fm for b in first.blocks)
+
+
+def test_precise_batch_norm_replaces_the_lagging_running_statistics_with_the_batch_mean():
+    from torch import nn
+
+    from recarch.ctr.run import CTREvaluator, CTRTrainer, ctr_train_defaults
+    from recarch.ctr.table import CTRData, CTRTable, TrainBatches
+
+    g = np.random.default_rng(0)
+
+    def table(n):
+        return CTRTable(g.integers(0, 3, (n, 5)), g.random((n, 2), dtype=np.float32), (g.random(n) < 0.3).astype(np.float32))
+
+    data = CTRData("toy", SCHEMA, table(512), table(128), table(128))
+    torch.manual_seed(0)
+    model = build_ctr_model(SCHEMA, CTRModelConfig(name="dlrm", embed_dim=4, mlp=[8], bottom_mlp=[8], batch_norm=True,
+                                                   dropout=0.5))
+    from dataclasses import replace
+
+    cfg = replace(ctr_train_defaults(), batch_size=64, epochs=1, precise_bn_batches=3, progress=False)
+    trainer = CTRTrainer(model, TrainBatches(data.train, 64, cfg.seed), CTREvaluator(data), cfg, log=lambda _: None)
+    trainer.train_epoch(1)
+    first = model.top[0][1]  # the top MLP's BatchNorm, after the dot products
+    assert isinstance(first, nn.BatchNorm1d)
+    seen = []
+    handle = first.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].detach().clone()))
+    rng_before = torch.get_rng_state()
+    trainer.recompute_batch_norm(1)
+    handle.remove()
+    assert len(seen) == 3 and int(first.num_batches_tracked) == 3 and first.momentum == 0.1
+    assert torch.allclose(first.running_mean, torch.stack([x.mean(0) for x in seen]).mean(0), atol=1e-6)
+    assert torch.allclose(first.running_var, torch.stack([x.var(0) for x in seen]).mean(0), rtol=1e-5)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # dropout ran on a forked RNG

@@ -34,7 +34,8 @@ VALID_METRICS = ("auc-logloss", "auc", "neg_logloss")  # what early stopping max
 
 
 def ctr_train_defaults() -> TrainConfig:
-    return TrainConfig(batch_size=1024, epochs=100, patience=2, valid_protocol="ctr", valid_metric="auc-logloss")
+    return TrainConfig(batch_size=1024, epochs=100, patience=2, valid_protocol="ctr", valid_metric="auc-logloss",
+                       precise_bn_batches=50)
 
 
 @dataclass
@@ -96,6 +97,9 @@ class CTRTrainer(Trainer):
         if len(label) == 0:
             return torch.zeros((), device=self.device, requires_grad=True)
         return F.binary_cross_entropy_with_logits(self.model(cat, num), label, reduction="sum") / count
+
+    def forward_batch(self, cat: torch.Tensor, num: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.model(cat, num)
 
 
 def make_ctr_model(cfg: CTRRunConfig, schema: CTRSchema) -> nn.Module:
