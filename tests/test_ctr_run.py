@@ -130,6 +130,13 @@ def test_the_winner_has_the_best_mean_validation_auc_over_its_retrain_seeds(tmp_
     assert winner["valid"]["auc"] == max(c["valid"]["auc"] for c in top)
     assert json.loads((tmp_path / "run" / "arch-arch.json").read_text()) == json.loads(
         (tmp_path / "run" / winner["arch_file"]).read_text())
+    # a widened search retrains only its new candidate; the finished runs are reused as they are
+    stamps = {r["run_dir"]: (Path(r["run_dir"]) / "metrics.json").stat().st_mtime_ns for c in top for r in c["per_seed"]}
+    wider = search_ctr(load_search_config(sets=sets[:-3] + ["top_k=3", "retrain_seeds=2", "retrain.seed=7", "reuse_supernet=true"]),
+                       str(DATA), tmp_path / "run", echo=False)
+    assert [c["arch_file"] for c in wider["modes"]["arch"]["top"][:2]] == [c["arch_file"] for c in top]
+    assert all((Path(d) / "metrics.json").stat().st_mtime_ns == t for d, t in stamps.items())
+    assert len(wider["modes"]["arch"]["top"]) == 3 and (tmp_path / "run" / "retrain" / "arch-3-seed8" / "metrics.json").exists()
 
 
 def test_search_can_reuse_its_trained_supernet(tmp_path):

@@ -292,8 +292,17 @@ def distinct_best(history: List[Scored], k: int) -> List[Scored]:
 
 def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Optional[str], run_dir: Path,
               echo: bool, data: CTRData) -> Dict[str, Any]:
-    """One from-scratch training of the architecture in ``arch_path`` with ``seed``: its metrics and costs."""
-    result = train_ctr(retrain_config(cfg, arch_path, seed), data_dir, run_dir, echo=echo, data=data)
+    """One from-scratch training of the architecture in ``arch_path`` with ``seed``: its metrics and costs.
+    A finished run in ``run_dir`` of the same architecture and settings (``trained.json``) is reused, so an
+    interrupted or widened search (a larger ``top_k``) retrains only what is new."""
+    run_cfg = retrain_config(cfg, arch_path, seed)
+    what = {"arch": json.loads(Path(arch_path).read_text())["arch"], "config": cfglib.to_dict(run_cfg)}
+    marker = run_dir / "trained.json"
+    if (run_dir / "metrics.json").exists() and marker.exists() and json.loads(marker.read_text()) == what:
+        result = {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
+    else:
+        result = train_ctr(run_cfg, data_dir, run_dir, echo=echo, data=data)
+        write_json_atomic(marker, what)
     cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
     return {"seed": seed, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
             "train_seconds": result["train_seconds"], "flops_per_sample": cost["flops_per_sample"],
