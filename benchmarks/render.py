@@ -190,6 +190,16 @@ def placement_lines(effect) -> list:
     return out + [""] + sensitivity_lines(effect.get("sensitivity"))
 
 
+def winner_rule(r: dict) -> str:
+    """How the search picked its winners (runs before ``retrain_seeds`` existed retrained each candidate once)."""
+    m = r["modes"]["arch"]
+    seeds = len(m["winner"].get("per_seed", [None]))
+    if seeds == 1:
+        return ""
+    return (f" Each mode's winner: the best mean validation AUC of the top {len(m['top'])} candidates (by inherited-weight "
+            f"validation score), each retrained from scratch with {seeds} seeds; the searched rows are those seed runs.")
+
+
 def sensitivity_lines(sensitivity) -> list:
     """Best placement of each winner when one hardware assumption changes (architectures as searched)."""
     if not sensitivity:
@@ -230,7 +240,7 @@ def ctr_section(r: dict) -> list:
             f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
             f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs. "
-            "p: Welch's two-sided t-test over the seeds.", "",
+            "p: Welch's two-sided t-test over the seeds." + winner_rule(r), "",
             "Co-design vs architecture-only, same PIM model (`configs/pim.yaml`; architecture-only gets the usual "
             "placement: embedding tables in memory, dense operators on the host): "
             f"energy {q['energy_arch_over_codesign']:.2f}×, modelled latency {q['pim_latency_arch_over_codesign']:.2f}×, "

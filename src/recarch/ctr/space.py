@@ -84,10 +84,10 @@ class Arch:
         """What each live block (1-based) must compute for the logit, found backwards from it: the
         logit reads the last block's dense output; a computed dense part reads its dense and binary
         inputs' dense outputs (and, for ``dot``, its sparse inputs' tokens); a computed sparse part reads
-        its sparse inputs' tokens; a merger runs when its output is read (the FM merger reads the sparse
-        output after the dense → sparse merger, so that one runs whenever the sparse part does). A block absent from the
-        result is dead, and a part left out cannot change the output either (e.g. the last block's
-        sparse operator, unless its FM merger feeds the logit)."""
+        its sparse inputs' tokens; the FM merger runs when the dense output is read, and the dense →
+        sparse merger whenever the sparse part runs (FM reads the sparse output with it added). A block
+        absent from the result is dead, and a part left out cannot change the output either (e.g. the
+        last block's sparse operator, unless its FM merger feeds the logit)."""
         n = len(self.blocks)
         dense_read, sparse_read, parts = {n}, set(), {}
         for i in range(n, 0, -1):
