@@ -88,11 +88,13 @@ def ihas_section(result: dict) -> List[str]:
                        + " | ".join(str(g["dims"][f]) for f in fields) + " |")
         out.append(f"| {r['backbone']} | AutoDim-like | all | all | " + " | ".join(str(r["autodim_dims"][f]) for f in fields) + " |")
     out += ["", "| backbone | distinct patterns (train) | groups | router agrees with k-means | search: params kept "
-            "(validation, deterministic gates) | search s | retrain s | baselines s |", "|---|---|---|---|---|---|---|---|"]
+            "(validation, deterministic gates) | hard cap: blocks dropped, per instance × full before → after (training rows) "
+            "| search s | retrain s | baselines s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cl, s, t = r["clusters"], r["search"], r["timings"]
         out.append(f"| {r['backbone']} | {cl['distinct_patterns']} | {cl['num_groups']} | {cl['router_agreement']:.1%} | "
-                   f"{s['active_params_fraction']:.1%} | {t['search']:.0f} | {t['retrain']:.0f} | {t.get('baselines', 0):.0f} |")
+                   f"{s['active_params_fraction']:.1%} | {cap_cell(cl.get('budget'), r['methods']['full']['embedding_params'])} | "
+                   f"{t['search']:.0f} | {t['retrain']:.0f} | {t.get('baselines', 0):.0f} |")
     out.append("")
     return out
 
@@ -113,6 +115,10 @@ def widths_section(result: dict) -> List[str]:
         ratio = "—" if r["embedding_params_vs_full"] is None else f"{r['embedding_params_vs_full']:.3f}"
         out.append(f"| {r['setting']} | {r['embedding_params']:,} | {ratio} | {_pm(r['test_auc'])} |")
     return out + [""]
+
+
+def cap_cell(budget, full: int) -> str:
+    return "—" if budget is None else f"{budget['dropped_blocks']}, {budget['before'] / full:.3f} → {budget['after'] / full:.3f}"
 
 
 def budget_text(config: dict) -> str:
