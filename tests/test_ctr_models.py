@@ -319,3 +319,23 @@ def test_precise_batch_norm_replaces_the_lagging_running_statistics_with_the_bat
     assert torch.allclose(first.running_mean, torch.stack([x.mean(0) for x in seen]).mean(0), atol=1e-6)
     assert torch.allclose(first.running_var, torch.stack([x.var(0) for x in seen]).mean(0), rtol=1e-5)
     assert torch.equal(torch.get_rng_state(), rng_before)  # dropout ran on a forked RNG
+
+
+def test_spread_over_front_retrains_across_sizes_not_near_copies_of_the_best():
+    from recarch.ctr.search import spread_over_front
+
+    def scored(name, loss, mflops, distinct=iter([("fc", 8), ("fc", 16), ("fc", 32), ("gating", 8), ("gating", 16)])):
+        arch = sample(SPACE, random.Random(0))
+        last = arch.blocks[-1]  # reads the raw input only: the other blocks are dead, so (op, width) names the network
+        last.dense_op, last.dense_dim = next(distinct)
+        last.dense_in = last.binary_in = [0]
+        last.fm = False
+        return Scored((arch, frozenset()), loss, {"valid_logloss": loss, "mflops": mflops, "name": name})
+
+    # front by FLOPs: s (0.1, 0.40), m (0.5, 0.35), big (1.0, 0.30); b1, b2 are dominated near-copies of big
+    pts = [scored("big", 0.30, 1.0), scored("b1", 0.301, 1.1), scored("b2", 0.302, 1.2),
+           scored("m", 0.35, 0.5), scored("s", 0.40, 0.1)]
+    assert len({p.genome[0].network_key() for p in pts}) == 5
+    assert [p.info["name"] for p in spread_over_front(pts, 3)] == ["big", "s", "m"]
+    # a short front is filled with the next best scores
+    assert [p.info["name"] for p in spread_over_front(pts, 4)] == ["big", "s", "m", "b1"]

@@ -23,7 +23,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ class CTRSearchConfig:
     latency_table: bool = True  # measure CPU latency per operator for every candidate
     reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
+    top_k_from: Literal["score", "front"] = "score"  # which candidates are retrained (TOP_K_SELECTORS)
     retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
@@ -314,6 +315,30 @@ def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
     return {key: splits[0][key] if key == "rows" else float(np.mean([s[key] for s in splits])) for key in splits[0]}
 
 
+def spread_over_front(history: List[Scored], k: int) -> List[Scored]:
+    """The best-scored distinct candidate, then candidates spread evenly (by rank in FLOPs, smallest
+    first) over the Pareto front of validation log loss × FLOPs, then the next best scores if the front
+    is short. Inherited weights rank large sub-networks above small ones that retrain as well or better
+    (on ml-100k-ctr the smallest front points retrain to the best AUC), so the retraining budget goes
+    across the sizes rather than to k near-copies of the largest."""
+    distinct = distinct_best(history, len(history))
+    if not distinct:
+        return []
+    front_idx = pareto_front([{"loss": s.info["valid_logloss"], "mflops": s.info["mflops"]} for s in distinct], ["loss", "mflops"])
+    front = sorted((distinct[i] for i in front_idx), key=lambda s: s.info["mflops"])
+    spread = [front[int(round(i))] for i in np.linspace(0, len(front) - 1, min(k, len(front)))]
+    picks: List[Scored] = []
+    for s in [distinct[0], *spread, *distinct]:
+        if len(picks) == k:
+            break
+        if all(s is not p for p in picks):
+            picks.append(s)
+    return picks
+
+
+TOP_K_SELECTORS = {"score": distinct_best, "front": spread_over_front}
+
+
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
                echo: bool = True) -> Dict[str, Any]:
     run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.dataset}-{cfg.space.space}"))
@@ -353,10 +378,10 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
             scorer.latency.save(run_dir / "latency-table.json")
         log(f"{len(history)} candidates scored, {len(front)} on the Pareto front; best score {history and min(s.score for s in history):.4f}")
 
-        log(f"phase 3/3: retraining the top {cfg.top_k} ({mode}) from scratch")
+        log(f"phase 3/3: retraining {cfg.top_k} candidates ({mode}, by {cfg.top_k_from}) from scratch")
         start = time.perf_counter()
         results = []
-        for k, best in enumerate(distinct_best(history, cfg.top_k), 1):
+        for k, best in enumerate(TOP_K_SELECTORS[cfg.top_k_from](history, cfg.top_k), 1):
             arch, placement = best.genome
             arch_path = run_dir / f"arch-{mode}-{k}.json"
             write_json_atomic(arch_path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(),
