@@ -318,9 +318,9 @@ def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
 def spread_over_front(history: List[Scored], k: int) -> List[Scored]:
     """The best-scored distinct candidate, then candidates spread evenly (by rank in FLOPs, smallest
     first) over the Pareto front of validation log loss × FLOPs, then the next best scores if the front
-    is short. Inherited weights rank large sub-networks above small ones that retrain as well or better
-    (on ml-100k-ctr the smallest front points retrain to the best AUC), so the retraining budget goes
-    across the sizes rather than to k near-copies of the largest."""
+    is short. Inherited weights favour large sub-networks (on ml-100k-ctr, co-design candidates of
+    0.006–0.027 MFLOPs score 0.749–0.766 validation AUC on inherited weights and 0.775–0.776 retrained,
+    above every large one), so the retraining budget goes across sizes, not to k near-copies of the largest."""
     distinct = distinct_best(history, len(history))
     if not distinct:
         return []
