@@ -113,8 +113,9 @@ def test_export_serves_the_same_probabilities(tmp_path):
 def test_the_winner_has_the_best_mean_validation_auc_over_its_retrain_seeds(tmp_path):
     from recarch.ctr.search import search_ctr
 
-    sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0", "top_k=2",
-                                                        "retrain_seeds=2", "retrain.seed=7"]
+    pim = Path(__file__).resolve().parents[1] / "configs" / "pim.yaml"
+    sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", f"hardware={pim}", "evolution.generations=0",
+                                                        "top_k=2", "retrain_seeds=2", "retrain.seed=7"]
     summary = search_ctr(load_search_config(sets=sets), str(DATA), tmp_path / "run", echo=False)
     top = summary["modes"]["arch"]["top"]
     assert len(top) == 2
@@ -127,7 +128,10 @@ def test_the_winner_has_the_best_mean_validation_auc_over_its_retrain_seeds(tmp_
         for split in ("valid", "test"):
             assert candidate[split]["auc"] == pytest.approx(np.mean([m[split]["auc"] for m in stored]))
     winner = summary["modes"]["arch"]["winner"]
-    assert winner["valid"]["auc"] == max(c["valid"]["auc"] for c in top)
+    assert winner["valid"]["auc"] == max(c["valid"]["auc"] for c in top)  # arch mode: no hardware term
+    codesign = summary["modes"]["codesign"]
+    merit = [c["valid"]["auc"] - (c["search"]["score"] - c["search"]["valid_logloss"]) for c in codesign["top"]]
+    assert codesign["winner"]["k"] == codesign["top"][int(np.argmax(merit))]["k"]
     assert json.loads((tmp_path / "run" / "arch-arch.json").read_text()) == json.loads(
         (tmp_path / "run" / winner["arch_file"]).read_text())
     # a widened search retrains only its new candidate; the finished runs are reused as they are

@@ -10,8 +10,9 @@ Phases and run folder:
    for the model's per-operator costs up to the capacity knapsack), so the search is over architecture ×
    placement with the placement solved per architecture.
 3. ``retrain/<mode>-<k>-seed<s>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR
-   runs), each with ``retrain_seeds`` seeds; the winner has the best mean validation AUC over its seeds,
-   so that one lucky initialisation does not pick it (the supernet barely separates the top few).
+   runs), each with ``retrain_seeds`` seeds; the winner has the best mean validation AUC over its seeds
+   (less the search's hardware term in ``codesign`` mode, ``retrained_merit``), so that one lucky
+   initialisation does not pick it (the supernet barely separates the top few).
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
 """
 from __future__ import annotations
@@ -315,6 +316,13 @@ def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
     return {key: splits[0][key] if key == "rows" else float(np.mean([s[key] for s in splits])) for key in splits[0]}
 
 
+def retrained_merit(result: Dict[str, Any]) -> float:
+    """How a retrained candidate ranks for the winner: its mean validation AUC over the seeds, less the
+    hardware term its search score carried (λ_hw · log relative energy × latency; zero in ``arch``
+    mode), so that co-design keeps the trade-off it searched under when it picks among sizes."""
+    return result["valid"]["auc"] - (result["search"]["score"] - result["search"]["valid_logloss"])
+
+
 def spread_over_front(history: List[Scored], k: int) -> List[Scored]:
     """The best-scored distinct candidate, then candidates spread evenly (by rank in FLOPs, smallest
     first) over the Pareto front of validation log loss × FLOPs, then the next best scores if the front
@@ -393,7 +401,7 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
                             **{key: runs[0][key] for key in ("flops_per_sample", "params", "inference_us_per_sample")},
                             "train_seconds": sum(r["train_seconds"] for r in runs), "per_seed": runs})
         timings[f"retrain_{mode}_s"] = time.perf_counter() - start
-        winner = max(results, key=lambda r: r["valid"]["auc"])
+        winner = max(results, key=retrained_merit)
         write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())
         summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
                                   "winner": winner, "latency_entries": len(scorer.latency.table) if scorer.latency else 0}
