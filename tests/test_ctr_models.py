@@ -322,7 +322,7 @@ def test_precise_batch_norm_replaces_the_lagging_running_statistics_with_the_bat
 
 
 def test_spread_over_front_retrains_across_sizes_not_near_copies_of_the_best():
-    from recarch.ctr.search import spread_over_front
+    from recarch.ctr.selection import spread_over_front
 
     def scored(name, loss, mflops, distinct=iter([("fc", 8), ("fc", 16), ("fc", 32), ("gating", 8), ("gating", 16)])):
         arch = sample(SPACE, random.Random(0))

@@ -38,6 +38,7 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
 from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.run import CTREvaluator, CTRRunConfig, CTRTrainer, ctr_train_defaults, load_data, train_ctr
+from recarch.ctr.selection import TOP_K_SELECTORS, retrained_merit
 from recarch.ctr.space import Arch, SpaceConfig, mutate, sample, shrink
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches
@@ -63,7 +64,7 @@ class CTRSearchConfig:
     latency_table: bool = True  # measure CPU latency per operator for every candidate
     reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
     top_k: int = 3
-    top_k_from: Literal["score", "front"] = "score"  # which candidates are retrained (TOP_K_SELECTORS)
+    top_k_from: Literal["score", "front"] = "score"  # which candidates are retrained (selection.TOP_K_SELECTORS)
     retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
@@ -280,18 +281,6 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
     return [rows[i] for i in front]
 
 
-def distinct_best(history: List[Scored], k: int) -> List[Scored]:
-    seen, best = set(), []
-    for s in sorted(history, key=lambda s: s.score):
-        key = (s.genome[0].network_key(), tuple(sorted(s.genome[1])))
-        if key not in seen:
-            seen.add(key)
-            best.append(s)
-        if len(best) == k:
-            break
-    return best
-
-
 def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Optional[str], run_dir: Path,
               echo: bool, data: CTRData) -> Dict[str, Any]:
     """One from-scratch training of the architecture in ``arch_path`` with ``seed``: its metrics and costs.
@@ -314,37 +303,6 @@ def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Option
 def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
     """Metric dicts of several seeds → their means (``rows`` kept as is)."""
     return {key: splits[0][key] if key == "rows" else float(np.mean([s[key] for s in splits])) for key in splits[0]}
-
-
-def retrained_merit(result: Dict[str, Any]) -> float:
-    """How a retrained candidate ranks for the winner: its mean validation AUC over the seeds, less the
-    hardware term its search score carried (λ_hw · log relative energy × latency; zero in ``arch``
-    mode), so that co-design keeps the trade-off it searched under when it picks among sizes."""
-    return result["valid"]["auc"] - (result["search"]["score"] - result["search"]["valid_logloss"])
-
-
-def spread_over_front(history: List[Scored], k: int) -> List[Scored]:
-    """The best-scored distinct candidate, then candidates spread evenly (by rank in FLOPs, smallest
-    first) over the Pareto front of validation log loss × FLOPs, then the next best scores if the front
-    is short. Inherited weights favour large sub-networks (on ml-100k-ctr, co-design candidates of
-    0.006–0.027 MFLOPs score 0.749–0.766 validation AUC on inherited weights and 0.775–0.776 retrained,
-    above every large one), so the retraining budget goes across sizes, not to k near-copies of the largest."""
-    distinct = distinct_best(history, len(history))
-    if not distinct:
-        return []
-    front_idx = pareto_front([{"loss": s.info["valid_logloss"], "mflops": s.info["mflops"]} for s in distinct], ["loss", "mflops"])
-    front = sorted((distinct[i] for i in front_idx), key=lambda s: s.info["mflops"])
-    spread = [front[int(round(i))] for i in np.linspace(0, len(front) - 1, min(k, len(front)))]
-    picks: List[Scored] = []
-    for s in [distinct[0], *spread, *distinct]:
-        if len(picks) == k:
-            break
-        if all(s is not p for p in picks):
-            picks.append(s)
-    return picks
-
-
-TOP_K_SELECTORS = {"score": distinct_best, "front": spread_over_front}
 
 
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
