@@ -258,7 +258,8 @@ def ctr_section(r: dict) -> list:
             f"{sn['train_samples_per_s']:.0f} samples/s, ≈{q['supernet_fraction_of_peak']:.1%} of the matmul peak "
             f"counting 3× the mean forward FLOPs of the sampled paths), evolution "
             + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("evolution"))
-            + ", retraining " + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("retrain"))
+            + ", retraining (the runs' training time, reused runs included) "
+            + ", ".join(f"{mode} {sum(c['train_seconds'] for c in m['top']):.0f} s" for mode, m in r["modes"].items())
             + ". Pareto fronts: `pareto-*.png` in the run folder.", ""]
     return out
 
