@@ -207,7 +207,9 @@ def main(argv=None) -> int:
             "dataset": dataset, "seed": args.seed, "seeds": list(seeds), "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]),
             "machine": machine, "matmul_peak_gflops": peak, "baselines": rows,
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
-            "search": {k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
+            "search": {**{k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
+                       "selection": {"top_k": cfg.top_k, "top_k_from": cfg.top_k_from, "retrain_seeds": cfg.retrain_seeds,
+                                     "hw_weight": cfg.hw_weight}},
             "modes": modes, "placement_effect": placement_effect(run_dir, args),
             "inference_us_same_run": inference_same_run(
                 {**{b["model"]: Path(b["run_dir"]) for b in rows},

@@ -192,12 +192,14 @@ def placement_lines(effect) -> list:
 
 def winner_rule(r: dict) -> str:
     """How the search picked its winners (runs before ``retrain_seeds`` existed retrained each candidate once)."""
-    m = r["modes"]["arch"]
-    seeds = len(m["winner"].get("per_seed", [None]))
-    if seeds == 1:
+    sel = r["search"].get("selection")
+    if sel is None or sel["retrain_seeds"] == 1:
         return ""
-    return (f" Each mode's winner: the best mean validation AUC of the top {len(m['top'])} candidates (by inherited-weight "
-            f"validation score), each retrained from scratch with {seeds} seeds; the searched rows are those seed runs.")
+    picked = {"score": "the best inherited-weight scores",
+              "front": "the best inherited-weight score, then spread by FLOPs over the validation log loss × FLOPs front"}
+    return (f" Searched rows: {sel['top_k']} candidates per mode ({picked[sel['top_k_from']]}) were each retrained from "
+            f"scratch with {sel['retrain_seeds']} seeds; the winner has the best mean validation AUC (co-design: less the "
+            f"search's hardware term, λ_hw = {sel['hw_weight']}), and its seed runs are the rows.")
 
 
 def sensitivity_lines(sensitivity) -> list:
