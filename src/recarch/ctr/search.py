@@ -9,10 +9,10 @@ Phases and run folder:
    the largest architecture, each candidate under its best placement (``hardware.best_placement``, exact
    for the model's per-operator costs up to the capacity knapsack), so the search is over architecture ×
    placement with the placement solved per architecture.
-3. ``retrain/<mode>-<k>-seed<s>/`` — the top ``top_k`` of each mode retrained from scratch (ordinary CTR
-   runs), each with ``retrain_seeds`` seeds; the winner has the best mean validation AUC over its seeds
-   (less the search's hardware term in ``codesign`` mode, ``retrained_merit``), so that one lucky
-   initialisation does not pick it (the supernet barely separates the top few).
+3. ``retrain/<mode>-<k>-seed<s>/`` — ``top_k`` candidates of each mode (chosen by ``top_k_from``, see
+   ``recarch.ctr.selection``) retrained from scratch (ordinary CTR runs), each with ``retrain_seeds``
+   seeds; the winner has the best mean validation AUC over its seeds (less the search's hardware term
+   in ``codesign`` mode), so that one lucky initialisation does not pick it.
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
 """
 from __future__ import annotations
