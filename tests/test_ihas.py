@@ -11,7 +11,8 @@ from recarch.cli import main
 from recarch.config import ConfigError
 from recarch.ctr.models import CTRModelConfig, FieldEmbedding, build_ctr_model
 from recarch.ctr.table import CTRSchema
-from recarch.ihas.cluster import build_router, cluster, fit_budget, group_blocks, kmeans, mean_cost, unique_groups
+from recarch.ihas.budget import fit_budget, mean_cost
+from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss

@@ -109,28 +109,6 @@ def group_blocks(patterns: torch.Tensor, labels: torch.Tensor, groups: int) -> t
     return group_votes(patterns, labels, groups) >= 0.5
 
 
-def mean_cost(blocks: torch.Tensor, share: torch.Tensor, block_cost: torch.Tensor) -> float:
-    """Σ_g share_g Σ_{f,k} blocks_gfk · block_cost_f: the blocks' parameters averaged over instances."""
-    return float((share[:, None, None] * blocks.float() * block_cost[None, :, None]).sum())
-
-
-def fit_budget(blocks: torch.Tensor, votes: torch.Tensor, share: torch.Tensor, block_cost: torch.Tensor,
-               limit: float) -> torch.Tensor:
-    """Drop kept blocks of ``blocks`` (G, F, K) until their parameters averaged over instances (groups
-    weighted by ``share`` (G,), a block of field f costing ``block_cost`` (F,)) are at most ``limit``.
-
-    The block dropped next has the fewest votes (``votes`` (G, F, K), the fraction of the group's members
-    keeping it) per parameter it costs: the regulariser's target is soft and the majority vote can keep
-    more than it, so this turns a memory budget into a hard cap at the least loss of what the gates chose.
-    Every block goes before the limit is given up on."""
-    blocks = blocks.clone()
-    cost = block_cost[None, :, None].expand_as(votes)
-    while blocks.any() and mean_cost(blocks, share, block_cost) > limit:
-        priority = torch.where(blocks, votes / cost, torch.full_like(votes, float("inf")))
-        blocks.view(-1)[int(priority.argmin())] = False
-    return blocks
-
-
 @dataclass
 class Router:
     """Nearest known pattern → its group (see the module's docstring)."""

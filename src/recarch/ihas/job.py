@@ -19,7 +19,7 @@ Choices the paper leaves open (see also the docstrings of gates, embedding, sear
   all the training data.
 * ``budget`` (optional) makes a memory budget a hard cap: the regulariser's ``target`` is soft, and the
   groups' majority vote can keep more blocks than any one member, so after clustering kept blocks are
-  dropped, fewest member votes per parameter first (``cluster.fit_budget``), until the embedding
+  dropped, fewest member votes per parameter first (``budget.fit_budget``), until the embedding
   parameters per instance (the gate embedding plus the serving group's tables, groups weighted by their
   share of the training rows) are within ``budget`` × the full model's. The AutoDim-like baseline gets
   the same cap (its votes: the mean gate probabilities).
@@ -50,7 +50,8 @@ from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, TrainBatches, batches
 from recarch.io import write_json_atomic, write_text_atomic
-from recarch.ihas.cluster import cluster, fit_budget, group_dims, group_votes, mean_cost, merge_identical
+from recarch.ihas.budget import Budget, fit_budget
+from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.embedding import MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig
@@ -203,27 +204,6 @@ def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
     return max((w for w in range(1, model_cfg.embed_dim + 1) if other + rows * w <= budget), default=1)
 
 
-class Budget:
-    """``budget`` in parameters: ``limit`` (× the full model's embedding parameters) = ``fixed`` (tables
-    every model keeps, e.g. DeepFM's first order) + ``gate`` (the gate network's embedding, iHAS only)
-    + the kept blocks, each of field f costing ``block_cost[f]`` = vocab_f × block columns."""
-
-    def __init__(self, schema, cfg: IHASConfig, search_model: nn.Module) -> None:
-        full = embedding_parameters(build_ctr_model(schema, cfg.model))
-        vocab = torch.tensor(schema.vocab_sizes, dtype=torch.float32)
-        self.limit = cfg.budget * full
-        self.fixed = full - float(vocab.sum()) * cfg.model.embed_dim
-        self.gate = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
-        self.block_cost = vocab * (cfg.model.embed_dim // cfg.blocks)
-
-    def per_instance(self, blocks: torch.Tensor, share: torch.Tensor) -> float:
-        return self.fixed + self.gate + mean_cost(blocks, share, self.block_cost)
-
-    def report(self, before: torch.Tensor, after: torch.Tensor, share: torch.Tensor) -> Dict[str, float]:
-        return {"limit": self.limit, "before": self.per_instance(before, share), "after": self.per_instance(after, share),
-                "dropped_blocks": int(before.sum() - after.sum())}
-
-
 def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.ndarray:
     with torch.no_grad():
         return torch.cat([ensemble.route(c, n) for c, n, _ in batches(table, batch_size)]).numpy()
@@ -263,7 +243,8 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     clustering = cluster(patterns, cfg.cluster_mode, cfg.clusters, outputs[2] if len(outputs) > 2 else None,
                          seed=cfg.search.seed, iters=cfg.kmeans_iters, max_codes=cfg.max_codes,
                          sample=cfg.kmeans_sample, min_fraction=cfg.min_group_fraction)
-    budget = Budget(schema, cfg, search_model) if cfg.budget is not None else None
+    gate_embedding = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
+    budget = Budget(schema, cfg.model, cfg.blocks, cfg.budget, gate_embedding) if cfg.budget is not None else None
     if budget is not None:
         share = torch.bincount(clustering.labels).float() / len(clustering.labels)
         blocks = fit_budget(clustering.blocks, group_votes(patterns, clustering.labels, len(share)), share,
