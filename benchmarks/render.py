@@ -202,6 +202,18 @@ def winner_rule(r: dict) -> str:
             f"search's hardware term, λ_hw = {sel['hw_weight']}), and its seed runs are the rows.")
 
 
+def lr_rule(r: dict) -> str:
+    """Which learning rates every model was trained at, and each baseline's mean validation AUC at each."""
+    lrs = r["search"].get("selection", {}).get("retrain_lrs", [])
+    if len(lrs) < 2:
+        return ""
+    per_model = "; ".join(f"{b['model']} " + " / ".join(f"{v:.4f}" for v in b["lr_valid_auc"].values())
+                          for b in r["baselines"])
+    return (f" Learning rates: every baseline and every retrained candidate was trained at each of "
+            f"{', '.join(f'{lr:g}' for lr in lrs)} with every seed and keeps the one with the best mean validation "
+            f"AUC (column lr); the baselines' mean validation AUC at each: {per_model}.")
+
+
 def sensitivity_lines(sensitivity) -> list:
     """Best placement of each winner when one hardware assumption changes (architectures as searched)."""
     if not sensitivity:
@@ -224,13 +236,14 @@ def sensitivity_lines(sensitivity) -> list:
 def ctr_section(r: dict) -> list:
     out = [f"### {r['dataset']}", "", f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} "
            f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
-           "| model | test AUC | test log loss | MFLOPs/sample | params | embedding params | CPU µs/sample | "
-           "train samples/s | p (AUC vs best baseline) |", "|---|---|---|---|---|---|---|---|---|"]
-    rows = [(b["model"] + (" (best by valid AUC)" if b["model"] == r["best_baseline"] else ""), b, None) for b in r["baselines"]]
-    rows += [(f"searched ({mode})", m["seeds"], m["vs_best_baseline"]) for mode, m in r["modes"].items()]
-    for name, b, test in rows:
+           "| model | lr | test AUC | test log loss | MFLOPs/sample | params | embedding params | CPU µs/sample | "
+           "train samples/s | p (AUC vs best baseline) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [(b["model"] + (" (best by valid AUC)" if b["model"] == r["best_baseline"] else ""), b, b.get("lr"), None)
+            for b in r["baselines"]]
+    rows += [(f"searched ({mode})", m["seeds"], m["winner"].get("lr"), m["vs_best_baseline"]) for mode, m in r["modes"].items()]
+    for name, b, lr, test in rows:
         p = "—" if test is None else f"{test['p']:.3f}"
-        out.append(f"| {name} | {_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {b['flops_per_sample'] / 1e6:.3f} | "
+        out.append(f"| {name} | {'—' if lr is None else f'{lr:g}'} | {_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {b['flops_per_sample'] / 1e6:.3f} | "
                    f"{b['params']:,} | {b['embedding_params']:,} | {b['inference_us_per_sample']:.2f} | "
                    f"{b['samples_per_s']:.0f} | {p} |")
     q, sn = r["ratios"], r["search"]["supernet"]
@@ -242,7 +255,7 @@ def ctr_section(r: dict) -> list:
             f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
             f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs. "
-            "p: Welch's two-sided t-test over the seeds." + winner_rule(r), "",
+            "p: Welch's two-sided t-test over the seeds." + winner_rule(r) + lr_rule(r), "",
             "Co-design vs architecture-only, same PIM model (`configs/pim.yaml`; architecture-only gets the usual "
             "placement: embedding tables in memory, dense operators on the host): "
             f"energy {q['energy_arch_over_codesign']:.2f}×, modelled latency {q['pim_latency_arch_over_codesign']:.2f}×, "

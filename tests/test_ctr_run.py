@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from recarch.cli import main
 from recarch.ctr.run import load_ctr_run
@@ -142,6 +143,27 @@ def test_the_winner_has_the_best_mean_validation_auc_over_its_retrain_seeds(tmp_
     assert all((Path(d) / "metrics.json").stat().st_mtime_ns == t for d, t in stamps.items())
     assert len(wider["modes"]["arch"]["top"]) == 3 and (tmp_path / "run" / "retrain" / "arch-3-seed8" / "metrics.json").exists()
 
+
+def test_each_candidate_keeps_the_retrain_learning_rate_with_the_best_mean_validation_auc(tmp_path):
+    from recarch.ctr.search import search_ctr
+
+    sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0", "top_k=2",
+                                                        "retrain_seeds=2", "retrain.seed=7", "retrain.lr=0.001",
+                                                        "retrain_lrs=[0.001, 0.1]"]
+    summary = search_ctr(load_search_config(sets=sets), str(DATA), tmp_path / "run", echo=False)
+    for candidate in summary["modes"]["arch"]["top"]:
+        k = candidate["k"]
+        means = {}
+        for lr, tag in ((0.001, ""), (0.1, "-lr0.1")):
+            dirs = [tmp_path / "run" / "retrain" / f"arch-{k}{tag}-seed{s}" for s in (7, 8)]
+            assert [yaml.safe_load((d / "config.yaml").read_text())["train"]["lr"] for d in dirs] == [lr, lr]
+            means[lr] = np.mean([json.loads((d / "metrics.json").read_text())["valid"]["auc"] for d in dirs])
+        assert candidate["lr_valid_auc"] == {"0.001": pytest.approx(means[0.001]), "0.1": pytest.approx(means[0.1])}
+        assert means[0.001] != means[0.1]
+        assert candidate["lr"] == max(means, key=means.get)
+        assert candidate["valid"]["auc"] == pytest.approx(max(means.values()))
+        assert {r["lr"] for r in candidate["per_seed"]} == {candidate["lr"]}
+        assert all(("-lr0.1-" in r["run_dir"]) == (candidate["lr"] == 0.1) for r in candidate["per_seed"])
 
 def test_search_can_reuse_its_trained_supernet(tmp_path):
     from recarch.ctr.search import search_ctr

@@ -11,8 +11,10 @@ Phases and run folder:
    placement with the placement solved per architecture.
 3. ``retrain/<mode>-<k>-seed<s>/`` — ``top_k`` candidates of each mode (chosen by ``top_k_from``, see
    ``recarch.ctr.selection``) retrained from scratch (ordinary CTR runs), each with ``retrain_seeds``
-   seeds; the winner has the best mean validation AUC over its seeds (less the search's hardware term
-   in ``codesign`` mode), so that one lucky initialisation does not pick it.
+   seeds at each of ``retrain_lrs`` (``-lr<lr>`` in the folder name unless it is ``retrain.lr``), keeping
+   its learning rate with the best mean validation AUC; the winner has the best mean validation AUC over
+   its seeds (less the search's hardware term in ``codesign`` mode), so that one lucky initialisation
+   does not pick it.
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
 """
 from __future__ import annotations
@@ -66,6 +68,8 @@ class CTRSearchConfig:
     top_k: int = 3
     top_k_from: Literal["score", "front"] = "score"  # which candidates are retrained (selection.TOP_K_SELECTORS)
     retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
+    retrain_lrs: List[float] = field(default_factory=list)  # learning rates tried per candidate ([]: retrain.lr);
+    # each candidate keeps the one with the best mean validation AUC over its seeds
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
@@ -75,13 +79,20 @@ class CTRSearchConfig:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
         if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1:
             raise cfglib.ConfigError("top_k, retrain_seeds and eval_paths must be ≥ 1")
+        if any(lr <= 0 for lr in self.retrain_lrs):
+            raise cfglib.ConfigError(f"retrain_lrs: every learning rate must be > 0, got {self.retrain_lrs}")
+
+    def learning_rates(self) -> List[float]:
+        """The retrain learning rates tried per candidate."""
+        return list(self.retrain_lrs) or [self.retrain.lr]
 
 
-def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None) -> CTRRunConfig:
+def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None,
+                   lr: Optional[float] = None) -> CTRRunConfig:
     """The run that trains the architecture in ``arch_path`` from scratch with the search's retrain
-    settings (``seed`` replaces the retrain seed)."""
+    settings (``seed`` and ``lr`` replace the retrain seed and learning rate)."""
     model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=0.0)  # as NASRec
-    train = cfg.retrain if seed is None else replace(cfg.retrain, seed=seed)
+    train = replace(cfg.retrain, seed=cfg.retrain.seed if seed is None else seed, lr=cfg.retrain.lr if lr is None else lr)
     return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 
 
@@ -281,12 +292,12 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
     return [rows[i] for i in front]
 
 
-def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Optional[str], run_dir: Path,
+def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, lr: float, data_dir: Optional[str], run_dir: Path,
               echo: bool, data: CTRData) -> Dict[str, Any]:
-    """One from-scratch training of the architecture in ``arch_path`` with ``seed``: its metrics and costs.
-    A finished run in ``run_dir`` of the same architecture and settings (``trained.json``) is reused, so an
-    interrupted or widened search (a larger ``top_k``) retrains only what is new."""
-    run_cfg = retrain_config(cfg, arch_path, seed)
+    """One from-scratch training of the architecture in ``arch_path`` with ``seed`` and ``lr``: its metrics
+    and costs. A finished run in ``run_dir`` of the same architecture and settings (``trained.json``) is
+    reused, so an interrupted or widened search (a larger ``top_k``) retrains only what is new."""
+    run_cfg = retrain_config(cfg, arch_path, seed, lr)
     what = {"arch": json.loads(Path(arch_path).read_text())["arch"], "config": cfglib.to_dict(run_cfg)}
     marker = run_dir / "trained.json"
     if (run_dir / "metrics.json").exists() and marker.exists() and json.loads(marker.read_text()) == what:
@@ -295,9 +306,29 @@ def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, data_dir: Option
         result = train_ctr(run_cfg, data_dir, run_dir, echo=echo, data=data)
         write_json_atomic(marker, what)
     cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
-    return {"seed": seed, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
+    return {"seed": seed, "lr": lr, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
             "train_seconds": result["train_seconds"], "flops_per_sample": cost["flops_per_sample"],
             "params": cost["params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
+
+
+def retrain_candidate(cfg: CTRSearchConfig, arch_path: Path, folder: Path, data_dir: Optional[str], echo: bool,
+                      data: CTRData) -> Dict[str, Any]:
+    """The candidate in ``arch_path`` retrained ``retrain_seeds`` times at each learning rate of
+    ``cfg.learning_rates()``; the learning rate with the best mean validation AUC is kept, and its runs
+    are the candidate's. Runs go to ``<folder>-seed<s>`` (``retrain.lr``) or ``<folder>-lr<lr>-seed<s>``."""
+    seeds = [cfg.retrain.seed + i for i in range(cfg.retrain_seeds)]
+    by_lr = {}
+    for lr in cfg.learning_rates():
+        tag = "" if lr == cfg.retrain.lr else f"-lr{lr:g}"
+        by_lr[lr] = [retrained(cfg, arch_path, s, lr, data_dir, folder.with_name(f"{folder.name}{tag}-seed{s}"), echo, data)
+                     for s in seeds]
+    lr_valid_auc = {lr: float(np.mean([r["valid"]["auc"] for r in runs])) for lr, runs in by_lr.items()}
+    lr = max(lr_valid_auc, key=lr_valid_auc.get)
+    runs = by_lr[lr]
+    return {"lr": lr, "lr_valid_auc": {f"{k:g}": v for k, v in lr_valid_auc.items()},
+            **{split: mean_metrics([r[split] for r in runs]) for split in ("valid", "test")},
+            **{key: runs[0][key] for key in ("flops_per_sample", "params", "inference_us_per_sample")},
+            "train_seconds": sum(r["train_seconds"] for rs in by_lr.values() for r in rs), "per_seed": runs}
 
 
 def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
@@ -352,18 +383,14 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
             arch_path = run_dir / f"arch-{mode}-{k}.json"
             write_json_atomic(arch_path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(),
                                           "placement": sorted(placement), "search": best.info})
-            runs = [retrained(cfg, arch_path, cfg.retrain.seed + i, data_dir, run_dir / "retrain" / f"{mode}-{k}-seed{cfg.retrain.seed + i}",
-                              echo, data) for i in range(cfg.retrain_seeds)]
             results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "placement": sorted(placement),
-                            **{split: mean_metrics([r[split] for r in runs]) for split in ("valid", "test")},
-                            **{key: runs[0][key] for key in ("flops_per_sample", "params", "inference_us_per_sample")},
-                            "train_seconds": sum(r["train_seconds"] for r in runs), "per_seed": runs})
+                            **retrain_candidate(cfg, arch_path, run_dir / "retrain" / f"{mode}-{k}", data_dir, echo, data)})
         timings[f"retrain_{mode}_s"] = time.perf_counter() - start
         winner = max(results, key=retrained_merit)
         write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())
         summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
                                   "winner": winner, "latency_entries": len(scorer.latency.table) if scorer.latency else 0}
-        log(f"{mode} winner: {winner['arch_file']}, mean over {cfg.retrain_seeds} seed(s): test AUC {winner['test']['auc']:.4f}, "
+        log(f"{mode} winner: {winner['arch_file']} (lr {winner['lr']:g}), mean over {cfg.retrain_seeds} seed(s): test AUC {winner['test']['auc']:.4f}, "
             f"log loss {winner['test']['logloss']:.4f}, {winner['flops_per_sample'] / 1e6:.3f} MFLOPs/sample")
     summary["timings"] = timings
     summary["search_seconds"] = sum(v for k, v in timings.items() if not k.startswith("retrain"))
