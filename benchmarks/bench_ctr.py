@@ -1,6 +1,7 @@
 """CTR benchmark: the hand-designed baselines (DLRM, DeepFM, DCN-v2, AutoInt), then the NASRec-style
 search under a FLOPs budget of ``--budget-fraction`` × the best baseline's (by validation AUC), with and
-without processing-in-memory co-design under the same hardware model.
+without processing-in-memory co-design under the same hardware model, and the best baseline shrunk by
+hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
 Writes ``benchmarks/results/ctr-<dataset>.json``; ``benchmarks/render.py`` renders it.
 Example: ``python benchmarks/bench_ctr.py --datasets frappe ml-100k-ctr --threads 1``.
@@ -12,7 +13,9 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -20,7 +23,9 @@ import yaml
 
 from recarch.cost import machine_info
 from recarch.cost.report import matmul_peak_gflops
-from recarch.ctr.run import CTRRunConfig, load_ctr_config, train_ctr
+from recarch.cost.flops import count_flops
+from recarch.ctr.models import build_ctr_model
+from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
 from recarch.ctr.search import load_search_config, retrain_config, search_ctr
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
@@ -30,19 +35,37 @@ ROOT = HERE.parent
 BASELINES = ["dlrm", "deepfm", "dcnv2", "autoint"]
 
 
-def baseline(dataset: str, name: str, seed: int, lr: float, args) -> dict:
-    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"],
-                          [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}", f"train.lr={lr}",
-                           f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set])
-    return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}-lr{lr:g}-seed{seed}", args), name)
+def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[List[int]] = None) -> dict:
+    """One baseline run; ``mlp`` replaces the preset's MLP widths (the hand-sized row)."""
+    sets = [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}", f"train.lr={lr}",
+            f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set]
+    tag = "" if mlp is None else "-mlp" + "x".join(map(str, mlp))
+    if mlp is not None:
+        sets.append(f"model.mlp={mlp}")
+    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets)
+    return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}", args), name)
 
 
-def tuned_baseline(dataset: str, name: str, seeds, args) -> dict:
+def tuned_baseline(dataset: str, name: str, seeds, args, mlp: Optional[List[int]] = None) -> dict:
     """The baseline trained with every seed at each of ``--lrs``; the learning rate with the best mean
     validation AUC is kept (as the search keeps one per candidate), and its runs are the row."""
-    by_lr = {lr: aggregate([baseline(dataset, name, s, lr, args) for s in seeds]) for lr in args.lrs}
+    by_lr = {lr: aggregate([baseline(dataset, name, s, lr, args, mlp) for s in seeds]) for lr in args.lrs}
     lr = max(by_lr, key=lambda k: by_lr[k]["valid_auc"][0])
     return {**by_lr[lr], "lr": lr, "lr_valid_auc": {f"{k:g}": v["valid_auc"][0] for k, v in by_lr.items()}}
+
+
+def hand_sized_mlp(dataset: str, name: str, budget_mflops: float, args) -> Optional[List[int]]:
+    """The widest MLP (the preset's depth, one width for every layer, a multiple of 8) with which the
+    baseline ``name`` fits the search's FLOPs budget: what shrinking the best hand design by hand gives."""
+    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], [f"data.dataset={dataset}", f"model.name={name}", *args.set])
+    data = load_data(cfg, args.data_dir)
+    one = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+    depth = len(cfg.model.mlp)
+    for width in range(max(cfg.model.mlp) // 8 * 8, 0, -8):
+        model = build_ctr_model(data.schema, replace(cfg.model, mlp=[width] * depth)).eval()
+        if count_flops(model, one)["flops"] <= budget_mflops * 1e6:
+            return [width] * depth
+    return None
 
 
 def retrain(dataset: str, search_dir: Path, winner: dict, mode: str, seed: int, args) -> dict:
@@ -110,7 +133,6 @@ def placement_effect(run_dir: Path, args) -> dict:
     each winner (the architectures stay as searched) and its gain over the usual one."""
     from recarch import config as cfglib
     from recarch.ctr import hardware as hw
-    from recarch.ctr.run import load_data
     from recarch.ctr.supernet import NASRecNet, load_arch
 
     cfg = load_search_config([run_dir / "config.yaml"])
@@ -207,6 +229,11 @@ def main(argv=None) -> int:
         cfg = load_search_config([run_dir / "config.yaml"])
         summary["config_population"] = cfg.evolution.population
         modes = summary["modes"]
+        mlp = hand_sized_mlp(dataset, best["model"], budget, args)
+        hand = None if mlp is None else {**tuned_baseline(dataset, best["model"], seeds, args, mlp), "mlp": mlp}
+        if hand is not None:
+            hand["vs_best_baseline"] = welch_t_test([r["test"]["auc"] for r in hand["per_seed"]],
+                                                    [r["test"]["auc"] for r in best["per_seed"]])
         for mode, m in modes.items():
             exported = json.loads((run_dir / f"arch-{mode}.json").read_text())
             m["winner"]["placement"] = exported["placement"]
@@ -217,7 +244,7 @@ def main(argv=None) -> int:
         arch_auc, co_auc = modes["arch"]["seeds"]["test_auc"][0], modes["codesign"]["seeds"]["test_auc"][0]
         result = {
             "dataset": dataset, "seed": args.seed, "seeds": list(seeds), "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]),
-            "machine": machine, "matmul_peak_gflops": peak, "baselines": rows,
+            "machine": machine, "matmul_peak_gflops": peak, "baselines": rows, "hand_sized": hand,
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {**{k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
                        "selection": {"top_k": cfg.top_k, "top_k_from": cfg.top_k_from, "retrain_seeds": cfg.retrain_seeds,
@@ -225,6 +252,7 @@ def main(argv=None) -> int:
             "modes": modes, "placement_effect": placement_effect(run_dir, args),
             "inference_us_same_run": inference_same_run(
                 {**{b["model"]: Path(b["run_dir"]) for b in rows},
+                 **({"hand-sized": Path(hand["run_dir"])} if hand else {}),
                  **{f"searched ({mode})": Path(m["seeds"]["run_dir"]) for mode, m in modes.items()}}, args),
             "ratios": {
                 "searched_auc_minus_best": arch_auc - best["test_auc"][0],

@@ -240,6 +240,10 @@ def ctr_section(r: dict) -> list:
            "train samples/s | p (AUC vs best baseline) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows = [(b["model"] + (" (best by valid AUC)" if b["model"] == r["best_baseline"] else ""), b, b.get("lr"), None)
             for b in r["baselines"]]
+    hand = r.get("hand_sized")
+    if hand:
+        rows.append((f"{hand['model']}, MLP {'-'.join(map(str, hand['mlp']))} (hand-sized to the budget)", hand, hand["lr"],
+                     hand["vs_best_baseline"]))
     rows += [(f"searched ({mode})", m["seeds"], m["winner"].get("lr"), m["vs_best_baseline"]) for mode, m in r["modes"].items()]
     for name, b, lr, test in rows:
         p = "—" if test is None else f"{test['p']:.3f}"
@@ -255,7 +259,10 @@ def ctr_section(r: dict) -> list:
             f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
             f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs. "
-            "p: Welch's two-sided t-test over the seeds." + winner_rule(r) + lr_rule(r), "",
+            "p: Welch's two-sided t-test over the seeds." + winner_rule(r) + lr_rule(r)
+            + (" Hand-sized: the best baseline with every MLP layer narrowed to the widest multiple of 8 that fits "
+               "the same budget, trained like the baselines — what a search has to beat to be worth its cost."
+               if hand else ""), "",
             "Co-design vs architecture-only, same PIM model (`configs/pim.yaml`; architecture-only gets the usual "
             "placement: embedding tables in memory, dense operators on the host): "
             f"energy {q['energy_arch_over_codesign']:.2f}×, modelled latency {q['pim_latency_arch_over_codesign']:.2f}×, "

@@ -181,3 +181,24 @@ def test_search_can_reuse_its_trained_supernet(tmp_path):
     longer = search_ctr(load_search_config(sets=sets + ["reuse_supernet=true", f"train.epochs={first['supernet']['epochs'] + 1}"]),
                         str(DATA), tmp_path / "run", echo=False)
     assert longer["supernet"]["epochs"] == first["supernet"]["epochs"] + 1
+
+
+def test_the_hand_sized_baseline_is_the_widest_mlp_within_the_flops_budget(monkeypatch):
+    import argparse
+    from dataclasses import replace
+
+    from recarch.cost.flops import count_flops
+    from recarch.ctr.models import build_ctr_model
+    from recarch.ctr.run import load_ctr_config, load_data
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_ctr import hand_sized_mlp
+
+    cfg = load_ctr_config([Path(__file__).resolve().parents[1] / "configs" / "ctr-baselines.yaml"], ["model.name=deepfm"])
+    data = load_data(cfg, str(DATA))
+    one = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+    flops = count_flops(build_ctr_model(data.schema, replace(cfg.model, mlp=[64, 64, 64])).eval(), one)["flops"]
+    args = argparse.Namespace(set=[], data_dir=str(DATA))
+    assert hand_sized_mlp("frappe", "deepfm", flops / 1e6, args) == [64, 64, 64]
+    assert hand_sized_mlp("frappe", "deepfm", (flops - 1) / 1e6, args) == [56, 56, 56]
+    assert hand_sized_mlp("frappe", "deepfm", 1e-6, args) is None
