@@ -89,6 +89,14 @@ def test_wrong_types_and_values_are_named():
         load_run_config(sets=["train.valid_metric=ndcg@50"])
 
 
+def test_a_number_without_a_dot_is_a_number_and_a_word_is_named():
+    # YAML 1.1 (PyYAML) reads 1e-5 as a string: in a file and in --set alike it must still mean 1e-05
+    assert load_run_config(sets=["train.weight_decay=1e-5"]).train.weight_decay == 1e-5
+    assert load_run_config(sets=["train.lr=3E-4"]).train.lr == 3e-4
+    with pytest.raises(ConfigError, match=r"train.lr: expected a number, got 'fast'"):
+        load_run_config(sets=["train.lr=fast"])
+
+
 def test_unknown_search_strategy_is_named():
     with pytest.raises(ConfigError, match="unknown search strategy 'easrek' \\(did you mean 'easrec'"):
         load_search_config(sets=["strategy=easrek"])
