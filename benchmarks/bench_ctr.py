@@ -39,10 +39,8 @@ def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[
     """One baseline run; ``mlp`` replaces the preset's MLP widths (the hand-sized row)."""
     sets = [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}", f"train.lr={lr}",
             f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set]
-    tag = "" if mlp is None else "-mlp" + "x".join(map(str, mlp))
-    if mlp is not None:
-        sets.append(f"model.mlp={mlp}")
-    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets)
+    tag, narrowed = ("", []) if mlp is None else ("-mlp" + "x".join(map(str, mlp)), [f"model.mlp={mlp}"])
+    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets + narrowed)
     return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}", args), name)
 
 
@@ -189,6 +187,13 @@ def aggregate(rows: list) -> dict:
     return out
 
 
+def same_network(run_dir: Path) -> bool:
+    """Whether both modes exported the same network (then every co-design ratio is 1)."""
+    from recarch.ctr.supernet import load_arch
+
+    return load_arch(str(run_dir / "arch-arch.json"))[1].network_key() == load_arch(str(run_dir / "arch-codesign.json"))[1].network_key()
+
+
 def supernet_peak_fraction(summary: dict, run_dir: Path, peak: float) -> float:
     """Training GFLOP/s of the supernet (3 × the mean forward FLOPs of the randomly drawn paths per
     sample, times samples/s) over the matmul peak."""
@@ -262,6 +267,7 @@ def main(argv=None) -> int:
                 "energy_arch_over_codesign": arch["search"]["energy_mj"] / co["search"]["energy_mj"],
                 "pim_latency_arch_over_codesign": arch["search"]["pim_latency_ms"] / co["search"]["pim_latency_ms"],
                 "flops_arch_over_codesign": arch["flops_per_sample"] / co["flops_per_sample"],
+                "same_network": same_network(run_dir),
                 "supernet_fraction_of_peak": supernet_peak_fraction(summary, run_dir, peak),
             },
             "wall_seconds": time.perf_counter() - started,
