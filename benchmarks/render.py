@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from recarch.reproduce.stats import welch_t_test
+from recarch.reproduce.stats import kendall_tau, welch_t_test
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -214,6 +214,21 @@ def lr_rule(r: dict) -> str:
             f"AUC (column lr); the baselines' mean validation AUC at each: {per_model}.")
 
 
+def ranking_line(r: dict) -> str:
+    """How well the supernet's inherited-weight validation AUC ranks the retrained candidates (both modes,
+    each network once) by their mean retrained validation AUC."""
+    seen = {}
+    for m in r["modes"].values():
+        for c in m["top"]:
+            seen.setdefault((c["search"]["mflops"], c["search"]["valid_logloss"]), c)
+    if len(seen) < 3:
+        return ""
+    cands = list(seen.values())
+    tau = kendall_tau([c["search"]["valid_auc"] for c in cands], [c["valid"]["auc"] for c in cands])
+    return (f" Supernet ranking: over the {len(cands)} distinct retrained candidates, Kendall's τ between the "
+            f"inherited-weight validation AUC and the retrained mean validation AUC is {tau:+.2f}.")
+
+
 def sensitivity_lines(sensitivity) -> list:
     """Best placement of each winner when one hardware assumption changes (architectures as searched)."""
     if not sensitivity:
@@ -259,7 +274,7 @@ def ctr_section(r: dict) -> list:
             f"Architecture-only search: mean test AUC {q['searched_auc_minus_best']:+.4f} vs the best baseline at "
             f"{q['searched_flops_fraction']:.0%} of its FLOPs; co-design: {q['codesign_auc_minus_best']:+.4f} at "
             f"{q['codesign_flops_fraction']:.0%}. Target: AUC ≥ the best baseline's with ≤ 50 % of its FLOPs. "
-            "p: Welch's two-sided t-test over the seeds." + winner_rule(r) + lr_rule(r)
+            "p: Welch's two-sided t-test over the seeds." + winner_rule(r) + lr_rule(r) + ranking_line(r)
             + (" Hand-sized: the best baseline with every MLP layer narrowed to the widest multiple of 8 that fits "
                "the same budget, trained like the baselines — what a search has to beat to be worth its cost."
                if hand else ""), "",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recarch.cli import main
-from recarch.reproduce.stats import mean_std, student_t_two_sided, welch_t_test
+from recarch.reproduce.stats import kendall_tau, mean_std, student_t_two_sided, welch_t_test
 from recarch.reproduce.tables import (PAPER, Result, accuracy_vs_flops, head_start_lines, off_front_line, pareto_methods,
                                       render_table3)
 
@@ -29,6 +29,17 @@ def test_student_t_tail_matches_tabulated_critical_values():
     assert test["t"] == pytest.approx(-2.1909, abs=1e-4) and test["df"] == pytest.approx(6.0)
     assert test["p"] == pytest.approx(0.0710, abs=1e-4)
     assert welch_t_test([1.0], [2.0, 3.0]) is None and mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+
+
+def test_kendall_tau_counts_concordant_minus_discordant_pairs():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # pairs of [1, 2, 3] vs [1, 3, 2]: (1,2) +, (1,3) +, (2,3) − → 1/3
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+    # a tie counts as neither: (1,2) tied in b, (1,3) +, (2,3) + → 2/3
+    assert kendall_tau([1, 2, 3], [5, 5, 6]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="same"):
+        kendall_tau([1, 2], [1])
 
 
 def _row(ndcg):

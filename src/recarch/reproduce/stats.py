@@ -1,4 +1,4 @@
-"""Mean ± sample standard deviation and Welch's two-sided t-test (the paper's significance test),
+"""Mean ± sample standard deviation, Welch's two-sided t-test (the paper's significance test) and Kendall's τ,
 with the Student-t tail from the regularised incomplete beta function (no SciPy needed)."""
 from __future__ import annotations
 
@@ -60,3 +60,14 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Optional[dict]:
     t = (ma - mb) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
     return {"t": t, "df": df, "p": student_t_two_sided(t, df)}
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's τ-a between two scorings of the same items: (concordant − discordant pairs) over all
+    n(n−1)/2 pairs; a pair tied in either scoring counts as neither."""
+    n = len(a)
+    if n != len(b) or n < 2:
+        raise ValueError(f"kendall_tau: two scorings of the same ≥ 2 items expected, got {len(a)} and {len(b)}")
+    sign = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
+               for i in range(n) for j in range(i + 1, n))
+    return sign / (n * (n - 1) / 2)
