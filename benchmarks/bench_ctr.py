@@ -26,7 +26,8 @@ from recarch.cost.report import matmul_peak_gflops
 from recarch.cost.flops import count_flops
 from recarch.ctr.models import build_ctr_model
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
-from recarch.ctr.search import load_search_config, retrain_config, search_ctr
+from recarch.ctr.retrain import retrain_config
+from recarch.ctr.search import load_search_config, search_ctr
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
 

@@ -12,7 +12,7 @@ Phases and run folder:
 3. ``retrain/<mode>-<k>-seed<s>/`` — ``top_k`` candidates of each mode (chosen by ``top_k_from``, see
    ``recarch.ctr.selection``) retrained from scratch (ordinary CTR runs), each with ``retrain_seeds``
    seeds at each of ``retrain_lrs`` (``-lr<lr>`` in the folder name unless it is ``retrain.lr``), keeping
-   its learning rate with the best mean validation AUC; the winner has the best mean validation AUC over
+   its learning rate with the best mean validation AUC (``recarch.ctr.retrain``); the winner has the best mean validation AUC over
    its seeds (less the search's hardware term in ``codesign`` mode), so that one lucky initialisation
    does not pick it.
 4. ``arch-<mode>.json`` (space + architecture + placement + costs) and ``summary.json``.
@@ -20,7 +20,6 @@ Phases and run folder:
 from __future__ import annotations
 
 import ast
-import json
 import math
 import random
 import time
@@ -38,8 +37,8 @@ from recarch.cost import machine_info
 from recarch.ctr import hardware as hwlib
 from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
-from recarch.ctr.models import CTRModelConfig
-from recarch.ctr.run import CTREvaluator, CTRRunConfig, CTRTrainer, ctr_train_defaults, load_data, train_ctr
+from recarch.ctr.run import CTREvaluator, CTRRunConfig, CTRTrainer, ctr_train_defaults, load_data
+from recarch.ctr.retrain import retrain_candidate
 from recarch.ctr.selection import TOP_K_SELECTORS, retrained_merit
 from recarch.ctr.space import Arch, SpaceConfig, mutate, sample, shrink
 from recarch.ctr.supernet import NASRecSupernet
@@ -85,15 +84,6 @@ class CTRSearchConfig:
     def learning_rates(self) -> List[float]:
         """The retrain learning rates tried per candidate."""
         return list(self.retrain_lrs) or [self.retrain.lr]
-
-
-def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None,
-                   lr: Optional[float] = None) -> CTRRunConfig:
-    """The run that trains the architecture in ``arch_path`` from scratch with the search's retrain
-    settings (``seed`` and ``lr`` replace the retrain seed and learning rate)."""
-    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=0.0)  # as NASRec
-    train = replace(cfg.retrain, seed=cfg.retrain.seed if seed is None else seed, lr=cfg.retrain.lr if lr is None else lr)
-    return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 
 
 def load_search_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> CTRSearchConfig:
@@ -290,50 +280,6 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
     plt.close(fig)
     tmp.replace(path.with_suffix(".png"))
     return [rows[i] for i in front]
-
-
-def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, lr: float, data_dir: Optional[str], run_dir: Path,
-              echo: bool, data: CTRData) -> Dict[str, Any]:
-    """One from-scratch training of the architecture in ``arch_path`` with ``seed`` and ``lr``: its metrics
-    and costs. A finished run in ``run_dir`` of the same architecture and settings (``trained.json``) is
-    reused, so an interrupted or widened search (a larger ``top_k``) retrains only what is new."""
-    run_cfg = retrain_config(cfg, arch_path, seed, lr)
-    what = {"arch": json.loads(Path(arch_path).read_text())["arch"], "config": cfglib.to_dict(run_cfg)}
-    marker = run_dir / "trained.json"
-    if (run_dir / "metrics.json").exists() and marker.exists() and json.loads(marker.read_text()) == what:
-        result = {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
-    else:
-        result = train_ctr(run_cfg, data_dir, run_dir, echo=echo, data=data)
-        write_json_atomic(marker, what)
-    cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
-    return {"seed": seed, "lr": lr, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
-            "train_seconds": result["train_seconds"], "flops_per_sample": cost["flops_per_sample"],
-            "params": cost["params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
-
-
-def retrain_candidate(cfg: CTRSearchConfig, arch_path: Path, folder: Path, data_dir: Optional[str], echo: bool,
-                      data: CTRData) -> Dict[str, Any]:
-    """The candidate in ``arch_path`` retrained ``retrain_seeds`` times at each learning rate of
-    ``cfg.learning_rates()``; the learning rate with the best mean validation AUC is kept, and its runs
-    are the candidate's. Runs go to ``<folder>-seed<s>`` (``retrain.lr``) or ``<folder>-lr<lr>-seed<s>``."""
-    seeds = [cfg.retrain.seed + i for i in range(cfg.retrain_seeds)]
-    by_lr = {}
-    for lr in cfg.learning_rates():
-        tag = "" if lr == cfg.retrain.lr else f"-lr{lr:g}"
-        by_lr[lr] = [retrained(cfg, arch_path, s, lr, data_dir, folder.with_name(f"{folder.name}{tag}-seed{s}"), echo, data)
-                     for s in seeds]
-    lr_valid_auc = {lr: float(np.mean([r["valid"]["auc"] for r in runs])) for lr, runs in by_lr.items()}
-    lr = max(lr_valid_auc, key=lr_valid_auc.get)
-    runs = by_lr[lr]
-    return {"lr": lr, "lr_valid_auc": {f"{k:g}": v for k, v in lr_valid_auc.items()},
-            **{split: mean_metrics([r[split] for r in runs]) for split in ("valid", "test")},
-            **{key: runs[0][key] for key in ("flops_per_sample", "params", "inference_us_per_sample")},
-            "train_seconds": sum(r["train_seconds"] for rs in by_lr.values() for r in rs), "per_seed": runs}
-
-
-def mean_metrics(splits: List[Dict[str, float]]) -> Dict[str, float]:
-    """Metric dicts of several seeds → their means (``rows`` kept as is)."""
-    return {key: splits[0][key] if key == "rows" else float(np.mean([s[key] for s in splits])) for key in splits[0]}
 
 
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
