@@ -1,5 +1,6 @@
 """CTR models, metrics, the NASRec supernet and its hardware cost model."""
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -67,20 +68,50 @@ def test_unknown_model_is_named():
     assert {"dlrm", "deepfm", "dcnv2", "autoint"} <= set(CTR_MODELS.names())
 
 
-def test_extracted_network_reproduces_the_supernet_path():
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_extracted_network_reproduces_the_supernet_path(norm):
     torch.manual_seed(0)
-    net = NASRecSupernet(SCHEMA, SPACE)
+    space = replace(SPACE, norm=norm)
+    net = NASRecSupernet(SCHEMA, space).eval()
     cat, num = inputs()
     rng = random.Random(1)
     for t in range(25):
-        arch = sample(SPACE, rng, largest=t == 0)
-        check(arch, SPACE)
-        plain = net.extract(arch)
+        arch = sample(space, rng, largest=t == 0)
+        check(arch, space)
+        net.recalibrate(arch, [inputs(64)])  # BatchNorm: the path's own statistics, copied by extract
+        plain = net.extract(arch).eval()
         assert torch.allclose(net(cat, num, arch), plain(cat, num), atol=1e-5)
         # the plain network is a model of its own: same layout when built from the architecture alone
-        fresh = NASRecNet(SCHEMA, SPACE, arch)
+        fresh = NASRecNet(SCHEMA, space, arch)
         fresh.load_state_dict(plain.state_dict())
         assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in net.parameters())
+
+
+def test_recalibration_gives_a_path_the_mean_statistics_of_its_own_activations():
+    from recarch.ctr.supernet import ElasticBatchNorm
+
+    torch.manual_seed(0)
+    space = replace(SPACE, norm="batch")
+    net = NASRecSupernet(SCHEMA, space)
+    arch = sample(space, random.Random(2))
+    arch.blocks[-1].dense_op, arch.blocks[-1].dense_dim = "fc", 16
+    norm = net.blocks[-1].dense["fc"].norm
+    assert isinstance(norm, ElasticBatchNorm)
+    for other in range(3):  # training other paths leaves statistics that are not this path's
+        net.train()(*inputs(32), sample(space, random.Random(other)))
+    seen = []
+    handle = norm.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
+    batches = [inputs(32), inputs(48)]
+    net.eval().recalibrate(arch, batches)
+    handle.remove()
+    assert len(seen) == 2 and all(x.shape[1] == 16 for x in seen) and not net.training
+    assert torch.allclose(norm.running_mean[:16], torch.stack([x.mean(0) for x in seen]).mean(0), atol=1e-6)
+    assert torch.allclose(norm.running_var[:16], torch.stack([x.var(0) for x in seen]).mean(0), rtol=1e-5)
+    assert norm.momentum == 0.1
+    with torch.no_grad():  # in eval mode the path normalises with exactly these statistics
+        again = net(*inputs(32), arch)
+        net.recalibrate(arch, batches)
+        assert torch.equal(again, net(*inputs(32), arch))
 
 
 def test_the_plain_network_applies_model_dropout_only_while_training():
@@ -303,7 +334,6 @@ def test_precise_batch_norm_replaces_the_lagging_running_statistics_with_the_bat
     torch.manual_seed(0)
     model = build_ctr_model(SCHEMA, CTRModelConfig(name="dlrm", embed_dim=4, mlp=[8], bottom_mlp=[8], batch_norm=True,
                                                    dropout=0.5))
-    from dataclasses import replace
 
     cfg = replace(ctr_train_defaults(), batch_size=64, epochs=1, precise_bn_batches=3, progress=False)
     trainer = CTRTrainer(model, TrainBatches(data.train, 64, cfg.seed), CTREvaluator(data), cfg, log=lambda _: None)

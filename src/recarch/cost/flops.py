@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from recarch.models.attention import LINEAR_CHUNK
+from recarch.modes import eval_mode
 
 UNIT = "FLOPs (2 per multiply-add)"
 aten = torch.ops.aten
@@ -91,7 +92,8 @@ class _MethodCall(nn.Module):
 
 def count_flops(model: nn.Module, example_inputs: tuple, method_name: str = "forward",
                 fix_attention: bool = True) -> dict:
-    """FLOPs of one call ``model.<method_name>(*example_inputs)`` under no_grad (forward only).
+    """FLOPs of one inference call ``model.<method_name>(*example_inputs)``: in eval mode (restored
+    afterwards, so BatchNorm statistics stay as they were) under no_grad.
 
     Returns {"flops": int, "by_module": {module path: int}, "by_op": {op name: int}, "unit": str}.
     fix_attention=False runs the stock counter, which misses CPU attention (kept to show the gap)."""
@@ -102,7 +104,7 @@ def count_flops(model: nn.Module, example_inputs: tuple, method_name: str = "for
         raise AttributeError(f"count_flops: {type(model).__name__} has no method {method_name!r}")
     counter = FlopCounterMode(display=False,
                               custom_mapping=attention_flop_mapping() if fix_attention else None)
-    with torch.no_grad(), counter:
+    with eval_mode(model), torch.no_grad(), counter:
         _MethodCall(model, method_name)(*example_inputs)
     counts = counter.get_flop_counts()
     root, prefix = type(model).__name__, f"{_MethodCall.__name__}.model"

@@ -29,6 +29,7 @@ from recarch import config as cfglib
 from recarch.config import ConfigError
 from recarch.cost.flops import count_flops
 from recarch.ctr.space import BINARY_OPS
+from recarch.modes import eval_mode
 
 
 @dataclass
@@ -200,7 +201,12 @@ class LatencyTable:
         return self.table[key]
 
     def network_ms(self, net: nn.Module) -> float:
-        """Sum of the measured latencies of the network's blocks (embedding lookups and head included)."""
+        """Sum of the measured inference latencies of the network's blocks (embedding lookups and head
+        included), in eval mode."""
+        with eval_mode(net):
+            return self._network_ms(net)
+
+    def _network_ms(self, net: nn.Module) -> float:
         from recarch.ctr.supernet import gather, raw_inputs
 
         schema = net.schema

@@ -26,6 +26,7 @@ from recarch.ctr import supernet as _supernet  # noqa: F401  (registers the "nas
 from recarch.ctr.models import CTR_MODELS, CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRData, CTRSchema, TrainBatches, batches
 from recarch.io import write_json_atomic, write_text_atomic
+from recarch.modes import eval_mode
 from recarch.run import CostConfig, RunLog, unique_run_dir
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
@@ -67,14 +68,10 @@ class CTREvaluator:
 
     @torch.no_grad()
     def probabilities(self, model: nn.Module, split: str) -> np.ndarray:
-        was_training = model.training
-        model.eval()
         device = next(model.parameters()).device
-        try:
+        with eval_mode(model):
             out = [torch.sigmoid(model(cat.to(device), num.to(device))).float().cpu()
                    for cat, num, _ in batches(self.data.split(split), self.batch_size)]
-        finally:
-            model.train(was_training)
         return torch.cat(out).numpy()
 
     def evaluate(self, model: nn.Module, split: str, protocols: Optional[List[str]] = None) -> Dict[str, Any]:

@@ -20,6 +20,7 @@ Phases and run folder:
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import random
 import time
@@ -42,7 +43,7 @@ from recarch.ctr.retrain import retrain_candidate
 from recarch.ctr.selection import TOP_K_SELECTORS, retrained_merit
 from recarch.ctr.space import Arch, SpaceConfig, mutate, sample, shrink
 from recarch.ctr.supernet import NASRecSupernet
-from recarch.ctr.table import CTRData, TrainBatches
+from recarch.ctr.table import CTRData, TrainBatches, batches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.run import CostConfig, RunLog, unique_run_dir
 from recarch.train import TrainConfig, TrainHooks
@@ -58,6 +59,8 @@ class CTRSearchConfig:
     train: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), batch_size=512, epochs=20))
     largest_warmup_steps: int = 0  # the largest path is trained with probability decaying 1 → 0 over these steps
     eval_paths: int = 4  # random architectures whose mean validation AUC early-stops the supernet
+    calibration_rows: int = 4096  # training rows that re-estimate a sub-network's BatchNorm statistics
+    # before it is evaluated on inherited weights (space.norm: batch)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     budget_mflops: Optional[float] = None  # FLOPs per sample (in millions, FlopCounterMode's unit)
     hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
@@ -76,8 +79,8 @@ class CTRSearchConfig:
     def validate(self) -> None:
         if self.budget_mflops is not None and self.budget_mflops <= 0:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
-        if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1:
-            raise cfglib.ConfigError("top_k, retrain_seeds and eval_paths must be ≥ 1")
+        if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1 or self.calibration_rows < 1:
+            raise cfglib.ConfigError("top_k, retrain_seeds, eval_paths and calibration_rows must be ≥ 1")
         if any(lr <= 0 for lr in self.retrain_lrs):
             raise cfglib.ConfigError(f"retrain_lrs: every learning rate must be > 0, got {self.retrain_lrs}")
 
@@ -101,6 +104,19 @@ class FixedPath(nn.Module):
         return self.supernet(cat, num, self.arch)
 
 
+def calibration_batches(data: CTRData, cfg: CTRSearchConfig) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``calibration_rows`` of a seeded shuffle of the training rows, as (cat, num) batches."""
+    size = cfg.train.batch_size
+    return [(cat, num) for cat, num, _ in itertools.islice(batches(data.train, size, shuffle=True, seed=cfg.train.seed),
+                                                          -(-cfg.calibration_rows // size))]
+
+
+def calibrated(net: NASRecSupernet, arch: Arch, calibration) -> FixedPath:
+    """The sub-network ``arch`` with its BatchNorm statistics re-estimated on ``calibration``."""
+    net.recalibrate(arch, calibration)
+    return FixedPath(net, arch)
+
+
 class PathSampler(TrainHooks):
     """Draws the sub-network of each training step (single path over operators, any path over
     connections); its random state travels in the checkpoint."""
@@ -121,6 +137,9 @@ class PathSampler(TrainHooks):
 
 
 class SupernetTrainer(CTRTrainer):
+    def recompute_batch_norm(self, epoch: int) -> None:
+        """Nothing here: every evaluated path re-estimates its own statistics (``calibrated``)."""
+
     def loss(self, cat, num, label):
         arch = self.hooks.next(self.state["step"])
         model = self.model
@@ -132,14 +151,15 @@ class SupernetTrainer(CTRTrainer):
 
 
 class PathsEvaluator(CTREvaluator):
-    """Mean validation AUC / log loss of a fixed set of random sub-networks."""
+    """Mean validation AUC / log loss of a fixed set of random sub-networks (each recalibrated)."""
 
-    def __init__(self, data: CTRData, batch_size: int, archs: List[Arch]) -> None:
+    def __init__(self, data: CTRData, batch_size: int, archs: List[Arch], calibration) -> None:
         super().__init__(data, batch_size)
-        self.archs = archs
+        self.archs, self.calibration = archs, calibration
 
     def evaluate(self, model, split, protocols=None):
-        rows = [super(PathsEvaluator, self).evaluate(FixedPath(model, a), split)["ctr"] for a in self.archs]
+        rows = [super(PathsEvaluator, self).evaluate(calibrated(model, a, self.calibration), split)["ctr"]
+                for a in self.archs]
         return {"ctr": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
 
 
@@ -147,7 +167,8 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> T
     torch.manual_seed(cfg.train.seed)
     net = NASRecSupernet(data.schema, cfg.space)
     rng = random.Random(cfg.train.seed + 1)
-    evaluator = PathsEvaluator(data, 8192, [sample(cfg.space, rng) for _ in range(cfg.eval_paths)])
+    evaluator = PathsEvaluator(data, 8192, [sample(cfg.space, rng) for _ in range(cfg.eval_paths)],
+                               calibration_batches(data, cfg))
     trainer = SupernetTrainer(net, TrainBatches(data.train, cfg.train.batch_size, cfg.train.seed), evaluator,
                               cfg.train, run_dir / "supernet", log=log,
                               hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
@@ -170,6 +191,7 @@ class CandidateScorer:
                  hw: Optional[hwlib.HardwareConfig], mode: str) -> None:
         self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
         self.evaluator = CTREvaluator(data, 8192)
+        self.calibration = calibration_batches(data, cfg)
         self.example = (torch.from_numpy(np.array(data.test.cat[:1], dtype=np.int64)),
                         torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
         self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
@@ -204,7 +226,7 @@ class CandidateScorer:
             ops = hwlib.network_ops(plain, self.example)
             info = {"mflops": 2 * sum(op.macs for op in ops) / 1e6, "ops": ops}
             if self.cfg.budget_mflops is None or info["mflops"] <= self.cfg.budget_mflops:
-                metrics = self.evaluator.evaluate(FixedPath(self.net, arch), "valid")["ctr"]
+                metrics = self.evaluator.evaluate(calibrated(self.net, arch, self.calibration), "valid")["ctr"]
                 info.update(valid_logloss=metrics["logloss"], valid_auc=metrics["auc"],
                             params=sum(p.numel() for p in plain.parameters()))
                 if self.latency is not None:

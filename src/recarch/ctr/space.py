@@ -18,6 +18,7 @@ from recarch.config import ConfigError
 DENSE_OPS = ("fc", "gating", "sum", "dot")
 BINARY_OPS = ("gating", "sum")  # the dense operators that read the binary input
 SPARSE_OPS = ("efc", "attention")
+NORMS = ("layer", "batch")
 SPACES = {"full": (DENSE_OPS, SPARSE_OPS), "autoctr": (("fc", "dot"), ("efc",))}
 
 
@@ -30,6 +31,7 @@ class SpaceConfig:
     embed_dim: int = 16
     max_inputs: int = 4  # at most this many earlier outputs feed each input of a block
     attn_heads: int = 2
+    norm: str = "layer"  # the dense operators' normalisation: "layer" (NASRec) or "batch" (as the hand-designed MLPs)
 
     def validate(self) -> None:
         if self.space not in SPACES:
@@ -38,6 +40,8 @@ class SpaceConfig:
             raise ConfigError("space.blocks and space.max_inputs must be ≥ 1")
         if not self.dense_dims or not self.sparse_dims or min(self.dense_dims + self.sparse_dims) < 1:
             raise ConfigError("space.dense_dims and space.sparse_dims must be non-empty lists of widths ≥ 1")
+        if self.norm not in NORMS:
+            raise ConfigError(f"space.norm: expected one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.embed_dim % self.attn_heads:
             raise ConfigError(f"space.embed_dim {self.embed_dim} must be divisible by space.attn_heads {self.attn_heads}")
 

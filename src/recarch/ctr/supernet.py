@@ -9,7 +9,9 @@ Operators of a block, for dense input x (selected earlier dense outputs, concate
 and sparse input S (selected earlier token matrices, concatenated along the token axis, B×T×d):
 - dense ``fc``: A x;  ``gating``: A x ⊙ σ(B y);  ``sum``: A x + B y;  ``dot``: A x + P·dots, where
   dots are the pairwise inner products of [C x; R S] — R reduces S to r = round(√(2w)) tokens (NASRec's
-  operator balancing) — each followed by LayerNorm and ReLU;
+  operator balancing) — each followed by the space's normalisation (``space.norm``: LayerNorm as NASRec,
+  or BatchNorm, whose per-path statistics :meth:`NASRecSupernet.recalibrate` re-estimates, as
+  once-for-all does, before a sub-network is evaluated or extracted) and ReLU;
 - sparse ``efc``: a linear map along the token axis to ``sparse_dim`` tokens, LayerNorm;
   ``attention``: one multi-head self-attention layer with a residual and LayerNorm, then the same map;
 - mergers: ``dense_to_sparse`` adds a projection of the dense output, reshaped to tokens, to the
@@ -24,7 +26,7 @@ when its FM merger is off — so FLOPs, parameters and the hardware costs count 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -33,6 +35,8 @@ from torch.nn import functional as F
 from recarch.ctr.models import CTR_MODELS, FieldEmbedding
 from recarch.ctr.space import ALL_PARTS, BINARY_OPS, Arch, BlockArch, Parts, SpaceConfig, check
 from recarch.ctr.table import CTRSchema
+from recarch.modes import eval_mode
+from recarch.train.batchnorm import recompute_batch_norm
 
 Cols = Optional[torch.Tensor]
 
@@ -66,6 +70,30 @@ class ElasticLayerNorm(nn.LayerNorm):
         return norm
 
 
+class ElasticBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the first ``width`` features; the running statistics of a sub-network are the
+    first ``width`` entries of the shared buffers (updated in place while training)."""
+
+    def forward(self, x: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+        width = width or self.num_features
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        return F.batch_norm(x, self.running_mean[:width], self.running_var[:width], self.weight[:width],
+                            self.bias[:width], self.training, factor, self.eps)
+
+    def extract(self, width: int) -> "ElasticBatchNorm":
+        norm = ElasticBatchNorm(width, self.eps, self.momentum)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(norm, name).data.copy_(getattr(self, name)[:width])
+        norm.num_batches_tracked.copy_(self.num_batches_tracked)
+        return norm
+
+
+NORM_LAYERS = {"layer": ElasticLayerNorm, "batch": ElasticBatchNorm}
+
+
 def tokens_linear(layer: ElasticLinear, s: torch.Tensor, out: Optional[int], cols: Cols) -> torch.Tensor:
     """Apply ``layer`` along the token axis: (B, T, d) → (B, out, d)."""
     return layer(s.transpose(1, 2), out, cols).transpose(1, 2)
@@ -91,14 +119,14 @@ class Context:
 
 
 class DenseOp(nn.Module):
-    """A x (+ an operator-specific term), then LayerNorm and ReLU."""
+    """A x (+ an operator-specific term), then normalisation (``NORM_LAYERS[norm]``) and ReLU."""
 
     binary = False  # reads the binary input y
 
-    def __init__(self, d_in: int, d_out: int, bin_in: int, tokens_in: int, embed_dim: int) -> None:
+    def __init__(self, d_in: int, d_out: int, bin_in: int, tokens_in: int, embed_dim: int, norm: str) -> None:
         super().__init__()
         self.a = ElasticLinear(d_in, d_out)
-        self.norm = ElasticLayerNorm(d_out)
+        self.norm = NORM_LAYERS[norm](d_out)
         if self.binary:
             self.b = ElasticLinear(bin_in, d_out)
 
@@ -136,8 +164,8 @@ class SumOp(DenseOp):
 
 
 class DotOp(DenseOp):
-    def __init__(self, d_in: int, d_out: int, bin_in: int, tokens_in: int, embed_dim: int) -> None:
-        super().__init__(d_in, d_out, bin_in, tokens_in, embed_dim)
+    def __init__(self, d_in: int, d_out: int, bin_in: int, tokens_in: int, embed_dim: int, norm: str) -> None:
+        super().__init__(d_in, d_out, bin_in, tokens_in, embed_dim, norm)
         r = dot_tokens(d_out)
         self.reduce = ElasticLinear(tokens_in, r)
         self.token = ElasticLinear(d_in, embed_dim)
@@ -190,9 +218,9 @@ class Block(nn.Module):
     """One choice block at maximum sizes (supernet) or at one architecture's sizes (plain network)."""
 
     def __init__(self, d_in: int, tokens_in: int, d_out: int, tokens_out: int, embed_dim: int, heads: int,
-                 dense_ops: Sequence[str], sparse_ops: Sequence[str], parts: Parts = ALL_PARTS) -> None:
+                 dense_ops: Sequence[str], sparse_ops: Sequence[str], norm: str, parts: Parts = ALL_PARTS) -> None:
         super().__init__()
-        self.dense = nn.ModuleDict({k: DENSE_OPS[k](d_in, d_out, d_in, tokens_in, embed_dim) for k in dense_ops}
+        self.dense = nn.ModuleDict({k: DENSE_OPS[k](d_in, d_out, d_in, tokens_in, embed_dim, norm) for k in dense_ops}
                                    if parts.dense else {})
         self.sparse = nn.ModuleDict({k: SparseOp(tokens_in, tokens_out, embed_dim, heads, k == "attention")
                                      for k in sparse_ops} if parts.sparse else {})
@@ -246,12 +274,8 @@ class NASRecSupernet(nn.Module):
         self.token_limits = [schema.num_fields] + [smax] * space.blocks
         self.blocks = nn.ModuleList(
             Block(sum(self.dense_limits[:i]), sum(self.token_limits[:i]), dmax, smax, d, space.attn_heads,
-                  space.dense_ops, space.sparse_ops) for i in range(1, space.blocks + 1))
+                  space.dense_ops, space.sparse_ops, space.norm) for i in range(1, space.blocks + 1))
         self.head = ElasticLinear(dmax, 1)
-
-    def inputs(self, cat: torch.Tensor, num: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        tokens = self.embedding(cat, num)
-        return torch.cat([num, tokens.flatten(1)], dim=1), tokens
 
     def context(self, arch: Arch, outputs, b: BlockArch, parts: Parts) -> Context:
         """A block's inputs and the weight columns they use in the supernet's layout."""
@@ -272,9 +296,24 @@ class NASRecSupernet(nn.Module):
         return self.head(outputs[-1][0], None, torch.arange(arch.blocks[-1].dense_dim)).squeeze(-1)
 
     @torch.no_grad()
+    def recalibrate(self, arch: Arch, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Re-estimate the BatchNorm statistics ``arch`` uses as plain averages over ``batches`` of
+        (cat, num): shared statistics mix every sampled path's (once-for-all's BN recalibration). Nothing
+        to do under LayerNorm."""
+        def run_batches() -> None:
+            for cat, num in batches:
+                self(cat, num, arch)
+
+        recompute_batch_norm(self, run_batches)
+
+    @torch.no_grad()
     def extract(self, arch: Arch) -> "NASRecNet":
-        """The plain network of ``arch`` with copies of this supernet's weights (sizes physical; dead
-        blocks and parts, which cannot change the logit, are left out)."""
+        """The plain network of ``arch`` with copies of this supernet's weights and normalisation
+        statistics (sizes physical; dead blocks and parts, which cannot change the logit, are left out)."""
+        with eval_mode(self):  # the one-row trace below must not touch BatchNorm statistics
+            return self._extract(arch)
+
+    def _extract(self, arch: Arch) -> "NASRecNet":
         outputs = [raw_inputs(self.embedding, torch.zeros(1, self.schema.num_fields, dtype=torch.long),
                               torch.zeros(1, len(self.schema.numeric)))]
         blocks = []
@@ -330,7 +369,7 @@ class NASRecNet(nn.Module):
         self.live = set(self.parts)
         if blocks is None:  # a dead block holds an empty placeholder, so live blocks keep their index
             blocks = [Block(sum(dense_w[j] for j in b.dense_in), sum(tokens_w[j] for j in b.sparse_in), b.dense_dim,
-                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op], self.parts[i])
+                            b.sparse_dim, d, space.attn_heads, [b.dense_op], [b.sparse_op], space.norm, self.parts[i])
                       if i in self.live else nn.Identity() for i, b in enumerate(arch.blocks, 1)]
             for block, b in zip(blocks, arch.blocks):  # the binary operand's own input width
                 op = block.dense[b.dense_op] if isinstance(block, Block) and b.dense_op in block.dense else None

@@ -13,6 +13,7 @@ from torch import nn
 from recarch.data.sequences import SequenceDataset, windows
 from recarch.evaluation.candidates import PROTOCOLS, Candidates, SplitView, make_candidates, split_view
 from recarch.evaluation.metrics import metrics_from_ranks, rank_of_target
+from recarch.modes import eval_mode
 
 Tensor = torch.Tensor
 
@@ -151,16 +152,11 @@ class Evaluator:
         param = next(iter(model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
         ranks: Dict[str, List[Tensor]] = {p: [] for p in names}
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for a in range(0, r, self.batch_size):
-                    seq = torch.from_numpy(self.inputs(split, a, a + self.batch_size)).to(device)
-                    scores = model.score_last(seq)
-                    self._check_scores(scores, seq.shape[0])
-                    for p in names:
-                        ranks[p].append(self.batch_ranks(scores, split, p, a).cpu())
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            for a in range(0, r, self.batch_size):
+                seq = torch.from_numpy(self.inputs(split, a, a + self.batch_size)).to(device)
+                scores = model.score_last(seq)
+                self._check_scores(scores, seq.shape[0])
+                for p in names:
+                    ranks[p].append(self.batch_ranks(scores, split, p, a).cpu())
         return self._summary(ranks, r)

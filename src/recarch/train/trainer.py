@@ -18,6 +18,7 @@ from tqdm import tqdm
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
 from recarch.train import checkpoint
+from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
@@ -163,19 +164,12 @@ class Trainer:
         ``precise_bn_batches`` batches of this epoch's order, at the current weights. Run in training
         mode, as the statistics are gathered, on a forked RNG so that dropout here leaves the training
         randomness (and so resume) as it was. A model without BatchNorm is left alone."""
-        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: the exact mean over the batches run
-        self.model.train()
-        with torch.random.fork_rng(devices=[]):
-            for _, batch in zip(range(self.cfg.precise_bn_batches), self.batches.epoch(epoch)):
-                self.forward_batch(*(t.to(self.device) for t in batch))
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
+        def run_batches() -> None:
+            with torch.random.fork_rng(devices=[]):
+                for _, batch in zip(range(self.cfg.precise_bn_batches), self.batches.epoch(epoch)):
+                    self.forward_batch(*(t.to(self.device) for t in batch))
+
+        recompute_batch_norm(self.model, run_batches)
 
     # ---- the loop -------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> Dict:
