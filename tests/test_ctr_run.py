@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from recarch.cli import main
+from recarch.config import ConfigError
 from recarch.ctr.run import load_ctr_run
 from recarch.ctr.search import load_search_config
 
@@ -149,14 +150,15 @@ def test_each_candidate_keeps_the_retrain_learning_rate_with_the_best_mean_valid
 
     sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0", "top_k=2",
                                                         "retrain_seeds=2", "retrain.seed=7", "retrain.lr=0.001",
-                                                        "retrain_lrs=[0.001, 0.1]"]
+                                                        "retrain_lrs=[0.001, 0.1]", "retrain_dropout=0.3"]
     summary = search_ctr(load_search_config(sets=sets), str(DATA), tmp_path / "run", echo=False)
     for candidate in summary["modes"]["arch"]["top"]:
         k = candidate["k"]
         means = {}
         for lr, tag in ((0.001, ""), (0.1, "-lr0.1")):
             dirs = [tmp_path / "run" / "retrain" / f"arch-{k}{tag}-seed{s}" for s in (7, 8)]
-            assert [yaml.safe_load((d / "config.yaml").read_text())["train"]["lr"] for d in dirs] == [lr, lr]
+            configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in dirs]
+            assert [c["train"]["lr"] for c in configs] == [lr, lr] and all(c["model"]["dropout"] == 0.3 for c in configs)
             means[lr] = np.mean([json.loads((d / "metrics.json").read_text())["valid"]["auc"] for d in dirs])
         assert candidate["lr_valid_auc"] == {"0.001": pytest.approx(means[0.001]), "0.1": pytest.approx(means[0.1])}
         assert means[0.001] != means[0.1]
@@ -164,6 +166,8 @@ def test_each_candidate_keeps_the_retrain_learning_rate_with_the_best_mean_valid
         assert candidate["valid"]["auc"] == pytest.approx(max(means.values()))
         assert {r["lr"] for r in candidate["per_seed"]} == {candidate["lr"]}
         assert all(("-lr0.1-" in r["run_dir"]) == (candidate["lr"] == 0.1) for r in candidate["per_seed"])
+    with pytest.raises(ConfigError, match="retrain_dropout"):
+        load_search_config(sets=["retrain_dropout=1.0"])
 
 def test_search_can_reuse_its_trained_supernet(tmp_path):
     from recarch.ctr.search import search_ctr

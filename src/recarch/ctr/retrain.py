@@ -25,7 +25,7 @@ def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = 
                    lr: Optional[float] = None) -> CTRRunConfig:
     """The run that trains the architecture in ``arch_path`` from scratch with the search's retrain
     settings (``seed`` and ``lr`` replace the retrain seed and learning rate)."""
-    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=0.0)  # as NASRec
+    model = CTRModelConfig(name="nasrec", arch_file=str(Path(arch_path).resolve()), dropout=cfg.retrain_dropout)
     train = replace(cfg.retrain, seed=cfg.retrain.seed if seed is None else seed, lr=cfg.retrain.lr if lr is None else lr)
     return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 

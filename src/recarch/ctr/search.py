@@ -72,6 +72,7 @@ class CTRSearchConfig:
     retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
     retrain_lrs: List[float] = field(default_factory=list)  # learning rates tried per candidate ([]: retrain.lr);
     # each candidate keeps the one with the best mean validation AUC over its seeds
+    retrain_dropout: float = 0.0  # on every block's dense output while retraining (NASRec: none)
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
@@ -81,6 +82,8 @@ class CTRSearchConfig:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
         if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1 or self.calibration_rows < 1:
             raise cfglib.ConfigError("top_k, retrain_seeds, eval_paths and calibration_rows must be ≥ 1")
+        if not 0 <= self.retrain_dropout < 1:
+            raise cfglib.ConfigError(f"retrain_dropout: expected a probability in [0, 1), got {self.retrain_dropout}")
         if any(lr <= 0 for lr in self.retrain_lrs):
             raise cfglib.ConfigError(f"retrain_lrs: every learning rate must be > 0, got {self.retrain_lrs}")
 
