@@ -3,7 +3,8 @@ search under a FLOPs budget of ``--budget-fraction`` × the best baseline's (by 
 without processing-in-memory co-design under the same hardware model, and the best baseline shrunk by
 hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
-Writes ``benchmarks/results/ctr-<dataset>.json``; ``benchmarks/render.py`` renders it.
+Writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>.json`` (the searched space's normalisation,
+``--search-set space.norm=…``); ``benchmarks/render.py`` renders it.
 Example: ``python benchmarks/bench_ctr.py --datasets frappe ml-100k-ctr --threads 1``.
 """
 from __future__ import annotations
@@ -102,16 +103,21 @@ def finished(result: dict, name: str) -> dict:
             "embedding_params": cost["embedding_params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
 
 
+def norm_tag(space: dict) -> str:
+    """``layernorm`` or ``batchnorm``: the searched space's normalisation, in folder and result names."""
+    return f"{space.get('norm', 'layer')}norm"
+
+
 def search(dataset: str, budget_mflops: float, args) -> dict:
-    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search"
-    if args.reuse_search and (run_dir / "summary.json").exists():
-        return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
-    shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
     cfg = load_search_config([ROOT / "configs/ctr-search-small.yaml"],
                              [f"data.dataset={dataset}", f"train.seed={args.seed}", f"retrain.seed={args.seed}",
                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
                               f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}",
                               f"retrain_lrs={list(args.lrs)}", *args.search_set])
+    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{norm_tag({'norm': cfg.space.norm})}"
+    if args.reuse_search and (run_dir / "summary.json").exists():
+        return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
+    shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
     return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
 
 
@@ -254,7 +260,8 @@ def main(argv=None) -> int:
             "best_baseline": best["model"], "budget_fraction": args.budget_fraction, "budget_mflops": budget,
             "search": {**{k: summary[k] for k in ("supernet", "timings", "search_seconds", "space")},
                        "selection": {"top_k": cfg.top_k, "top_k_from": cfg.top_k_from, "retrain_seeds": cfg.retrain_seeds,
-                                     "retrain_lrs": cfg.learning_rates(), "hw_weight": cfg.hw_weight}},
+                                     "retrain_lrs": cfg.learning_rates(), "retrain_dropout": cfg.retrain_dropout,
+                                     "hw_weight": cfg.hw_weight}},
             "modes": modes, "placement_effect": placement_effect(run_dir, args),
             "inference_us_same_run": inference_same_run(
                 {**{b["model"]: Path(b["run_dir"]) for b in rows},
@@ -273,7 +280,7 @@ def main(argv=None) -> int:
             },
             "wall_seconds": time.perf_counter() - started,
         }
-        out = Path(args.out_dir) / f"ctr-{dataset}.json"
+        out = Path(args.out_dir) / f"ctr-{dataset}-{norm_tag(summary['space'])}.json"
         write_json_atomic(out, result)
         print(f"wrote {out}")
     return 0
