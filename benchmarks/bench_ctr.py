@@ -3,8 +3,9 @@ search under a FLOPs budget of ``--budget-fraction`` × the best baseline's (by 
 without processing-in-memory co-design under the same hardware model, and the best baseline shrunk by
 hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
-Writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>.json`` (the searched space's normalisation,
-``--search-set space.norm=…``); ``benchmarks/render.py`` renders it.
+Writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
+normalisation, ``--search-set space.norm=…``; ``--tag`` names other variants, e.g. a larger space);
+``benchmarks/render.py`` renders it.
 Example: ``python benchmarks/bench_ctr.py --datasets frappe ml-100k-ctr --threads 1``.
 """
 from __future__ import annotations
@@ -103,9 +104,10 @@ def finished(result: dict, name: str) -> dict:
             "embedding_params": cost["embedding_params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
 
 
-def norm_tag(space: dict) -> str:
-    """``layernorm`` or ``batchnorm``: the searched space's normalisation, in folder and result names."""
-    return f"{space.get('norm', 'layer')}norm"
+def variant_name(norm: str, tag: str) -> str:
+    """``layernorm`` or ``batchnorm`` (the searched space's normalisation), then ``--tag``: the variant's part
+    of the search folder and result names."""
+    return f"{norm}norm" + (f"-{tag}" if tag else "")
 
 
 def search(dataset: str, budget_mflops: float, args) -> dict:
@@ -114,7 +116,7 @@ def search(dataset: str, budget_mflops: float, args) -> dict:
                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
                               f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}",
                               f"retrain_lrs={list(args.lrs)}", *args.search_set])
-    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{norm_tag({'norm': cfg.space.norm})}"
+    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
     if args.reuse_search and (run_dir / "summary.json").exists():
         return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
     shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
@@ -222,6 +224,7 @@ def main(argv=None) -> int:
                     help="learning rates tried for every baseline and every retrained candidate (best mean valid AUC kept)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="baseline overrides")
     ap.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE", help="search overrides")
+    ap.add_argument("--tag", default="", help="names a search variant (folder and result file), e.g. 7blocks")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--quiet", action="store_true")
@@ -280,7 +283,7 @@ def main(argv=None) -> int:
             },
             "wall_seconds": time.perf_counter() - started,
         }
-        out = Path(args.out_dir) / f"ctr-{dataset}-{norm_tag(summary['space'])}.json"
+        out = Path(args.out_dir) / f"ctr-{dataset}-{variant_name(summary['space'].get('norm', 'layer'), args.tag)}.json"
         write_json_atomic(out, result)
         print(f"wrote {out}")
     return 0

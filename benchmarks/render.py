@@ -257,21 +257,26 @@ def space_line(space: dict) -> str:
             f"{NORM_NAMES[space.get('norm', 'layer')]}.")
 
 
+def space_size(space: dict) -> str:
+    return f"{space['blocks']} blocks ≤ {max(space['dense_dims'])} wide"
+
+
 def search_variants(results: list) -> list:
-    """Per dataset, the winners of searches that differ only in the dense operators' normalisation and
+    """Per dataset, the winners of searches that differ in the space's size, the dense operators' normalisation and
     the retraining dropout (the full tables follow for the variants the report keeps, the rest are
     ablations under ``results/ctr-ablations/``)."""
     by_dataset: dict = {}
     for r in results:
         by_dataset.setdefault(r["dataset"], []).append(r)
-    out = ["Each dataset is searched over spaces that differ only in the dense operators' normalisation (`space.norm`: "
+    out = ["Each dataset is searched over spaces that differ in size (the preset's 5 blocks up to 256 wide, NASRec's 7 "
+           "up to 1024) and in the dense operators' normalisation (`space.norm`: "
            "LayerNorm as NASRec, BatchNorm as the hand-designed MLPs) and retrained with or without dropout "
            "(`retrain_dropout`; the baselines use 0.2). Winners' test AUC is the mean ± std over the seeds, with its "
            "difference to the best baseline and its FLOPs as a share of that baseline's. The supernet column is the "
            "mean validation AUC − log loss of 4 random paths on inherited weights, the supernet's early-stopping score.", "",
-           "| dataset | normalisation | retrain dropout | supernet | arch-only winner: valid AUC | test AUC | vs best | FLOPs "
-           "| co-design winner: valid AUC | test AUC | vs best | FLOPs |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| dataset | space | normalisation | retrain dropout | supernet | arch-only winner: valid AUC | test AUC | vs best "
+           "| FLOPs | co-design winner: valid AUC | test AUC | vs best | FLOPs |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for dataset, rs in by_dataset.items():
         for r in rs:
             cells = []
@@ -279,7 +284,7 @@ def search_variants(results: list) -> list:
                 key = "searched" if mode == "arch" else "codesign"
                 cells += [f"{m['winner']['valid']['auc']:.4f}", _ms(m["seeds"]["test_auc"]),
                           f"{r['ratios'][f'{key}_auc_minus_best']:+.4f}", f"{r['ratios'][f'{key}_flops_fraction']:.1%}"]
-            out.append(f"| {dataset} | {NORM_NAMES[r['search']['space'].get('norm', 'layer')]} | "
+            out.append(f"| {dataset} | {space_size(r['search']['space'])} | {NORM_NAMES[r['search']['space'].get('norm', 'layer')]} | "
                        f"{r['search']['selection'].get('retrain_dropout', 0.0):g} | "
                        f"{r['search']['supernet']['valid_auc_mean_paths']:.4f} | " + " | ".join(cells) + " |")
     return out + [""]
@@ -288,7 +293,7 @@ def search_variants(results: list) -> list:
 def ctr_section(r: dict) -> list:
     norm = NORM_NAMES[r["search"]["space"].get("norm", "layer")]
     dropout = r["search"]["selection"].get("retrain_dropout", 0.0)
-    out = [f"### {r['dataset']} — searched with {norm}, retrained with dropout {dropout:g}", "",
+    out = [f"### {r['dataset']} — searched over {space_size(r['search']['space'])} with {norm}, retrained with dropout {dropout:g}", "",
            space_line(r["search"]["space"]), "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} "
            f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
@@ -375,7 +380,8 @@ def main() -> int:
         results = [json.loads(path.read_text()) for path in ctr]
         ablations = [json.loads(path.read_text()) for path in sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))]
         lines += search_variants(sorted(results + ablations, key=lambda r: (
-            r["dataset"], r["search"]["space"].get("norm", "layer") == "batch", r["search"]["selection"].get("retrain_dropout", 0.0))))
+            r["dataset"], r["search"]["space"]["blocks"], r["search"]["space"].get("norm", "layer") == "batch",
+            r["search"]["selection"].get("retrain_dropout", 0.0))))
         for r in results:
             lines += ctr_section(r)
     ihas = sorted((HERE / "results").glob("ihas-*.json"))
