@@ -88,7 +88,7 @@ def test_extracted_network_reproduces_the_supernet_path(norm):
 
 
 def test_recalibration_gives_a_path_the_mean_statistics_of_its_own_activations():
-    from recarch.ctr.supernet import ElasticBatchNorm
+    from recarch.ctr.elastic import ElasticBatchNorm
 
     torch.manual_seed(0)
     space = replace(SPACE, norm="batch")
