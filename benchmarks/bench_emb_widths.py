@@ -6,7 +6,8 @@ sits above this curve.
 Writes ``benchmarks/results/emb-widths-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
 Example: ``python benchmarks/bench_emb_widths.py --dataset frappe --widths 2 4 6 8 10 --narrow item=3 --seeds 3``.
 ``--full-width N`` replaces the preset's full width (10) by N; the results then go to
-``emb-widths-<dataset>-full<N>.json``.
+``emb-widths-<dataset>-full<N>.json``. ``--set KEY=VALUE`` overrides the preset (e.g.
+``retrain.embedding_weight_decay=0.01``) and ``--tag T`` appends ``-T`` to the results' name.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
                     help="also train with only FIELD narrowed to WIDTH, the others at full width")
     ap.add_argument("--full-width", type=int, default=None,
                     help="the full embedding width (default: the preset's model.embed_dim)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of configs/ihas-quick.yaml (repeatable)")
+    ap.add_argument("--tag", default="", help="appended to the results' file name and run folders")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
     if args.full_width is not None:
         # Gate blocks play no part here; one column per block always divides the width.
         sets += [f"model.embed_dim={args.full_width}", f"blocks={args.full_width}"]
-    cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], sets)
+    cfg = load_ihas_config([ROOT / "configs" / "ihas-quick.yaml"], sets + args.set)
     data = cfg.data.load(args.data_dir)
     fields, full = data.schema.fields, cfg.model.embed_dim
     too_wide = [w for w in args.widths if not 0 < w <= full]
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
         for seed in range(args.seed, args.seed + args.seeds):
             run_cfg = replace(cfg, retrain=replace(cfg.retrain, seed=seed))
             model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
-            fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-full{full}-{label}-{seed}",
+            fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-full{full}{'-' + args.tag if args.tag else ''}-{label}-{seed}",
                       lambda *a, **k: None, run_cfg.eval_batch_size)
             aucs.append(evaluate_both(model, data, run_cfg.eval_batch_size)["test"]["auc"])
         params = embedding_parameters(model)
@@ -95,8 +99,9 @@ def main(argv=None) -> int:
               "seeds": args.seeds,
               "command": "python benchmarks/bench_emb_widths.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "machine": machine, "retrain": "configs/ihas-quick.yaml retrain settings, from scratch",
+              "overrides": args.set,
               "concentration": concentration(data), "rows": rows}
-    suffix = "" if args.full_width is None else f"-full{full}"
+    suffix = ("" if args.full_width is None else f"-full{full}") + (f"-{args.tag}" if args.tag else "")
     out = Path(args.out_dir) / f"emb-widths-{args.dataset}{suffix}.json"
     write_json_atomic(out, result)
     print(f"wrote {out}")

@@ -80,3 +80,29 @@ def test_early_stopping_counts_patience(tmp_path):
     trainer.cfg.patience = 2
     result = trainer.fit()
     assert result["epoch"] == result["best_epoch"] + 2
+
+
+@pytest.mark.parametrize("embedding_decay", [None, 0.5])
+def test_embedding_weight_decay_reaches_the_tables_only(embedding_decay):
+    """A zero loss leaves only the decay term: Adam's first step moves a decayed weight by -lr·sign(w)."""
+    from recarch.train.trainer import OPTIMIZERS, decay_groups
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 1))
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = TrainConfig(lr=0.1, weight_decay=0.0, embedding_weight_decay=embedding_decay)
+    opt = OPTIMIZERS["adam"](decay_groups(model, list(model.parameters()), cfg), lr=cfg.lr)
+    (0.0 * sum(p.sum() for p in model.parameters())).backward()
+    opt.step()
+    table, weight, bias = model.parameters()
+    expected = before[0] - 0.1 * before[0].sign() if embedding_decay else before[0]
+    torch.testing.assert_close(table.detach(), expected)
+    torch.testing.assert_close(weight.detach(), before[1])
+    torch.testing.assert_close(bias.detach(), before[2])
+
+
+def test_negative_weight_decay_is_refused():
+    from recarch.config import ConfigError
+
+    with pytest.raises(ConfigError, match="embedding_weight_decay"):
+        TrainConfig(embedding_weight_decay=-1.0).validate()

@@ -35,6 +35,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer) | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
+    embedding_weight_decay: Optional[float] = None  # L2 on nn.Embedding tables (FuxiCTR's embedding_regularizer); None: weight_decay
     epochs: int = 200
     patience: int = 10  # epochs without a better validation score before stopping
     valid_protocol: str = "pop100"
@@ -57,8 +58,23 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        for key in ("weight_decay", "embedding_weight_decay"):
+            if (getattr(self, key) or 0.0) < 0:
+                raise ConfigError(f"train.{key} must be ≥ 0, got {getattr(self, key)}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be ≥ 0, got {self.patience}")
+
+
+def decay_groups(model: torch.nn.Module, params: List[torch.nn.Parameter], cfg: TrainConfig) -> List[Dict]:
+    """Optimizer parameter groups: ``cfg.weight_decay`` on every parameter, except the tables of the
+    model's ``nn.Embedding`` modules, which get ``cfg.embedding_weight_decay`` when it is set. With Adam
+    this is the gradient of FuxiCTR's embedding regulariser (λ/2)·‖E‖² over whole tables."""
+    if cfg.embedding_weight_decay is None:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    groups = [{"params": [p for p in params if id(p) not in tables], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if id(p) in tables], "weight_decay": cfg.embedding_weight_decay}]
+    return [g for g in groups if g["params"]]
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,7 +117,7 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.log = log
         self.params = list(parameters if parameters is not None else model.parameters())
-        self.optimizer = OPTIMIZERS[cfg.optimizer](self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, self.params, cfg), lr=cfg.lr)
         self.dist = dist
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
