@@ -8,6 +8,9 @@ Example: ``python benchmarks/bench_emb_widths.py --dataset frappe --widths 2 4 6
 ``--full-width N`` replaces the preset's full width (10) by N; the results then go to
 ``emb-widths-<dataset>-full<N>.json``. ``--set KEY=VALUE`` overrides the preset (e.g.
 ``retrain.embedding_weight_decay=0.01``) and ``--tag T`` appends ``-T`` to the results' name.
+``--pair A B`` adds a memorisation diagnostic for two fields (frappe: ``user item``): the share of test rows
+whose (A, B) pair occurs in the training rows and their positive rate, and per width the share of those
+rows scored below 0.5 and the AUC on the other rows.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ import numpy as np
 import torch
 
 from recarch.cost import machine_info
-from recarch.ctr.run import embedding_parameters
+from recarch.ctr.metrics import roc_auc
+from recarch.ctr.run import CTREvaluator, embedding_parameters
 from recarch.io import write_json_atomic
 from recarch.ihas.job import evaluate_both, fit_model, load_ihas_config, mixed_model
 
@@ -40,6 +44,26 @@ def concentration(data) -> dict:
     return out
 
 
+def seen_pairs(data, a: int, b: int) -> np.ndarray:
+    """Per test row: does its (field a, field b) pair occur in the training rows?"""
+    train, test = np.asarray(data.train.cat), np.asarray(data.test.cat)
+    base = int(data.schema.vocab_sizes[b])
+    known = np.unique(train[:, a].astype(np.int64) * base + train[:, b])
+    return np.isin(test[:, a].astype(np.int64) * base + test[:, b], known)
+
+
+def pair_diagnostic(model, data, seen: np.ndarray, batch_size: int) -> dict:
+    """Memorisation (seen-pair rows scored < 0.5) and generalisation (AUC on the unseen-pair rows)."""
+    prob = CTREvaluator(data, batch_size).probabilities(model, "test")
+    label = np.asarray(data.test.label)
+    return {"seen_scored_below_half": float((prob[seen] < 0.5).mean()),
+            "unseen_auc": roc_auc(label[~seen], prob[~seen])}
+
+
+def mean_std(values) -> list:
+    return [statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="frappe")
@@ -52,6 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of configs/ihas-quick.yaml (repeatable)")
     ap.add_argument("--tag", default="", help="appended to the results' file name and run folders")
+    ap.add_argument("--pair", nargs=2, metavar=("FIELD_A", "FIELD_B"), default=None,
+                    help="memorisation diagnostic on the (FIELD_A, FIELD_B) pairs, e.g. user item")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
@@ -76,22 +102,37 @@ def main(argv=None) -> int:
         if name not in fields or not width.isdigit():
             ap.error(f"--narrow {spec!r}: expected FIELD=WIDTH with FIELD one of {', '.join(fields)}")
         settings[f"{name} {width}, others {full}"] = [int(width) if f == name else full for f in fields]
+    pair = None
+    if args.pair:
+        missing = [f for f in args.pair if f not in fields]
+        if missing:
+            ap.error(f"--pair {missing}: expected fields among {', '.join(fields)}")
+        seen = seen_pairs(data, fields.index(args.pair[0]), fields.index(args.pair[1]))
+        test_label = np.asarray(data.test.label)
+        pair = {"fields": args.pair, "test_rows_seen": float(seen.mean()),
+                "positive_rate_seen": float(test_label[seen].mean()),
+                "positive_rate_unseen": float(test_label[~seen].mean())}
+        print(f"{seen.mean():.1%} of the test rows have a training ({', '.join(args.pair)}) pair; positive rate "
+              f"{pair['positive_rate_seen']:.3f} against {pair['positive_rate_unseen']:.3f}", flush=True)
     reference = None
     rows = []
     for label, dims in settings.items():
-        aucs = []
+        aucs, diagnostics = [], []
         for seed in range(args.seed, args.seed + args.seeds):
             run_cfg = replace(cfg, retrain=replace(cfg.retrain, seed=seed))
             model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
             fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-full{full}{'-' + args.tag if args.tag else ''}-{label}-{seed}",
                       lambda *a, **k: None, run_cfg.eval_batch_size)
             aucs.append(evaluate_both(model, data, run_cfg.eval_batch_size)["test"]["auc"])
+            if pair:
+                diagnostics.append(pair_diagnostic(model, data, seen, run_cfg.eval_batch_size))
         params = embedding_parameters(model)
         if dims == [full] * len(fields):
             reference = params
         rows.append({"setting": label, "dims": dict(zip(fields, dims)), "embedding_params": params,
-                     "test_auc": [statistics.mean(aucs), statistics.stdev(aucs) if len(aucs) > 1 else 0.0],
-                     "per_seed": aucs})
+                     "test_auc": mean_std(aucs), "per_seed": aucs})
+        if pair:
+            rows[-1]["pair"] = {k: mean_std([d[k] for d in diagnostics]) for k in diagnostics[0]}
         print(f"{label}: AUC {statistics.mean(aucs):.4f}, {params:,} embedding parameters", flush=True)
     for r in rows:
         r["embedding_params_vs_full"] = r["embedding_params"] / reference if reference else None
@@ -100,7 +141,7 @@ def main(argv=None) -> int:
               "command": "python benchmarks/bench_emb_widths.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "machine": machine, "retrain": "configs/ihas-quick.yaml retrain settings, from scratch",
               "overrides": args.set,
-              "concentration": concentration(data), "rows": rows}
+              "concentration": concentration(data), "pair": pair, "rows": rows}
     suffix = ("" if args.full_width is None else f"-full{full}") + (f"-{args.tag}" if args.tag else "")
     out = Path(args.out_dir) / f"emb-widths-{args.dataset}{suffix}.json"
     write_json_atomic(out, result)
