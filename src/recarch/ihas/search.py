@@ -24,7 +24,7 @@ from recarch.ctr.table import CTRData, CTRSchema, CTRTable, TrainBatches, batche
 from recarch.ihas.embedding import BlockMaskedEmbedding
 from recarch.ihas.gates import Gates, active_fraction, bipolar_loss, sparsity_loss
 from recarch.train import TrainHooks
-from recarch.train.trainer import OPTIMIZERS
+from recarch.train.trainer import OPTIMIZERS, decay_groups
 
 if TYPE_CHECKING:
     from recarch.ihas.job import IHASConfig
@@ -57,9 +57,10 @@ class SearchTrainer(CTRTrainer):
                          hooks=SearchHooks(model, data.valid, cfg.eval_batch_size,
                                             field_weights(data.schema, cfg.target_weighting), log))
         gate_ids = {id(p) for p in model.embedding.gates.parameters()}
-        groups = [{"params": [p for p in self.params if id(p) not in gate_ids]},
-                  {"params": [p for p in self.params if id(p) in gate_ids], "lr": cfg.gate_lr}]
-        self.optimizer = OPTIMIZERS[cfg.search.optimizer](groups, lr=cfg.search.lr, weight_decay=cfg.search.weight_decay)
+        groups = decay_groups(model, [p for p in self.params if id(p) not in gate_ids], cfg.search)
+        groups.append({"params": [p for p in self.params if id(p) in gate_ids], "lr": cfg.gate_lr,
+                       "weight_decay": cfg.search.weight_decay})
+        self.optimizer = OPTIMIZERS[cfg.search.optimizer](groups, lr=cfg.search.lr)
         self.ihas = cfg
         self.weights = field_weights(data.schema, cfg.target_weighting)
         self.warmup_steps = math.ceil(cfg.reg_warmup_epochs * len(train_batches))
