@@ -106,15 +106,36 @@ def widths_section(result: dict) -> List[str]:
     full = max(max(r["dims"].values()) for r in result["rows"])  # no row is wider than the full width
     out = [f"### Embedding-width frontier — {result['dataset']}, {result['backbone']}, full width {full}", "",
            f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", "",
-           f"Every model: {result['retrain']}; test AUC mean ± std over {result['seeds']} seed(s). A narrower "
+           f"Every model: {result['retrain']}{overrides_text(result.get('overrides'))}; test AUC mean ± std over {result['seeds']} seed(s). A narrower "
            "field is zero-padded to the full width, so every model keeps the full-width backbone, as iHAS's group "
            "models do. Ids covering 80 % of "
            f"the training rows: {conc}.", "",
-           "| widths | embedding params | × full | test AUC |", "|---|---|---|---|"]
+           *pair_text(result.get("pair")),
+           "| widths | embedding params | × full | test AUC |" + (" seen pairs scored < 0.5 | AUC, unseen pairs |" if result.get("pair") else ""),
+           "|---|---|---|---|" + ("---|---|" if result.get("pair") else "")]
     for r in result["rows"]:
         ratio = "—" if r["embedding_params_vs_full"] is None else f"{r['embedding_params_vs_full']:.3f}"
-        out.append(f"| {r['setting']} | {r['embedding_params']:,} | {ratio} | {_pm(r['test_auc'])} |")
+        miss = r["pair"]["seen_scored_below_half"] if "pair" in r else None
+        pair = "" if miss is None else (f" {miss[0]:.1%} ± {miss[1]:.1%} | "
+                                          f"{_pm(r['pair']['unseen_auc'])} |")
+        out.append(f"| {r['setting']} | {r['embedding_params']:,} | {ratio} | {_pm(r['test_auc'])} |" + pair)
     return out + [""]
+
+
+def overrides_text(overrides) -> str:
+    return f" with {', '.join(f'`{o}`' for o in overrides)}" if overrides else ""
+
+
+def pair_text(pair) -> List[str]:
+    """What ``--pair`` measured: how much of the test set a pair memory alone decides."""
+    if not pair:
+        return []
+    a, b = pair["fields"]
+    return [f"Memorisation: {pair['test_rows_seen']:.1%} of the test rows have a ({a}, {b}) pair that occurs in the "
+            f"training rows; their positive rate is {pair['positive_rate_seen']:.3f}, against "
+            f"{pair['positive_rate_unseen']:.3f} for the others. A model that scored every seen pair above every unseen "
+            f"one would rank those rows perfectly, so the last two columns split each width's test AUC into "
+            f"memorisation (seen pairs it scores below 0.5) and generalisation (AUC on the unseen pairs).", ""]
 
 
 def cap_cell(budget, full: int) -> str:
