@@ -5,7 +5,7 @@ total and per instance) and the clusters.
 With ``--seeds N`` every backbone is run for N seeds: the detailed row is the first seed's, the targets
 are judged on the means, with Welch's t-test of iHAS against the full-dimension model.
 
-Writes ``benchmarks/results/ihas-<dataset>.json``; ``benchmarks/render_ihas.py`` renders it.
+Writes ``benchmarks/results/ihas-<dataset>[-<tag>].json``; ``benchmarks/render_ihas.py`` renders it.
 Example: ``python benchmarks/bench_ihas.py --datasets frappe ml-100k-ctr --backbones deepfm dcnv2 dlrm --threads 1``.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def seed_stats(rows: list) -> dict:
 
 def run_one(dataset: str, backbone: str, seed: int, presets: list, args) -> dict:
     """One (dataset, backbone, seed) run's summary; with ``--reuse`` a finished run folder is read back."""
-    run_dir = HERE / ".work" / "ihas" / f"{dataset}-{backbone}-seed{seed}"
+    run_dir = HERE / ".work" / "ihas" / f"{dataset}-{backbone}-seed{seed}{suffix(args.tag)}"
     if args.reuse and (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
     cfg = load_ihas_config(presets, [f"data.dataset={dataset}", f"model.name={backbone}",
@@ -98,6 +98,10 @@ def run_one(dataset: str, backbone: str, seed: int, presets: list, args) -> dict
                                      f"search.threads={args.threads}", f"retrain.threads={args.threads}",
                                      f"cost.threads={args.threads}", "baselines=true", *args.set])
     return run_ihas(cfg, args.data_dir, run_dir, echo=not args.quiet)
+
+
+def suffix(tag: str) -> str:
+    return f"-{tag}" if tag else ""
 
 
 def main(argv=None) -> int:
@@ -111,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
                     help="iHAS preset(s) (default configs/ihas-quick.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    ap.add_argument("--tag", default="", help="names the runs and the result (ihas-<dataset>-<tag>.json), "
+                    "e.g. for a --set variant")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--quiet", action="store_true")
@@ -131,9 +137,9 @@ def main(argv=None) -> int:
         result = {"dataset": dataset, "seed": args.seed, "seeds": args.seeds,
                   "command": "python benchmarks/bench_ihas.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   "machine": machine, "presets": [str(Path(p)) for p in presets],
-                  "overrides": args.set, "config": config, "rows": rows,
+                  "overrides": args.set, "tag": args.tag, "config": config, "rows": rows,
                   "wall_seconds": time.perf_counter() - started}
-        out = Path(args.out_dir) / f"ihas-{dataset}.json"
+        out = Path(args.out_dir) / f"ihas-{dataset}{suffix(args.tag)}.json"
         write_json_atomic(out, result)
         print(f"wrote {out}")
     return 0

@@ -10,7 +10,7 @@ from typing import List
 from render import machine_line
 
 LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)",
-          "uniform": "uniform width {width} (the widest within iHAS's per-instance budget)", "ihas": "iHAS ensemble"}
+          "uniform": "uniform width {width} (the widest within iHAS's {within})", "ihas": "iHAS ensemble"}
 
 
 def _us(x) -> str:
@@ -28,7 +28,9 @@ def _p(test) -> str:
 def ihas_section(result: dict) -> List[str]:
     ds, rows = result["dataset"], result["rows"]
     c = result.get("config") or {}
-    out = [f"### iHAS — {ds}", "", f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", ""]
+    shared = c.get("tables") == "shared"
+    title = f"### iHAS — {ds}" + (", the groups sharing their embedding tables" if shared else "")
+    out = [title, "", f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", ""]
     if c:
         g = c["gate"]
         out += [f"Settings: full width {c['model']['embed_dim']} in {c['blocks']} blocks per field; "
@@ -37,16 +39,20 @@ def ihas_section(result: dict) -> List[str]:
                 f"{c['sparsity_weight']}, λ_bipolar {c['bipolar_weight']}, regularisers off for {c['reg_warmup_epochs']} "
                 f"epochs then ramped over {c['reg_ramp_epochs']}; search {c['search']['epochs']} epochs; "
                 f"k = {c['clusters']} ({c['cluster_mode']}); retraining: {c['retrain_init']} init on {c['retrain_data']} "
-                f"data, lr {c['retrain']['lr']}, early stopping (patience {c['retrain']['patience']}).", ""]
+                f"data{', the group models trained together on shared nested tables' if shared else ''}, lr {c['retrain']['lr']}, "
+                f"early stopping (patience {c['retrain']['patience']}){overrides_text(result.get('overrides'))}.", ""]
+    total = ("the shared tables, each field's as wide as its widest group, DeepFM's first-order table once, "
+             "and the gate network's own embedding" if shared else "all groups' tables plus the gate network's own embedding")
     out += ["Embedding parameters count every `nn.Embedding` weight (DeepFM's first-order table included, for every "
-            "method). iHAS *total*: all groups' tables plus the gate network's own embedding; *per instance*: the gate "
-            "embedding plus the tables of the group model serving the instance, averaged over the test set.", "",
+            f"method). iHAS *total*: {total}; *per instance*: the gate embedding plus the table columns the group model "
+            "serving the instance reads, averaged over the test set.", "",
             "| backbone | method | test AUC | test log loss | embedding params | × full | MFLOPs/sample | CPU µs/sample |",
             "|---|---|---|---|---|---|---|---|"]
+    within = "ensemble total" if shared else "per-instance budget"
     for r in rows:
         for name in LABELS:
             m = r["methods"][name]
-            out.append(f"| {r['backbone']} | {LABELS[name].format(width=r['uniform_width'])} | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
+            out.append(f"| {r['backbone']} | {LABELS[name].format(width=r['uniform_width'], within=within)} | {m['test']['auc']:.4f} | {m['test']['logloss']:.4f} | "
                        f"{m['embedding_params']:,} | {m['embedding_params_vs_full']:.3f} | "
                        f"{m['flops_per_sample'] / 1e6:.3f} | {_us(m.get('inference_us_per_sample'))} |")
         m = r["methods"]["ihas"]
@@ -88,7 +94,8 @@ def ihas_section(result: dict) -> List[str]:
                        + " | ".join(str(g["dims"][f]) for f in fields) + " |")
         out.append(f"| {r['backbone']} | AutoDim-like | all | all | " + " | ".join(str(r["autodim_dims"][f]) for f in fields) + " |")
     out += ["", "| backbone | distinct patterns (train) | groups | router agrees with k-means | search: params kept "
-            "(validation, deterministic gates) | hard cap: blocks dropped, per instance × full before → after (training rows) "
+            "(validation, deterministic gates) | hard cap: blocks dropped, "
+            f"{'ensemble' if shared else 'per instance'} × full before → after (training rows) "
             "| search s | retrain s | baselines s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cl, s, t = r["clusters"], r["search"], r["timings"]
@@ -145,7 +152,8 @@ def cap_cell(budget, full: int) -> str:
 def budget_text(config: dict) -> str:
     """The hard cap, when the run had one (runs before it existed have no ``budget`` key)."""
     budget = config.get("budget")
-    return "" if budget is None else (f", hard cap {budget:.0%} of the full model's embedding parameters per instance "
+    of = "for the whole ensemble" if config.get("tables") == "shared" else "per instance"
+    return "" if budget is None else (f", hard cap {budget:.0%} of the full model's embedding parameters {of} "
                                       "(least-voted blocks per parameter dropped after clustering)")
 
 

@@ -10,13 +10,14 @@ import torch
 from recarch.cli import main
 from recarch.config import ConfigError
 from recarch.ctr.models import CTRModelConfig, FieldEmbedding, build_ctr_model
+from recarch.ctr.run import embedding_parameters
 from recarch.ctr.table import CTRSchema
-from recarch.ihas.budget import fit_budget, mean_cost
+from recarch.ihas.budget import fit_budget, fit_shared_budget, mean_cost, shared_cost
 from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
-from recarch.ihas.job import evaluate_ihas, field_columns, load_ihas_config
+from recarch.ihas.job import GroupsTrainer, evaluate_ihas, field_columns, load_ihas_config
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = CTRSchema(fields=["a", "b", "c"], vocab_sizes=[7, 50, 4], numeric=[])
@@ -199,6 +200,67 @@ def test_ensemble_routes_each_instance_to_its_group_model_and_round_trips(tmp_pa
     assert torch.equal(again(cat, num), out)
 
 
+def test_shared_tables_are_nested_and_stored_once(tmp_path):
+    torch.manual_seed(0)
+    cfg = CTRModelConfig(name="deepfm", embed_dim=4, mlp=[8])
+    columns = [[[0, 1, 2, 3], [0, 1], [0, 1, 2, 3]], [[0, 1], [0, 1, 2, 3], []]]
+    ens = IHASEnsemble(SCHEMA, cfg, GateConfig(init_logit=0.0), 2, columns, num_codes=2, tables="shared").eval()
+    a, b = ens.models
+    assert a.embedding.tables is b.embedding.tables and a.first_order is b.first_order
+    assert [t.embedding_dim for t in a.embedding.tables.values()] == [4, 4, 4]  # the widest group per field
+    cat, num = toy_batch(32)
+    # group 1 reads the first 2 columns of field a's table: its token is group 0's, cut to 2 columns
+    assert torch.equal(b.embedding(cat, num)[:, 0, :2], a.embedding(cat, num)[:, 0, :2])
+    assert torch.all(b.embedding(cat, num)[:, 0, 2:] == 0) and torch.all(b.embedding(cat, num)[:, 2] == 0)
+    b(cat, num).sum().backward()  # gradients reach only the columns group 1 reads
+    grad = a.embedding.tables["0"].weight.grad
+    assert grad[:, :2].abs().sum() > 0 and torch.all(grad[:, 2:] == 0) and a.embedding.tables["2"].weight.grad is None
+    # per group: the columns it reads (+ the shared first order); the ensemble stores each table once
+    assert ens.group_embedding_params() == [7 * 4 + 50 * 2 + 4 * 4 + 61, 7 * 2 + 50 * 4 + 61]
+    assert embedding_parameters(ens) == 7 * 4 + 50 * 4 + 4 * 4 + 61 + ens.gate_embedding_params()
+    ens.codes.copy_(torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.bool))
+    ens.code_group.copy_(torch.tensor([0, 1]))
+    out = ens(cat, num)
+    ens.save(tmp_path)
+    again = IHASEnsemble.load(tmp_path)
+    assert again.models[0].embedding.tables is again.models[1].embedding.tables
+    assert torch.equal(again(cat, num), out)
+    with pytest.raises(ValueError, match="first d_f columns"):  # a shared table serves prefixes only
+        MixedDimEmbedding(SCHEMA, 4, [[2, 3], [0], [0]], tables=a.embedding.tables)
+
+
+def test_groups_trainer_loss_is_the_mean_of_every_group_model_on_every_row():
+    from recarch.ctr.table import CTRTable, TrainBatches
+    from recarch.train import TrainConfig
+    torch.manual_seed(0)
+    columns = [[[0, 1, 2, 3], [0, 1], [0, 1, 2, 3]], [[0, 1], [0, 1, 2, 3], []]]
+    ens = IHASEnsemble(SCHEMA, CTRModelConfig(name="dlrm", embed_dim=4, mlp=[8]), GateConfig(), 2, columns,
+                       num_codes=1, tables="shared").eval()  # eval: no dropout, so the two passes agree
+    cat, num = toy_batch(50)
+    label = (torch.arange(50) % 3 == 0).float()
+    table = CTRTable(cat.numpy(), num.numpy(), label.numpy())
+    trainer = GroupsTrainer(ens, TrainBatches(table, 50, 0), None, TrainConfig(valid_protocol="ctr", valid_metric="auc"))
+    expected = sum(torch.nn.functional.binary_cross_entropy_with_logits(m(cat, num), label) for m in ens.models) / 2
+    assert torch.allclose(trainer.loss(cat, num, label), expected)
+
+
+def test_a_shared_budget_narrows_the_widest_groups_of_the_cheapest_field():
+    blocks = torch.ones(2, 2, 2, dtype=torch.bool)
+    blocks[1, 0, 1] = False  # group 1 keeps one block of field 0
+    votes = torch.tensor([[[1.0, 0.6], [1.0, 0.9]], [[0.5, 1.0], [0.8, 1.0]]])
+    cost = torch.tensor([10.0, 100.0])
+    assert shared_cost(blocks, cost) == pytest.approx(2 * 10 + 2 * 100)
+    # field 0: only group 0 is at its widest, losing 0.6 votes per 10 parameters (0.06); field 1: both
+    # groups, losing 0.9 + 0.8 per 100 (0.017), so field 1 narrows first: 220 → 120
+    kept = fit_shared_budget(blocks, votes, cost, 150)
+    assert kept.int().tolist() == [[[1, 1], [1, 0]], [[1, 0], [0, 1]]]
+    assert shared_cost(kept, cost) == pytest.approx(120)
+    # below 120: field 1 again (2 votes per 100 parameters against field 0's 0.6 per 10): 120 → 20
+    kept = fit_shared_budget(blocks, votes, cost, 115)
+    assert kept.int().tolist() == [[[1, 1], [0, 0]], [[1, 0], [0, 0]]]
+    assert not fit_shared_budget(blocks, votes, cost, 0).any()
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="blocks"):
         load_ihas_config(sets=["blocks=3"])  # embed_dim 10 is not divisible into 3 blocks
@@ -208,13 +270,17 @@ def test_config_errors_name_the_key():
         load_ihas_config(sets=["cluster_mode=kmeans"])
     with pytest.raises(ConfigError, match="budget"):
         load_ihas_config(sets=["budget=1.5"])
+    with pytest.raises(ConfigError, match="tables"):
+        load_ihas_config(sets=["tables=shared", "retrain_init=search"])
 
 
 @pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
-def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys):
+@pytest.mark.parametrize("tables", ["per_group", "shared"])
+def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables):
     tiny = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
             "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
-            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35"]
+            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35",
+            f"tables={tables}"]
     args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
             "--out-dir", str(tmp_path)]
     assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
@@ -228,20 +294,23 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys)
         assert 0.5 < m["test"]["auc"] <= 1 and m["embedding_params"] > 0 and m["flops_per_sample"] > 0
     groups = summary["clusters"]["groups"]
     assert sum(g["train_rows"] for g in groups) == 69265 and sum(g["test_rows"] for g in groups) == 8659
-    ihas = methods["ihas"]
-    assert ihas["embedding_params"] == sum(ihas["group_embedding_params"]) + ihas["gate_embedding_params"]
+    ihas, shared = methods["ihas"], tables == "shared"
+    if not shared:
+        assert ihas["embedding_params"] == sum(ihas["group_embedding_params"]) + ihas["gate_embedding_params"]
     assert methods["full"]["embedding_params"] == 5 * sum(summary["vocab_sizes"])  # width 4 + first order
-    # uniform: the widest even width within iHAS's per-instance parameters
+    # uniform: the widest even width within iHAS's per-instance parameters (shared tables: the ensemble's)
     width, vocab = methods["uniform"]["width"], sum(summary["vocab_sizes"])
+    within = ihas["embedding_params" if shared else "embedding_params_per_instance"]
     assert methods["uniform"]["embedding_params"] == (width + 1) * vocab
-    assert width == 1 or (width + 1) * vocab <= ihas["embedding_params_per_instance"] < (width + 2) * vocab
-    # the budget is a hard cap on the parameters per instance (groups weighted by their training rows)
+    assert width == 1 or (width + 1) * vocab <= within < (width + 2) * vocab
+    # the budget is a hard cap on the parameters per instance (groups weighted by their training rows),
+    # with shared tables on the whole exported ensemble
     budget = summary["clusters"]["budget"]
     assert budget["limit"] == pytest.approx(0.35 * methods["full"]["embedding_params"])
     assert budget["before"] > budget["limit"] >= budget["after"] and budget["dropped_blocks"] > 0
     share = [g["train_rows"] / 69265 for g in groups]
     served = ihas["gate_embedding_params"] + sum(s * p for s, p in zip(share, ihas["group_embedding_params"]))
-    assert served == pytest.approx(budget["after"])
+    assert (ihas["embedding_params"] if shared else served) == pytest.approx(budget["after"])
     assert methods["autodim"]["embedding_params"] <= budget["limit"]
     for name in ("config.yaml", "log.txt", "search/history.json", "cluster/clusters.json", "ensemble/ensemble.json"):
         assert (run_dir / name).exists()

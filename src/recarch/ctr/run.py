@@ -94,7 +94,9 @@ class CTRTrainer(Trainer):
         cat, num, label = self.dist.shard(cat), self.dist.shard(num), self.dist.shard(label)
         if len(label) == 0:
             return torch.zeros((), device=self.device, requires_grad=True)
-        return F.binary_cross_entropy_with_logits(self.model(cat, num), label, reduction="sum") / count
+        logits = self.forward_batch(cat, num, label)
+        per_row = logits.numel() // len(label)  # a subclass may score each row more than once (B,) → (…, B)
+        return F.binary_cross_entropy_with_logits(logits, label.expand_as(logits), reduction="sum") / (count * per_row)
 
     def forward_batch(self, cat: torch.Tensor, num: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return self.model(cat, num)

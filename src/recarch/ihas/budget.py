@@ -1,7 +1,8 @@
-"""iHAS's optional hard cap on embedding parameters per instance (``IHASConfig.budget``).
+"""iHAS's optional hard cap on embedding parameters (``IHASConfig.budget``).
 
 The sparsity regulariser's target is soft, and a group's majority vote can keep more blocks than any one
-member, so after clustering kept blocks are dropped until the parameters per instance fit the cap.
+member, so after clustering kept blocks are dropped until the parameters fit the cap: per instance when
+every group has its own tables, for the whole ensemble when the groups share them (``tables: shared``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,31 @@ def fit_budget(blocks: torch.Tensor, votes: torch.Tensor, share: torch.Tensor, b
     return blocks
 
 
+def shared_cost(blocks: torch.Tensor, block_cost: torch.Tensor) -> float:
+    """Σ_f block_cost_f · max_g n_gf: the shared tables' parameters, each field's table as wide as the
+    group keeping the most of its blocks (n_gf) needs (groups read the first columns, so only counts matter)."""
+    return float((blocks.sum(-1).amax(0).float() * block_cost).sum())
+
+
+def fit_shared_budget(blocks: torch.Tensor, votes: torch.Tensor, block_cost: torch.Tensor, limit: float) -> torch.Tensor:
+    """Narrow shared tables until :func:`shared_cost` ≤ ``limit``: each step takes one block of width off
+    the field whose widest groups would lose the fewest votes per parameter saved — from every group at
+    that field's widest, its least-voted kept block."""
+    blocks = blocks.clone()
+    while blocks.any() and shared_cost(blocks, block_cost) > limit:
+        counts = blocks.sum(-1)  # (G, F)
+        best = None
+        for f in torch.nonzero(counts.amax(0)).flatten().tolist():
+            widest = torch.nonzero(counts[:, f] == counts[:, f].max()).flatten().tolist()
+            drop = [(g, int(torch.where(blocks[g, f], votes[g, f], torch.tensor(float("inf"))).argmin())) for g in widest]
+            lost = sum(float(votes[g, f, k]) for g, k in drop) / float(block_cost[f])
+            if best is None or lost < best[0]:
+                best = (lost, f, drop)
+        for g, k in best[2]:
+            blocks[g, best[1], k] = False
+    return blocks
+
+
 class Budget:
     """The cap in parameters: ``limit`` (``fraction`` × the full model's embedding parameters) =
     ``fixed`` (tables every model keeps, e.g. DeepFM's first order) + ``gate`` (the gate network's
@@ -53,6 +79,20 @@ class Budget:
     def per_instance(self, blocks: torch.Tensor, share: torch.Tensor) -> float:
         return self.fixed + self.gate + mean_cost(blocks, share, self.block_cost)
 
-    def report(self, before: torch.Tensor, after: torch.Tensor, share: torch.Tensor) -> Dict[str, float]:
-        return {"limit": self.limit, "before": self.per_instance(before, share), "after": self.per_instance(after, share),
-                "dropped_blocks": int(before.sum() - after.sum())}
+    def shared(self, blocks: torch.Tensor) -> float:
+        """The whole ensemble's embedding parameters when the groups share their tables."""
+        return self.fixed + self.gate + shared_cost(blocks, self.block_cost)
+
+    def fit(self, blocks: torch.Tensor, votes: torch.Tensor, share: torch.Tensor, shared: bool) -> torch.Tensor:
+        """``blocks`` (G, F, K) within the cap: per instance, or for the shared tables when ``shared``."""
+        room = self.limit - self.fixed - self.gate
+        if shared:
+            return fit_shared_budget(blocks, votes, self.block_cost, room)
+        return fit_budget(blocks, votes, share, self.block_cost, room)
+
+    def report(self, before: torch.Tensor, after: torch.Tensor, share: torch.Tensor, shared: bool = False
+               ) -> Dict[str, float]:
+        """The cap, the capped figure before and after, and how many blocks it dropped."""
+        figure = self.shared if shared else (lambda b: self.per_instance(b, share))
+        return {"limit": self.limit, "of": "ensemble" if shared else "per_instance",
+                "before": figure(before), "after": figure(after), "dropped_blocks": int(before.sum() - after.sum())}

@@ -8,7 +8,8 @@
 * :class:`MixedDimEmbedding` (retraining): field f has its own table of ``len(columns[f])`` columns
   (d_f), scattered into those column positions of a zero token of the backbone's width; a field with
   d_f = 0 has no table and an all-zero token. Parameters: Σ_f vocab_f · d_f exactly (plus the numeric
-  vectors, which ``embedding_parameters`` leaves out for every model alike).
+  vectors, which ``embedding_parameters`` leaves out for every model alike). Given ``tables`` (see
+  :func:`nested_tables`), the field reads the first d_f columns of a table it shares with other models.
 """
 from __future__ import annotations
 
@@ -58,9 +59,20 @@ def block_columns(blocks_on: Sequence[bool], block_size: int) -> List[int]:
     return [b * block_size + i for b, on in enumerate(blocks_on) if on for i in range(block_size)]
 
 
+def nested_tables(schema: CTRSchema, dims: Sequence[Sequence[int]], init_std: float = 1e-4) -> nn.ModuleDict:
+    """Tables several mixed-dimension embeddings share (``IHASConfig.tables = 'shared'``): per field one
+    table as wide as the widest d_f in ``dims`` (one list of per-field widths per model), of which a model
+    with d_f reads the first d_f columns (nested, as Matryoshka embeddings); no table for a field no model keeps."""
+    widest = [max(d[f] for d in dims) for f in range(schema.num_fields)]
+    tables = nn.ModuleDict({str(f): nn.Embedding(schema.vocab_sizes[f], w) for f, w in enumerate(widest) if w})
+    for table in tables.values():
+        nn.init.normal_(table.weight, std=init_std)
+    return tables
+
+
 class MixedDimEmbedding(nn.Module):
     def __init__(self, schema: CTRSchema, width: int, columns: Sequence[Sequence[int]], numeric: bool = True,
-                 init_std: float = 1e-4) -> None:
+                 init_std: float = 1e-4, tables: Optional[nn.ModuleDict] = None) -> None:
         super().__init__()
         if len(columns) != schema.num_fields:
             raise ValueError(f"columns: expected one list per field ({schema.num_fields}), got {len(columns)}")
@@ -71,9 +83,12 @@ class MixedDimEmbedding(nn.Module):
                 raise ValueError(f"columns of field {f}: distinct indices in [0, {width}) expected, got {cols}")
         self.dims = [len(c) for c in self.columns]
         self.active = [f for f, d in enumerate(self.dims) if d]
-        self.tables = nn.ModuleDict({str(f): nn.Embedding(schema.vocab_sizes[f], self.dims[f]) for f in self.active})
-        for table in self.tables.values():
-            nn.init.normal_(table.weight, std=init_std)
+        for f in self.active if tables is not None else ():
+            if self.columns[f] != list(range(self.dims[f])) or str(f) not in tables \
+                    or tables[str(f)].embedding_dim < self.dims[f]:
+                raise ValueError(f"field {f}: a shared table serves the first d_f columns of a table at least "
+                                 f"d_f = {self.dims[f]} wide; got columns {self.columns[f]}")
+        self.tables = tables if tables is not None else nested_tables(schema, [self.dims], init_std)
         flat = [f * width + c for f in self.active for c in self.columns[f]]
         self.register_buffer("flat_index", torch.tensor(flat, dtype=torch.long), persistent=False)
         n_num = len(schema.numeric) if numeric else 0
@@ -89,7 +104,7 @@ class MixedDimEmbedding(nn.Module):
         b = cat.shape[0]
         out = torch.zeros(b, self.fields * self.width, device=cat.device, dtype=self._dtype())
         if self.active:
-            values = torch.cat([self.tables[str(f)](cat[:, f]) for f in self.active], dim=1)
+            values = torch.cat([self.tables[str(f)](cat[:, f])[:, :self.dims[f]] for f in self.active], dim=1)
             out = out.index_copy(1, self.flat_index, values)
         tokens = out.view(b, self.fields, self.width)
         if self.numeric is not None:

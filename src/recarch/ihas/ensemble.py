@@ -2,7 +2,10 @@
 
 ``forward(cat, num) -> logit (B,)``: deterministic gate pattern → nearest known pattern → group →
 that group's backbone (a hand-designed CTR model whose embedding is a :class:`MixedDimEmbedding`
-with the group's per-field columns). Saved as ``ensemble.pt`` (state dict, written atomically) plus
+with the group's per-field columns). With ``tables='shared'`` the groups share their embedding tables:
+each field's table is as wide as the widest group needs and a group reads its first d_f columns
+(:func:`~recarch.ihas.embedding.nested_tables`); any other table of the backbone (DeepFM's first order)
+is one for all groups. Saved as ``ensemble.pt`` (state dict, written atomically) plus
 ``ensemble.json`` (schema, backbone and gate configs, blocks, per-group columns) — no pickled objects.
 """
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Literal, Sequence
 
 import torch
 from torch import nn
@@ -20,28 +23,43 @@ from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRSchema
 from recarch.io import write_json_atomic
 from recarch.ihas.cluster import route
-from recarch.ihas.embedding import MixedDimEmbedding
+from recarch.ihas.embedding import MixedDimEmbedding, nested_tables
 from recarch.ihas.gates import GateConfig, Gates
 from recarch.train import checkpoint
 
 
-def mixed_backbone(schema: CTRSchema, model_cfg: CTRModelConfig, columns: Sequence[Sequence[int]]) -> nn.Module:
-    """A backbone whose ``embedding`` is a mixed-dimension one with these per-field columns."""
+def mixed_backbone(schema: CTRSchema, model_cfg: CTRModelConfig, columns: Sequence[Sequence[int]],
+                   tables=None) -> nn.Module:
+    """A backbone whose ``embedding`` is a mixed-dimension one with these per-field columns (reading
+    shared ``tables`` when given)."""
     model = build_ctr_model(schema, model_cfg)
     base = getattr(model, "embedding", None)
     model.embedding = MixedDimEmbedding(schema, model_cfg.embed_dim, columns, numeric=base.numeric is not None,
-                                        init_std=model_cfg.init_std)
+                                        init_std=model_cfg.init_std, tables=tables)
     return model
+
+
+TableSharing = Literal["per_group", "shared"]
 
 
 class IHASEnsemble(nn.Module):
     def __init__(self, schema: CTRSchema, model_cfg: CTRModelConfig, gate_cfg: GateConfig, blocks: int,
-                 group_columns: Sequence[Sequence[Sequence[int]]], num_codes: int) -> None:
+                 group_columns: Sequence[Sequence[Sequence[int]]], num_codes: int,
+                 tables: TableSharing = "per_group") -> None:
         super().__init__()
         self.schema, self.model_cfg, self.gate_cfg, self.blocks = schema, model_cfg, gate_cfg, blocks
         self.group_columns = [[list(map(int, cols)) for cols in g] for g in group_columns]
+        self.tables = tables
         self.gates = Gates(schema, blocks, gate_cfg)
-        self.models = nn.ModuleList(mixed_backbone(schema, model_cfg, cols) for cols in self.group_columns)
+        shared = None
+        if tables == "shared":
+            shared = nested_tables(schema, [[len(c) for c in g] for g in self.group_columns], model_cfg.init_std)
+        self.models = nn.ModuleList(mixed_backbone(schema, model_cfg, cols, shared) for cols in self.group_columns)
+        if tables == "shared":  # the backbone's other tables (DeepFM's first order): group 0's for all
+            for model in self.models[1:]:
+                for name, child in list(model.named_children()):
+                    if name != "embedding" and any(isinstance(m, nn.Embedding) for m in child.modules()):
+                        setattr(model, name, getattr(self.models[0], name))
         self.register_buffer("codes", torch.zeros(num_codes, schema.num_fields * blocks, dtype=torch.bool))
         self.register_buffer("code_group", torch.zeros(num_codes, dtype=torch.long))
 
@@ -61,8 +79,12 @@ class IHASEnsemble(nn.Module):
 
     # ---- sizes -----------------------------------------------------------------------------------
     def group_embedding_params(self) -> List[int]:
-        """Per group: the parameters of its nn.Embedding tables (mixed tables plus e.g. DeepFM's first order)."""
-        return [sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding)) for model in self.models]
+        """Per group: the embedding parameters it reads: its mixed embedding's Σ_f vocab_f · d_f plus the
+        backbone's other nn.Embedding tables (e.g. DeepFM's first order), shared or not."""
+        return [model.embedding.embedding_params
+                + sum(m.weight.numel() for name, m in model.named_modules()
+                      if isinstance(m, nn.Embedding) and not name.startswith("embedding."))
+                for model in self.models]
 
     def gate_embedding_params(self) -> int:
         return sum(m.weight.numel() for m in self.gates.modules() if isinstance(m, nn.Embedding))
@@ -71,7 +93,7 @@ class IHASEnsemble(nn.Module):
     def config(self) -> Dict[str, Any]:
         return {"schema": asdict(self.schema), "model": cfglib.to_dict(self.model_cfg),
                 "gate": cfglib.to_dict(self.gate_cfg), "blocks": self.blocks,
-                "group_columns": self.group_columns, "num_codes": int(self.codes.shape[0])}
+                "group_columns": self.group_columns, "num_codes": int(self.codes.shape[0]), "tables": self.tables}
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
@@ -82,7 +104,7 @@ class IHASEnsemble(nn.Module):
     def from_config(cls, config: Dict[str, Any]) -> "IHASEnsemble":
         return cls(CTRSchema(**config["schema"]), cfglib.from_dict(CTRModelConfig, config["model"]),
                    cfglib.from_dict(GateConfig, config["gate"]), config["blocks"], config["group_columns"],
-                   config["num_codes"])
+                   config["num_codes"], config.get("tables", "per_group"))
 
     @classmethod
     def load(cls, folder: Path, device: str = "cpu") -> "IHASEnsemble":

@@ -14,6 +14,14 @@ Choices the paper leaves open (see also the docstrings of gates, embedding, sear
   the search ends (Frappe's full model peaks after ~5 epochs) and a small group starves on its own
   rows. ``search`` / ``group`` remain selectable. With ``all``, groups that would retrain the very same
   model (equal dimensions from scratch, equal blocks when warm-started) are merged first.
+* Tables (``tables``, default ``per_group``): with ``per_group`` every group model has its own tables, so
+  the exported ensemble holds Σ_g of them. With ``shared`` (scratch init only) the groups share nested
+  tables, each field's as wide as its widest group and a group reading its first d_f columns, and
+  DeepFM's first-order table is one for all; the group models are then trained together: with
+  ``retrain_data: all`` every group model scores every training row and the loss is the mean of theirs,
+  with ``group`` each row trains the model it is routed to; early stopping follows the routed ensemble's
+  validation metric. ``budget`` then caps the whole ensemble rather than the parameters per instance
+  (``budget.fit_shared_budget``), and the uniform baseline's width is the widest within the ensemble's.
 * The AutoDim-like baseline keeps, per field, the blocks whose mean σ(logit) over the training
   instances exceeds 0.5, shared by all instances, and is retrained like a group (same init policy) on
   all the training data.
@@ -53,7 +61,7 @@ from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.embedding import MixedDimEmbedding, block_columns
-from recarch.ihas.ensemble import IHASEnsemble
+from recarch.ihas.ensemble import IHASEnsemble, TableSharing
 from recarch.ihas.gates import GateConfig
 from recarch.ihas.search import field_weights, gate_outputs, pattern_summary, run_search
 from recarch.run import CostConfig, RunLog, unique_run_dir
@@ -92,6 +100,7 @@ class IHASConfig:
     retrain: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), lr=3e-4, patience=2, progress=False))
     retrain_init: Literal["search", "scratch"] = "scratch"
     retrain_data: Literal["group", "all"] = "all"
+    tables: TableSharing = "per_group"  # 'shared': the groups share nested embedding tables (and the budget caps them)
     baselines: bool = True  # also train the full-dimension and the AutoDim-like models
     eval_batch_size: int = 8192
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
@@ -110,6 +119,9 @@ class IHASConfig:
             raise err(f"budget must be in (0, 1] (a fraction of the full model's embedding parameters), got {self.budget}")
         if self.clusters < 1 or self.max_codes < 1 or self.kmeans_iters < 1:
             raise err("clusters, max_codes and kmeans_iters must be ≥ 1")
+        if self.tables == "shared" and self.retrain_init != "scratch":
+            raise err("tables: 'shared' needs retrain_init 'scratch' (groups read the first d_f columns of a "
+                      f"shared table; a warm start keeps the search model's columns), got {self.retrain_init!r}")
         if not 0 <= self.min_group_fraction < 1:
             raise err(f"min_group_fraction must be in [0, 1), got {self.min_group_fraction}")
         if min(self.sparsity_weight, self.bipolar_weight, self.gate_lr, self.reg_warmup_epochs, self.reg_ramp_epochs) < 0:
@@ -142,11 +154,20 @@ def subset(table: CTRTable, rows: np.ndarray) -> CTRTable:
     return CTRTable(np.asarray(table.cat)[rows], np.asarray(table.num)[rows], np.asarray(table.label)[rows])
 
 
-def fit_model(model: nn.Module, data: CTRData, train_cfg: TrainConfig, run_dir: Path, log, eval_batch_size: int
-              ) -> Dict[str, Any]:
+class GroupsTrainer(CTRTrainer):
+    """An ensemble with shared tables trained on all the data: every group model scores every training row
+    and the loss is the mean of the groups' (validation, through CTRTrainer's evaluator, runs the routed
+    ensemble)."""
+
+    def forward_batch(self, cat: torch.Tensor, num: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return torch.stack([model(cat, num) for model in self.model.models])
+
+
+def fit_model(model: nn.Module, data: CTRData, train_cfg: TrainConfig, run_dir: Path, log, eval_batch_size: int,
+              trainer_cls=CTRTrainer) -> Dict[str, Any]:
     """Train with the CTR trainer (early stopping on validation), keep the best epoch, evaluate it."""
     evaluator = SubsetEvaluator(data, eval_batch_size)
-    trainer = CTRTrainer(model, TrainBatches(data.train, train_cfg.batch_size, train_cfg.seed), evaluator, train_cfg,
+    trainer = trainer_cls(model, TrainBatches(data.train, train_cfg.batch_size, train_cfg.seed), evaluator, train_cfg,
                          run_dir, log=log)
     fit = trainer.fit()
     trainer.load_best()
@@ -245,19 +266,22 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
                          sample=cfg.kmeans_sample, min_fraction=cfg.min_group_fraction)
     gate_embedding = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
     budget = Budget(schema, cfg.model, cfg.blocks, cfg.budget, gate_embedding) if cfg.budget is not None else None
+    shared = cfg.tables == "shared"
     if budget is not None:
         share = torch.bincount(clustering.labels).float() / len(clustering.labels)
-        blocks = fit_budget(clustering.blocks, group_votes(patterns, clustering.labels, len(share)), share,
-                            budget.block_cost, budget.limit - budget.fixed - budget.gate)
-        clustering = replace(clustering, blocks=blocks, info={**clustering.info, "budget": budget.report(clustering.blocks, blocks, share)})
-        log(f"budget {cfg.budget:.0%} of the full model's embedding parameters per instance: "
-            f"{clustering.info['budget']['dropped_blocks']} kept blocks dropped")
+        blocks = budget.fit(clustering.blocks, group_votes(patterns, clustering.labels, len(share)), share, shared)
+        report = budget.report(clustering.blocks, blocks, share, shared)
+        clustering = replace(clustering, blocks=blocks, info={**clustering.info, "budget": report})
+        log(f"budget {cfg.budget:.0%} of the full model's embedding parameters "
+            f"({'the whole ensemble' if shared else 'per instance'}): {report['dropped_blocks']} kept blocks dropped")
     if cfg.retrain_data == "all":  # groups that would retrain the same model become one
         dims_only = cfg.retrain_init == "scratch"  # from scratch, which columns does not matter, only how many
         clustering = merge_identical(clustering, clustering.blocks.sum(-1) if dims_only else clustering.blocks)
     columns = [[field_columns(on, block, cfg.retrain_init) for on in g.tolist()] for g in clustering.blocks]
-    ensemble = IHASEnsemble(schema, cfg.model, cfg.gate, cfg.blocks, columns, len(clustering.router.codes))
+    torch.manual_seed(cfg.retrain.seed)  # the shared-table ensemble is trained as built
+    ensemble = IHASEnsemble(schema, cfg.model, cfg.gate, cfg.blocks, columns, len(clustering.router.codes), cfg.tables)
     ensemble.gates.load_state_dict(search_model.embedding.gates.state_dict())
+    ensemble.gates.requires_grad_(False)
     ensemble.codes.copy_(clustering.router.codes)
     ensemble.code_group.copy_(clustering.router.code_group)
     groups = {"train": clustering.labels.numpy(), "valid": routed_rows(ensemble, data.valid, cfg.eval_batch_size),
@@ -280,17 +304,23 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     # 3. retrain
     start = time.perf_counter()
     group_fits = []
-    for g, cols in enumerate(columns):
-        log(f"[stage 3/3] retraining group {g + 1}/{len(columns)} ({cfg.retrain_init} init, {cfg.retrain_data} data)")
-        if cfg.retrain_data == "group":
-            sub = CTRData(data.name, schema, *(subset(data.split(s), np.flatnonzero(groups[s] == g))
-                                               for s in ("train", "valid", "test")))
-        else:
-            sub = data
-        model = mixed_model(cfg, data, cols, search_model)
-        fit = fit_model(model, sub, cfg.retrain, run_dir / "retrain" / f"group-{g}", log, cfg.eval_batch_size)
-        ensemble.models[g].load_state_dict(model.state_dict())
-        group_fits.append(fit)
+    if shared:
+        log(f"[stage 3/3] retraining {len(columns)} group model(s) together on shared tables ({cfg.retrain_data} data)")
+        trainer = GroupsTrainer if cfg.retrain_data == "all" else CTRTrainer
+        group_fits.append(fit_model(ensemble, data, cfg.retrain, run_dir / "retrain" / "shared", log,
+                                    cfg.eval_batch_size, trainer))
+    else:
+        for g, cols in enumerate(columns):
+            log(f"[stage 3/3] retraining group {g + 1}/{len(columns)} ({cfg.retrain_init} init, {cfg.retrain_data} data)")
+            if cfg.retrain_data == "group":
+                sub = CTRData(data.name, schema, *(subset(data.split(s), np.flatnonzero(groups[s] == g))
+                                                   for s in ("train", "valid", "test")))
+            else:
+                sub = data
+            model = mixed_model(cfg, data, cols, search_model)
+            fit = fit_model(model, sub, cfg.retrain, run_dir / "retrain" / f"group-{g}", log, cfg.eval_batch_size)
+            ensemble.models[g].load_state_dict(model.state_dict())
+            group_fits.append(fit)
     ensemble.eval()
     ensemble.save(run_dir / "ensemble")
     timings["retrain"] = time.perf_counter() - start
@@ -326,7 +356,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         methods["full"] = {**evaluate_both(full, data, cfg.eval_batch_size), **measure(full, data, cfg), **fit,
                            "active_dims_per_instance": schema.num_fields * cfg.model.embed_dim}
         mean_on = (probs.mean(0) > 0.5)  # (F, K)
-        if budget is not None:  # the same cap, with no gate network to pay for
+        if budget is not None:  # the same cap, with no gate network to pay for (one group: both caps agree)
             mean_on = fit_budget(mean_on[None], probs.mean(0)[None], torch.ones(1), budget.block_cost,
                                  budget.limit - budget.fixed)[0]
         auto_cols = [field_columns(on, block, cfg.retrain_init) for on in mean_on.tolist()]
@@ -337,8 +367,10 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         methods["autodim"] = {**evaluate_both(auto, data, cfg.eval_batch_size), **measure(auto, data, cfg), **fit,
                               "dims": dict(zip(schema.fields, map(len, auto_cols))),
                               "active_dims_per_instance": sum(map(len, auto_cols))}
-        width = uniform_width(schema, cfg.model, ihas["embedding_params_per_instance"])
-        log(f"[baseline] uniform: every field {width} wide (the widest within iHAS's per-instance embedding parameters)")
+        within = "embedding_params" if shared else "embedding_params_per_instance"
+        width = uniform_width(schema, cfg.model, ihas[within])
+        log(f"[baseline] uniform: every field {width} wide (the widest within iHAS's "
+            f"{'ensemble' if shared else 'per-instance'} embedding parameters)")
         uniform = mixed_model(cfg, data, [list(range(width))] * schema.num_fields, search_model)
         fit = fit_model(uniform, data, cfg.retrain, run_dir / "baseline-uniform", log, cfg.eval_batch_size)
         methods["uniform"] = {**evaluate_both(uniform, data, cfg.eval_batch_size), **measure(uniform, data, cfg), **fit,
