@@ -3,7 +3,10 @@ ablations under ``results/ctr-ablations/``; ``ctr_track(results, ablations)`` re
 ``benchmarks/render.py`` to place in BENCHMARKS.md."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List
+
+import yaml
 
 from recarch.reproduce.stats import kendall_tau
 from render import machine_line
@@ -88,6 +91,18 @@ def sensitivity_lines(sensitivity) -> list:
 
 
 NORM_NAMES = {"layer": "LayerNorm", "batch": "BatchNorm"}
+SEARCH_PRESET = Path(__file__).resolve().parents[1] / "configs" / "ctr-search-small.yaml"  # bench_ctr.py's
+
+
+def rerun_hint(r: dict) -> str:
+    """A result searched with a normalisation the preset no longer defaults to, by a command that did not
+    name it: what to add to rerun it today."""
+    norm = r["search"]["space"].get("norm", "layer")
+    preset = yaml.safe_load(SEARCH_PRESET.read_text()).get("space", {}).get("norm", "layer")
+    if norm == preset or "space.norm" in r["command"]:
+        return ""
+    return (f" The preset searched with {NORM_NAMES[norm]} when this ran; to rerun it today add "
+            f"`--search-set space.norm={norm}`.")
 
 
 def space_line(space: dict) -> str:
@@ -135,7 +150,8 @@ def ctr_section(r: dict) -> list:
     out = [f"### {r['dataset']} — searched over {space_size(r['search']['space'])} with {norm}, retrained with dropout {dropout:g}", "",
            space_line(r["search"]["space"]), "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} "
-           f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process).", "",
+           f"Seeds {r['seeds']} (mean ± std). fp32 matmul peak {r['matmul_peak_gflops']:.1f} GFLOP/s (1024², same process)."
+           + rerun_hint(r), "",
            "| model | lr | test AUC | test log loss | MFLOPs/sample | params | embedding params | CPU µs/sample | "
            "train samples/s | p (AUC vs best baseline) |", "|---|---|---|---|---|---|---|---|---|---|"]
     rows = [(b["model"] + (" (best by valid AUC)" if b["model"] == r["best_baseline"] else ""), b, b.get("lr"), None)
