@@ -200,7 +200,7 @@ def main() -> int:
         ablations = sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))
         lines += ctr_track([json.loads(path.read_text()) for path in ctr],
                            [json.loads(path.read_text()) for path in ablations])
-    ihas = sorted((HERE / "results").glob("ihas-*.json"))
+    ihas = sorted((HERE / "results").glob("ihas-*.json"), key=lambda p: p.stem)  # a --tag variant after its default
     if ihas:
         from render_ihas import ihas_section
 
