@@ -27,7 +27,8 @@ from recarch.cost import machine_info
 from recarch.ctr.metrics import roc_auc
 from recarch.ctr.run import CTREvaluator, embedding_parameters
 from recarch.io import write_json_atomic
-from recarch.ihas.job import evaluate_both, fit_model, load_ihas_config, mixed_model
+from recarch.ihas.job import load_ihas_config, mixed_model
+from recarch.ihas.retrain import evaluate_both, fit_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -17,7 +17,8 @@ from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, un
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
-from recarch.ihas.job import GroupsTrainer, evaluate_ihas, field_columns, load_ihas_config
+from recarch.ihas.job import evaluate_ihas, field_columns, load_ihas_config
+from recarch.ihas.retrain import GroupsTrainer
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = CTRSchema(fields=["a", "b", "c"], vocab_sizes=[7, 50, 4], numeric=[])

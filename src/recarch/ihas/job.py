@@ -56,13 +56,14 @@ from recarch.cost.flops import count_flops
 from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
-from recarch.ctr.table import CTRData, CTRTable, TrainBatches, batches
+from recarch.ctr.table import CTRData, CTRTable, batches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.embedding import MixedDimEmbedding, block_columns
 from recarch.ihas.ensemble import IHASEnsemble, TableSharing
 from recarch.ihas.gates import GateConfig
+from recarch.ihas.retrain import GroupsTrainer, evaluate_both, fit_model, subset
 from recarch.ihas.search import field_weights, gate_outputs, pattern_summary, run_search
 from recarch.run import CostConfig, RunLog, unique_run_dir
 from recarch.train import TrainConfig
@@ -137,45 +138,6 @@ def load_ihas_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-class SubsetEvaluator(CTREvaluator):
-    """AUC and log loss on a split that may hold one class only (a small group): AUC is then ½, so
-    early stopping on AUC − log loss follows the log loss."""
-
-    def evaluate(self, model, split, protocols=None):
-        label = np.asarray(self.data.split(split).label)
-        if 0 < label.sum() < len(label):
-            return super().evaluate(model, split, protocols)
-        from recarch.ctr.metrics import log_loss
-        loss = log_loss(label, self.probabilities(model, split))
-        return {"ctr": {"auc": 0.5, "logloss": loss, "neg_logloss": -loss, "auc-logloss": 0.5 - loss, "rows": len(label)}}
-
-
-def subset(table: CTRTable, rows: np.ndarray) -> CTRTable:
-    return CTRTable(np.asarray(table.cat)[rows], np.asarray(table.num)[rows], np.asarray(table.label)[rows])
-
-
-class GroupsTrainer(CTRTrainer):
-    """An ensemble with shared tables trained on all the data: every group model scores every training row
-    and the loss is the mean of the groups' (validation, through CTRTrainer's evaluator, runs the routed
-    ensemble)."""
-
-    def forward_batch(self, cat: torch.Tensor, num: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return torch.stack([model(cat, num) for model in self.model.models])
-
-
-def fit_model(model: nn.Module, data: CTRData, train_cfg: TrainConfig, run_dir: Path, log, eval_batch_size: int,
-              trainer_cls=CTRTrainer) -> Dict[str, Any]:
-    """Train with the CTR trainer (early stopping on validation), keep the best epoch, evaluate it."""
-    evaluator = SubsetEvaluator(data, eval_batch_size)
-    trainer = trainer_cls(model, TrainBatches(data.train, train_cfg.batch_size, train_cfg.seed), evaluator, train_cfg,
-                         run_dir, log=log)
-    fit = trainer.fit()
-    trainer.load_best()
-    model.eval()
-    write_json_atomic(Path(run_dir) / "history.json", fit["history"])
-    return {"best_epoch": fit["best_epoch"], "epochs_run": fit["epoch"], "train_seconds": fit["train_seconds"]}
-
-
 def mixed_model(cfg: IHASConfig, data: CTRData, columns: Sequence[Sequence[int]], search_model: nn.Module) -> nn.Module:
     """A backbone with per-field ``columns``; warm-started from the search model when retrain_init is 'search'."""
     torch.manual_seed(cfg.retrain.seed)
@@ -199,11 +161,6 @@ def field_columns(blocks_on: Sequence[bool], block: int, init: str) -> List[int]
     columns — with the blocks' own positions two fields that kept different blocks would never interact."""
     cols = block_columns(blocks_on, block)
     return cols if init == "search" else list(range(len(cols)))
-
-
-def evaluate_both(model: nn.Module, data: CTRData, batch_size: int) -> Dict[str, Dict]:
-    ev = CTREvaluator(data, batch_size)
-    return {s: ev.evaluate(model, s)["ctr"] for s in ("valid", "test")}
 
 
 def measure(model: nn.Module, data: CTRData, cfg: IHASConfig, flops: Optional[float] = None) -> Dict[str, Any]:
