@@ -15,7 +15,7 @@ from recarch.ctr.table import CTRSchema
 from recarch.ihas.budget import fit_budget, fit_shared_budget, mean_cost, shared_cost
 from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
-from recarch.ihas.ensemble import IHASEnsemble
+from recarch.ihas.ensemble import IHASEnsemble, with_mixed_embedding
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
 from recarch.ihas.job import evaluate_ihas, field_columns, load_ihas_config
 from recarch.ihas.retrain import GroupsTrainer
@@ -228,6 +228,21 @@ def test_shared_tables_are_nested_and_stored_once(tmp_path):
     assert torch.equal(again(cat, num), out)
     with pytest.raises(ValueError, match="first d_f columns"):  # a shared table serves prefixes only
         MixedDimEmbedding(SCHEMA, 4, [[2, 3], [0], [0]], tables=a.embedding.tables)
+
+
+def test_a_one_group_shared_ensemble_starts_as_a_lone_model_of_the_same_dims():
+    """Paired comparison: from one seed, iHAS with one group and the AutoDim-like baseline of the same
+    dims start from the same weights and leave the random stream (dropout, later draws) in the same state."""
+    cfg = CTRModelConfig(name="deepfm", embed_dim=4, mlp=[8])
+    columns = [[0, 1, 2, 3], [0, 1], []]
+    torch.manual_seed(7)
+    lone = with_mixed_embedding(build_ctr_model(SCHEMA, cfg), SCHEMA, cfg, columns)
+    after_lone = torch.rand(3)
+    torch.manual_seed(7)
+    ens = IHASEnsemble(SCHEMA, cfg, GateConfig(), 2, [columns], num_codes=1, tables="shared")
+    assert torch.equal(torch.rand(3), after_lone)
+    ours, theirs = ens.models[0].state_dict(), lone.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_groups_trainer_loss_is_the_mean_of_every_group_model_on_every_row():

@@ -28,13 +28,11 @@ from recarch.ihas.gates import GateConfig, Gates
 from recarch.train import checkpoint
 
 
-def mixed_backbone(schema: CTRSchema, model_cfg: CTRModelConfig, columns: Sequence[Sequence[int]],
-                   tables=None) -> nn.Module:
-    """A backbone whose ``embedding`` is a mixed-dimension one with these per-field columns (reading
-    shared ``tables`` when given)."""
-    model = build_ctr_model(schema, model_cfg)
-    base = getattr(model, "embedding", None)
-    model.embedding = MixedDimEmbedding(schema, model_cfg.embed_dim, columns, numeric=base.numeric is not None,
+def with_mixed_embedding(model: nn.Module, schema: CTRSchema, model_cfg: CTRModelConfig,
+                         columns: Sequence[Sequence[int]], tables=None) -> nn.Module:
+    """``model`` (a backbone from ``build_ctr_model``) with its ``embedding`` replaced by a mixed-dimension
+    one with these per-field columns (reading shared ``tables`` when given)."""
+    model.embedding = MixedDimEmbedding(schema, model_cfg.embed_dim, columns, numeric=model.embedding.numeric is not None,
                                         init_std=model_cfg.init_std, tables=tables)
     return model
 
@@ -50,11 +48,19 @@ class IHASEnsemble(nn.Module):
         self.schema, self.model_cfg, self.gate_cfg, self.blocks = schema, model_cfg, gate_cfg, blocks
         self.group_columns = [[list(map(int, cols)) for cols in g] for g in group_columns]
         self.tables = tables
-        self.gates = Gates(schema, blocks, gate_cfg)
-        shared = None
-        if tables == "shared":
-            shared = nested_tables(schema, [[len(c) for c in g] for g in self.group_columns], model_cfg.init_std)
-        self.models = nn.ModuleList(mixed_backbone(schema, model_cfg, cols, shared) for cols in self.group_columns)
+        with torch.random.fork_rng(devices=[]):  # the gates are loaded from the search model anyway
+            self.gates = Gates(schema, blocks, gate_cfg)
+        # Each backbone draws its weights, then (the first) the shared tables, in the order a lone mixed
+        # model draws its own: one group from a seed starts as the AutoDim-like baseline of the same dims
+        # would, so the two compare paired.
+        dims = [[len(c) for c in g] for g in self.group_columns]
+        models, shared = [], None
+        for cols in self.group_columns:
+            model = build_ctr_model(schema, model_cfg)
+            if tables == "shared" and shared is None:
+                shared = nested_tables(schema, dims, model_cfg.init_std)
+            models.append(with_mixed_embedding(model, schema, model_cfg, cols, shared))
+        self.models = nn.ModuleList(models)
         if tables == "shared":  # the backbone's other tables (DeepFM's first order): group 0's for all
             for model in self.models[1:]:
                 for name, child in list(model.named_children()):

@@ -61,7 +61,7 @@ from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.embedding import MixedDimEmbedding, block_columns
-from recarch.ihas.ensemble import IHASEnsemble, TableSharing
+from recarch.ihas.ensemble import IHASEnsemble, TableSharing, with_mixed_embedding
 from recarch.ihas.gates import GateConfig
 from recarch.ihas.retrain import GroupsTrainer, evaluate_both, fit_model, subset
 from recarch.ihas.search import field_weights, gate_outputs, pattern_summary, run_search
@@ -142,10 +142,8 @@ def mixed_model(cfg: IHASConfig, data: CTRData, columns: Sequence[Sequence[int]]
     """A backbone with per-field ``columns``; warm-started from the search model when retrain_init is 'search'."""
     torch.manual_seed(cfg.retrain.seed)
     model = build_ctr_model(data.schema, cfg.model)
-    numeric = model.embedding.numeric is not None
     if cfg.retrain_init == "scratch":
-        model.embedding = MixedDimEmbedding(data.schema, cfg.model.embed_dim, columns, numeric, cfg.model.init_std)
-        return model
+        return with_mixed_embedding(model, data.schema, cfg.model, columns)
     state = {k: v for k, v in search_model.state_dict().items() if not k.startswith("embedding.")}
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys or any(not k.startswith("embedding.") for k in result.missing_keys):
