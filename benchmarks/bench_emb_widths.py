@@ -27,8 +27,8 @@ from recarch.cost import machine_info
 from recarch.ctr.metrics import roc_auc
 from recarch.ctr.run import CTREvaluator, embedding_parameters
 from recarch.io import write_json_atomic
-from recarch.ihas.job import load_ihas_config, mixed_model
-from recarch.ihas.retrain import evaluate_both, fit_model
+from recarch.ihas.job import load_ihas_config
+from recarch.ihas.retrain import evaluate_both, fit_model, mixed_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         aucs, diagnostics = [], []
         for seed in range(args.seed, args.seed + args.seeds):
             run_cfg = replace(cfg, retrain=replace(cfg.retrain, seed=seed))
-            model = mixed_model(run_cfg, data, [list(range(d)) for d in dims], None)
+            model = mixed_model(data, run_cfg.model, [list(range(d)) for d in dims], seed)
             fit_model(model, data, run_cfg.retrain, HERE / ".work" / "emb-widths" / f"{args.dataset}-full{full}{'-' + args.tag if args.tag else ''}-{label}-{seed}",
                       lambda *a, **k: None, run_cfg.eval_batch_size)
             aucs.append(evaluate_both(model, data, run_cfg.eval_batch_size)["test"]["auc"])

@@ -14,11 +14,11 @@ from recarch.ctr.run import embedding_parameters
 from recarch.ctr.table import CTRSchema
 from recarch.ihas.budget import fit_budget, fit_shared_budget, mean_cost, shared_cost
 from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
-from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns
+from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns, field_columns
 from recarch.ihas.ensemble import IHASEnsemble, with_mixed_embedding
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
-from recarch.ihas.job import evaluate_ihas, field_columns, load_ihas_config
-from recarch.ihas.retrain import GroupsTrainer
+from recarch.ihas.job import evaluate_ihas, load_ihas_config
+from recarch.ihas.retrain import GroupsTrainer, distilled
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = CTRSchema(fields=["a", "b", "c"], vocab_sizes=[7, 50, 4], numeric=[])
@@ -260,6 +260,31 @@ def test_groups_trainer_loss_is_the_mean_of_every_group_model_on_every_row():
     assert torch.allclose(trainer.loss(cat, num, label), expected)
 
 
+def test_distillation_trains_against_the_teachers_soft_labels():
+    from recarch.ctr.run import CTRTrainer
+    from recarch.ctr.table import CTRData, CTRTable, TrainBatches, batches
+    from recarch.train import TrainConfig
+    torch.manual_seed(0)
+    cat, num = toy_batch(40)
+    label = (torch.arange(40) % 4 == 0).float()
+    table = CTRTable(cat.numpy(), num.numpy(), label.numpy())
+    data = CTRData("toy", SCHEMA, table, table, table)
+    cfg = CTRModelConfig(name="dlrm", embed_dim=4, mlp=[8])
+    teacher, student = build_ctr_model(SCHEMA, cfg).eval(), build_ctr_model(SCHEMA, cfg).eval()
+    with torch.no_grad():
+        soft = torch.sigmoid(teacher(cat, num))
+    assert distilled(data, teacher, 0.0, 16) is data
+    taught = distilled(data, teacher, 0.25, 16)  # batches of 16: the teacher scores every training row
+    assert torch.allclose(torch.from_numpy(taught.train.label), 0.75 * label + 0.25 * soft, atol=1e-6)
+    assert taught.valid is data.valid and taught.test is data.test  # evaluation keeps the labels
+    # the trainer's loss on a distilled batch: (1 − α)·BCE(label) + α·BCE(teacher's probability)
+    trainer = CTRTrainer(student, TrainBatches(taught.train, 40, 0), None, TrainConfig(valid_protocol="ctr", valid_metric="auc"))
+    batch_cat, batch_num, target = next(batches(taught.train, 40))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    logits = student(cat, num)
+    assert torch.allclose(trainer.loss(batch_cat, batch_num, target), 0.75 * bce(logits, label) + 0.25 * bce(logits, soft))
+
+
 def test_a_shared_budget_narrows_the_widest_groups_of_the_cheapest_field():
     blocks = torch.ones(2, 2, 2, dtype=torch.bool)
     blocks[1, 0, 1] = False  # group 1 keeps one block of field 0
@@ -288,20 +313,25 @@ def test_config_errors_name_the_key():
         load_ihas_config(sets=["budget=1.5"])
     with pytest.raises(ConfigError, match="tables"):
         load_ihas_config(sets=["tables=shared", "retrain_init=search"])
+    with pytest.raises(ConfigError, match="distill"):
+        load_ihas_config(sets=["distill=1.5"])
 
 
 @pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
-@pytest.mark.parametrize("tables", ["per_group", "shared"])
-def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables):
+@pytest.mark.parametrize("tables,distill", [("per_group", 0.0), ("shared", 0.5)])
+def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables, distill):
     tiny = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
             "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
             "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35",
-            f"tables={tables}"]
+            f"tables={tables}", f"distill={distill}"]
     args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
             "--out-dir", str(tmp_path)]
     assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
     out = capsys.readouterr().out
     assert "[stage 1/3]" in out and "[stage 2/3]" in out and "[stage 3/3]" in out and "iHAS summary" in out
+    # the full model is trained before any retrained one (it is their teacher when distilling)
+    assert out.index("[baseline] full dimensions") < out.index("[stage 2/3]")
+    assert ("(the teacher, α = 0.5)" in out) == bool(distill)
     (run_dir,) = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     methods = summary["methods"]

@@ -59,6 +59,15 @@ def block_columns(blocks_on: Sequence[bool], block_size: int) -> List[int]:
     return [b * block_size + i for b, on in enumerate(blocks_on) if on for i in range(block_size)]
 
 
+def field_columns(blocks_on: Sequence[bool], block: int, init: str) -> List[int]:
+    """Where a field's kept dimensions sit in the backbone-wide token. Warm-started (``init='search'``): the
+    kept blocks' own columns (the search model's weights are copied there). From scratch: the first d_f
+    columns, so that the dot products of DLRM, FM and AutoInt between two fields run over min(d_a, d_b)
+    shared columns — with the blocks' own positions two fields that kept different blocks would never interact."""
+    cols = block_columns(blocks_on, block)
+    return cols if init == "search" else list(range(len(cols)))
+
+
 def nested_tables(schema: CTRSchema, dims: Sequence[Sequence[int]], init_std: float = 1e-4) -> nn.ModuleDict:
     """Tables several mixed-dimension embeddings share (``IHASConfig.tables = 'shared'``): per field one
     table as wide as the widest d_f in ``dims`` (one list of per-field widths per model), of which a model

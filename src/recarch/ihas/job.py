@@ -32,6 +32,9 @@ Choices the paper leaves open (see also the docstrings of gates, embedding, sear
   share of the training rows) are within ``budget`` × the full model's. The AutoDim-like baseline gets
   the same cap (its votes: the mean gate probabilities).
 * The full-dimension baseline is the backbone trained from scratch with the ``retrain`` settings.
+* ``distill`` (α, default 0: the paper's hard labels) is our addition: the group models and the
+  AutoDim-like and uniform baselines alike are retrained against (1 − α)·y + α·σ(z_full), the full-dimension
+  model's soft labels (``retrain.distilled``); the full model is then trained first, as their teacher.
 * The uniform baseline gives every field the same width, the widest whose embedding parameters fit within
   iHAS's per-instance figure, and is retrained like a group: does the search beat shrinking evenly?
 * Embedding parameters (nn.Embedding weights, as ``ctr.run.embedding_parameters`` counts them; DeepFM's
@@ -44,7 +47,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence
+from typing import Any, Dict, List, Literal, Optional
 
 import numpy as np
 import torch
@@ -60,10 +63,10 @@ from recarch.ctr.table import CTRData, CTRTable, batches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
-from recarch.ihas.embedding import MixedDimEmbedding, block_columns
-from recarch.ihas.ensemble import IHASEnsemble, TableSharing, with_mixed_embedding
+from recarch.ihas.embedding import field_columns
+from recarch.ihas.ensemble import IHASEnsemble, TableSharing
 from recarch.ihas.gates import GateConfig
-from recarch.ihas.retrain import GroupsTrainer, evaluate_both, fit_model, subset
+from recarch.ihas.retrain import GroupsTrainer, distilled, evaluate_both, fit_model, mixed_model, subset
 from recarch.ihas.search import field_weights, gate_outputs, pattern_summary, run_search
 from recarch.run import CostConfig, RunLog, unique_run_dir
 from recarch.train import TrainConfig
@@ -102,7 +105,8 @@ class IHASConfig:
     retrain_init: Literal["search", "scratch"] = "scratch"
     retrain_data: Literal["group", "all"] = "all"
     tables: TableSharing = "per_group"  # 'shared': the groups share nested embedding tables (and the budget caps them)
-    baselines: bool = True  # also train the full-dimension and the AutoDim-like models
+    baselines: bool = True  # also train the full-dimension, the AutoDim-like and the uniform models
+    distill: float = 0.0  # α: retrain against (1 − α)·label + α·the full-dimension model's probability
     eval_batch_size: int = 8192
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
@@ -123,6 +127,8 @@ class IHASConfig:
         if self.tables == "shared" and self.retrain_init != "scratch":
             raise err("tables: 'shared' needs retrain_init 'scratch' (groups read the first d_f columns of a "
                       f"shared table; a warm start keeps the search model's columns), got {self.retrain_init!r}")
+        if not 0 <= self.distill <= 1:
+            raise err(f"distill must be in [0, 1] (the full model's share of the retraining target), got {self.distill}")
         if not 0 <= self.min_group_fraction < 1:
             raise err(f"min_group_fraction must be in [0, 1), got {self.min_group_fraction}")
         if min(self.sparsity_weight, self.bipolar_weight, self.gate_lr, self.reg_warmup_epochs, self.reg_ramp_epochs) < 0:
@@ -138,29 +144,6 @@ def load_ihas_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def mixed_model(cfg: IHASConfig, data: CTRData, columns: Sequence[Sequence[int]], search_model: nn.Module) -> nn.Module:
-    """A backbone with per-field ``columns``; warm-started from the search model when retrain_init is 'search'."""
-    torch.manual_seed(cfg.retrain.seed)
-    model = build_ctr_model(data.schema, cfg.model)
-    if cfg.retrain_init == "scratch":
-        return with_mixed_embedding(model, data.schema, cfg.model, columns)
-    state = {k: v for k, v in search_model.state_dict().items() if not k.startswith("embedding.")}
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys or any(not k.startswith("embedding.") for k in result.missing_keys):
-        raise RuntimeError(f"warm start: weights do not fit ({result})")
-    model.embedding = MixedDimEmbedding.from_full(search_model.embedding.base, data.schema, columns)
-    return model
-
-
-def field_columns(blocks_on: Sequence[bool], block: int, init: str) -> List[int]:
-    """Where a field's kept dimensions sit in the backbone-wide token. Warm-started: the kept blocks'
-    own columns (the search model's weights are copied there). From scratch: the first d_f columns, so
-    that the dot products of DLRM, FM and AutoInt between two fields run over min(d_a, d_b) shared
-    columns — with the blocks' own positions two fields that kept different blocks would never interact."""
-    cols = block_columns(blocks_on, block)
-    return cols if init == "search" else list(range(len(cols)))
-
-
 def measure(model: nn.Module, data: CTRData, cfg: IHASConfig, flops: Optional[float] = None) -> Dict[str, Any]:
     """Parameters, embedding parameters, FLOPs per sample and (cost.enabled) CPU inference time."""
     cat, num, _ = next(batches(data.test, 1))
@@ -210,6 +193,19 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     search_model, search_info = run_search(cfg, data, run_dir / "search", log)
     write_json_atomic(run_dir / "search" / "history.json", search_info.pop("history"))
     timings["search"] = time.perf_counter() - start
+
+    # the full-dimension model: a baseline, and the retrained models' teacher when distilling (trained
+    # here, before any retrained model is drawn, so that it leaves their random streams alone)
+    full = None
+    if cfg.baselines or cfg.distill:
+        log("[baseline] full dimensions for all instances" + (f" (the teacher, α = {cfg.distill})" if cfg.distill else ""))
+        start = time.perf_counter()
+        torch.manual_seed(cfg.retrain.seed)
+        full = build_ctr_model(schema, cfg.model)
+        full_fit = fit_model(full, data, cfg.retrain, run_dir / "baseline-full", log, cfg.eval_batch_size)
+        timings["full"] = time.perf_counter() - start
+    train_data = distilled(data, full, cfg.distill, cfg.eval_batch_size)
+    warm = search_model if cfg.retrain_init == "search" else None
 
     # 2. cluster
     log(f"[stage 2/3] clustering: mode {cfg.cluster_mode}, k = {cfg.clusters}")
@@ -262,17 +258,17 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     if shared:
         log(f"[stage 3/3] retraining {len(columns)} group model(s) together on shared tables ({cfg.retrain_data} data)")
         trainer = GroupsTrainer if cfg.retrain_data == "all" else CTRTrainer
-        group_fits.append(fit_model(ensemble, data, cfg.retrain, run_dir / "retrain" / "shared", log,
+        group_fits.append(fit_model(ensemble, train_data, cfg.retrain, run_dir / "retrain" / "shared", log,
                                     cfg.eval_batch_size, trainer))
     else:
         for g, cols in enumerate(columns):
             log(f"[stage 3/3] retraining group {g + 1}/{len(columns)} ({cfg.retrain_init} init, {cfg.retrain_data} data)")
             if cfg.retrain_data == "group":
-                sub = CTRData(data.name, schema, *(subset(data.split(s), np.flatnonzero(groups[s] == g))
+                sub = CTRData(data.name, schema, *(subset(train_data.split(s), np.flatnonzero(groups[s] == g))
                                                    for s in ("train", "valid", "test")))
             else:
-                sub = data
-            model = mixed_model(cfg, data, cols, search_model)
+                sub = train_data
+            model = mixed_model(data, cfg.model, cols, cfg.retrain.seed, warm)
             fit = fit_model(model, sub, cfg.retrain, run_dir / "retrain" / f"group-{g}", log, cfg.eval_batch_size)
             ensemble.models[g].load_state_dict(model.state_dict())
             group_fits.append(fit)
@@ -302,14 +298,11 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     methods["ihas"] = ihas
 
     # baselines
+    if full is not None:
+        methods["full"] = {**evaluate_both(full, data, cfg.eval_batch_size), **measure(full, data, cfg), **full_fit,
+                           "active_dims_per_instance": schema.num_fields * cfg.model.embed_dim}
     if cfg.baselines:
         start = time.perf_counter()
-        log("[baseline] full dimensions for all instances")
-        torch.manual_seed(cfg.retrain.seed)
-        full = build_ctr_model(schema, cfg.model)
-        fit = fit_model(full, data, cfg.retrain, run_dir / "baseline-full", log, cfg.eval_batch_size)
-        methods["full"] = {**evaluate_both(full, data, cfg.eval_batch_size), **measure(full, data, cfg), **fit,
-                           "active_dims_per_instance": schema.num_fields * cfg.model.embed_dim}
         mean_on = (probs.mean(0) > 0.5)  # (F, K)
         if budget is not None:  # the same cap, with no gate network to pay for (one group: both caps agree)
             mean_on = fit_budget(mean_on[None], probs.mean(0)[None], torch.ones(1), budget.block_cost,
@@ -317,8 +310,8 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         auto_cols = [field_columns(on, block, cfg.retrain_init) for on in mean_on.tolist()]
         log(f"[baseline] AutoDim-like: one searched dimension per field for all instances: "
             f"{dict(zip(schema.fields, map(len, auto_cols)))}")
-        auto = mixed_model(cfg, data, auto_cols, search_model)
-        fit = fit_model(auto, data, cfg.retrain, run_dir / "baseline-autodim", log, cfg.eval_batch_size)
+        auto = mixed_model(data, cfg.model, auto_cols, cfg.retrain.seed, warm)
+        fit = fit_model(auto, train_data, cfg.retrain, run_dir / "baseline-autodim", log, cfg.eval_batch_size)
         methods["autodim"] = {**evaluate_both(auto, data, cfg.eval_batch_size), **measure(auto, data, cfg), **fit,
                               "dims": dict(zip(schema.fields, map(len, auto_cols))),
                               "active_dims_per_instance": sum(map(len, auto_cols))}
@@ -326,11 +319,12 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         width = uniform_width(schema, cfg.model, ihas[within])
         log(f"[baseline] uniform: every field {width} wide (the widest within iHAS's "
             f"{'ensemble' if shared else 'per-instance'} embedding parameters)")
-        uniform = mixed_model(cfg, data, [list(range(width))] * schema.num_fields, search_model)
-        fit = fit_model(uniform, data, cfg.retrain, run_dir / "baseline-uniform", log, cfg.eval_batch_size)
+        uniform = mixed_model(data, cfg.model, [list(range(width))] * schema.num_fields, cfg.retrain.seed, warm)
+        fit = fit_model(uniform, train_data, cfg.retrain, run_dir / "baseline-uniform", log, cfg.eval_batch_size)
         methods["uniform"] = {**evaluate_both(uniform, data, cfg.eval_batch_size), **measure(uniform, data, cfg), **fit,
                               "width": width, "active_dims_per_instance": width * schema.num_fields}
-        timings["baselines"] = time.perf_counter() - start
+        timings["baselines"] = timings.pop("full") + time.perf_counter() - start
+    if full is not None:
         ref = methods["full"]["embedding_params"]
         for name, m in methods.items():
             m["embedding_params_vs_full"] = m["embedding_params"] / ref

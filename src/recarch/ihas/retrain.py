@@ -1,18 +1,51 @@
-"""Training iHAS's retrained models: one backbone (a group model or a baseline) with early stopping, or
-the whole shared-table ensemble at once (:class:`GroupsTrainer`)."""
+"""iHAS's retrained models: building one with per-field dimensions (:func:`mixed_model`), its training
+targets (:func:`distilled`), training it (a group model or a baseline) with early stopping, or the whole
+shared-table ensemble at once (:class:`GroupsTrainer`)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRTable, TrainBatches
+from recarch.ihas.embedding import MixedDimEmbedding
+from recarch.ihas.ensemble import with_mixed_embedding
 from recarch.io import write_json_atomic
 from recarch.train import TrainConfig
+
+
+def mixed_model(data: CTRData, model_cfg: CTRModelConfig, columns: Sequence[Sequence[int]], seed: int,
+                search_model: Optional[nn.Module] = None) -> nn.Module:
+    """A backbone with per-field ``columns``, drawn from ``seed``; warm-started from ``search_model`` (its
+    dense weights and the kept columns of its tables) when one is given."""
+    torch.manual_seed(seed)
+    model = build_ctr_model(data.schema, model_cfg)
+    if search_model is None:
+        return with_mixed_embedding(model, data.schema, model_cfg, columns)
+    state = {k: v for k, v in search_model.state_dict().items() if not k.startswith("embedding.")}
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys or any(not k.startswith("embedding.") for k in result.missing_keys):
+        raise RuntimeError(f"warm start: weights do not fit ({result})")
+    model.embedding = MixedDimEmbedding.from_full(search_model.embedding.base, data.schema, columns)
+    return model
+
+
+def distilled(data: CTRData, teacher: nn.Module, alpha: float, batch_size: int) -> CTRData:
+    """``data`` with the training targets (1 − α)·y + α·σ(z_teacher): knowledge distillation from the
+    full-dimension model, as once-for-all trains its sub-networks against the largest network's soft
+    labels. The binary cross entropy against this target is (1 − α)·BCE(y) + α·BCE(σ(z_teacher)), since it is
+    linear in the target. Validation and test keep their labels; α = 0 returns ``data`` itself."""
+    if alpha == 0:
+        return data
+    soft = CTREvaluator(data, batch_size).probabilities(teacher, "train")
+    label = ((1 - alpha) * np.asarray(data.train.label) + alpha * soft).astype(np.float32)
+    return replace(data, train=CTRTable(data.train.cat, data.train.num, label))
 
 
 class SubsetEvaluator(CTREvaluator):
