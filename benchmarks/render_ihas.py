@@ -25,11 +25,20 @@ def _p(test) -> str:
     return "—" if test is None else f"p {test['p']:.2f}{' *' if test['p'] < 0.05 else ''}"
 
 
+def distill_text(alpha: float) -> str:
+    if not alpha:
+        return ""
+    return (f"; the iHAS groups and the AutoDim-like and uniform baselines alike retrained against (1 − α)·label + "
+            f"α·the full model's probability, α = {alpha} (the full model, trained first on the labels, is their teacher)")
+
+
 def ihas_section(result: dict) -> List[str]:
     ds, rows = result["dataset"], result["rows"]
     c = result.get("config") or {}
     shared = c.get("tables") == "shared"
-    title = f"### iHAS — {ds}" + (", the groups sharing their embedding tables" if shared else "")
+    alpha = c.get("distill", 0.0)
+    title = (f"### iHAS — {ds}" + (", the groups sharing their embedding tables" if shared else "")
+             + (f", distilled from the full model (α = {alpha})" if alpha else ""))
     out = [title, "", f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", ""]
     if c:
         g = c["gate"]
@@ -40,7 +49,8 @@ def ihas_section(result: dict) -> List[str]:
                 f"epochs then ramped over {c['reg_ramp_epochs']}; search {c['search']['epochs']} epochs; "
                 f"k = {c['clusters']} ({c['cluster_mode']}); retraining: {c['retrain_init']} init on {c['retrain_data']} "
                 f"data{', the group models trained together on shared nested tables' if shared else ''}, lr {c['retrain']['lr']}, "
-                f"early stopping (patience {c['retrain']['patience']}){overrides_text(result.get('overrides'))}.", ""]
+                f"early stopping (patience {c['retrain']['patience']}){distill_text(alpha)}"
+                f"{overrides_text(result.get('overrides'))}.", ""]
     total = ("the shared tables, each field's as wide as its widest group, DeepFM's first-order table once, "
              "and the gate network's own embedding" if shared else "all groups' tables plus the gate network's own embedding")
     out += ["Embedding parameters count every `nn.Embedding` weight (DeepFM's first-order table included, for every "
