@@ -279,9 +279,9 @@ def test_distillation_trains_against_the_teachers_soft_labels():
     assert taught.valid is data.valid and taught.test is data.test  # evaluation keeps the labels
     # the trainer's loss on a distilled batch: (1 − α)·BCE(label) + α·BCE(teacher's probability)
     trainer = CTRTrainer(student, TrainBatches(taught.train, 40, 0), None, TrainConfig(valid_protocol="ctr", valid_metric="auc"))
-    batch_cat, batch_num, target = next(batches(taught.train, 40))
+    batch_cat, batch_num, target = next(batches(taught.train, 40))  # in order: the rows of label and soft
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    logits = student(cat, num)
+    logits = student(batch_cat, batch_num)
     assert torch.allclose(trainer.loss(batch_cat, batch_num, target), 0.75 * bce(logits, label) + 0.25 * bce(logits, soft))
 
 
