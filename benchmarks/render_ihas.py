@@ -38,7 +38,8 @@ def ihas_section(result: dict) -> List[str]:
     shared = c.get("tables") == "shared"
     alpha = c.get("distill", 0.0)
     title = (f"### iHAS — {ds}" + (", the groups sharing their embedding tables" if shared else "")
-             + (f", distilled from the full model (α = {alpha})" if alpha else ""))
+             + (f", distilled from the full model (α = {alpha})" if alpha else "")
+             + (f" — `--tag {result['tag']}`" if result.get("tag") else ""))
     out = [title, "", f"Command: `{result['command']}` — {machine_line(result['machine'], result['seed'])}", ""]
     if c:
         g = c["gate"]
