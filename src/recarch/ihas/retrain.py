@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recarch.ctr.metrics import log_loss
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRTable, TrainBatches
@@ -56,7 +57,6 @@ class SubsetEvaluator(CTREvaluator):
         label = np.asarray(self.data.split(split).label)
         if 0 < label.sum() < len(label):
             return super().evaluate(model, split, protocols)
-        from recarch.ctr.metrics import log_loss
         loss = log_loss(label, self.probabilities(model, split))
         return {"ctr": {"auc": 0.5, "logloss": loss, "neg_logloss": -loss, "auc-logloss": 0.5 - loss, "rows": len(label)}}
 
