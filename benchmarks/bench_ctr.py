@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -23,13 +24,15 @@ import numpy as np
 import torch
 import yaml
 
+from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.cost.report import matmul_peak_gflops
 from recarch.cost.flops import count_flops
 from recarch.ctr.models import build_ctr_model
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
 from recarch.ctr.retrain import retrain_config
-from recarch.ctr.search import load_search_config, search_ctr
+from recarch.ctr.search import CTRSearchConfig, load_search_config, one_test_row, search_ctr, trained_path_mflops
+from recarch.ctr.supernet import NASRecSupernet
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
 
@@ -60,7 +63,7 @@ def hand_sized_mlp(dataset: str, name: str, budget_mflops: float, args) -> Optio
     baseline ``name`` fits the search's FLOPs budget: what shrinking the best hand design by hand gives."""
     cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], [f"data.dataset={dataset}", f"model.name={name}", *args.set])
     data = load_data(cfg, args.data_dir)
-    one = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+    one = one_test_row(data)
     depth = len(cfg.model.mlp)
     for width in range(max(cfg.model.mlp) // 8 * 8, 0, -8):
         model = build_ctr_model(data.schema, replace(cfg.model, mlp=[width] * depth)).eval()
@@ -110,15 +113,23 @@ def variant_name(norm: str, tag: str) -> str:
     return f"{norm}norm" + (f"-{tag}" if tag else "")
 
 
+def search_config(dataset: str, budget_mflops: float, args) -> CTRSearchConfig:
+    return load_search_config([ROOT / "configs/ctr-search-small.yaml"],
+                              [f"data.dataset={dataset}", f"train.seed={args.seed}", f"retrain.seed={args.seed}",
+                               f"train.threads={args.threads}", f"cost.threads={args.threads}",
+                               f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}",
+                               f"retrain_lrs={list(args.lrs)}", *args.search_set])
+
+
 def search(dataset: str, budget_mflops: float, args) -> dict:
-    cfg = load_search_config([ROOT / "configs/ctr-search-small.yaml"],
-                             [f"data.dataset={dataset}", f"train.seed={args.seed}", f"retrain.seed={args.seed}",
-                              f"train.threads={args.threads}", f"cost.threads={args.threads}",
-                              f"hardware={ROOT / 'configs/pim.yaml'}", f"budget_mflops={budget_mflops}",
-                              f"retrain_lrs={list(args.lrs)}", *args.search_set])
+    cfg = search_config(dataset, budget_mflops, args)
     run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
     if args.reuse_search and (run_dir / "summary.json").exists():
-        return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
+        summary = json.loads((run_dir / "summary.json").read_text())
+        supernet = summary["supernet"]
+        if "train_gflops_per_s" not in supernet:  # a search from before it recorded them
+            supernet.update(replayed_supernet_flops(load_search_config([run_dir / "config.yaml"]), supernet, args.data_dir))
+        return {"run_dir": str(run_dir), **summary}
     shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
     return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
 
@@ -145,7 +156,7 @@ def placement_effect(run_dir: Path, args) -> dict:
     cfg = load_search_config([run_dir / "config.yaml"])
     hardware = hw.load_hardware(cfg.hardware)
     data = load_data(CTRRunConfig(data=cfg.data), args.data_dir)
-    example = (torch.from_numpy(np.array(data.test.cat[:1])), torch.from_numpy(np.array(data.test.num[:1])))
+    example = one_test_row(data)
     codesigned = frozenset(json.loads((run_dir / "arch-codesign.json").read_text())["placement"])
     out, sensitivity = {}, {}
     for mode in ("arch", "codesign"):
@@ -203,16 +214,37 @@ def same_network(run_dir: Path) -> bool:
     return load_arch(str(run_dir / "arch-arch.json"))[1].network_key() == load_arch(str(run_dir / "arch-codesign.json"))[1].network_key()
 
 
-def supernet_peak_fraction(summary: dict, run_dir: Path, peak: float) -> float:
-    """Training GFLOP/s of the supernet (3 × the mean forward FLOPs of the randomly drawn paths per
-    sample, times samples/s) over the matmul peak."""
-    history = json.loads((run_dir / "evolution-arch.json").read_text())
-    population = summary["config_population"]
-    mean_flops = np.mean([h["mflops"] for h in history[:population]]) * 1e6
-    return 3 * mean_flops * summary["supernet"]["train_samples_per_s"] / 1e9 / peak
+def replayed_supernet_flops(cfg: CTRSearchConfig, supernet: dict, data_dir: Optional[str]) -> dict:
+    """Mean forward MFLOPs of the paths a finished supernet trained on (its sampler replayed over
+    ``supernet["epochs"]`` full epochs) and its training GFLOP/s at the recorded samples/s."""
+    data = load_data(CTRRunConfig(data=cfg.data), data_dir)
+    steps = supernet["epochs"] * -(-len(data.train) // cfg.train.batch_size)
+    mflops = trained_path_mflops(NASRecSupernet(data.schema, cfg.space), cfg, steps, one_test_row(data))
+    return {"mean_path_mflops": mflops, "train_gflops_per_s": 3 * mflops * supernet["train_samples_per_s"] / 1e3}
 
 
-def main(argv=None) -> int:
+def recount_supernet_flops(path: Path, data_dir: Optional[str]) -> None:
+    """Recount a result written before the search recorded its supernet's GFLOP/s: that result divided
+    3 × the mean FLOPs of the evolution's first candidates — drawn under the FLOPs budget, 20-60× smaller
+    than the random paths the supernet trains on — by the matmul peak. The paths are replayed from the
+    search's seed over the epochs it trained (their FLOPs need no weights); the samples/s are the run's."""
+    result = json.loads(path.read_text())
+    args = parser().parse_args(shlex.split(result["command"])[2:])
+    cfg = search_config(result["dataset"], result["budget_mflops"], args)
+    if cfglib.to_dict(cfg.space) != result["search"]["space"]:
+        raise SystemExit(f"{path}: the search space rebuilt from its command differs from the recorded one")
+    supernet = result["search"]["supernet"]
+    supernet.update(replayed_supernet_flops(cfg, supernet, data_dir or args.data_dir))
+    mflops = supernet["mean_path_mflops"]
+    result["ratios"]["supernet_fraction_of_peak"] = supernet["train_gflops_per_s"] / result["matmul_peak_gflops"]
+    result["supernet_flops_recounted"] = {"machine": machine_info(1), "command": "python benchmarks/bench_ctr.py "
+                                          f"--recount-supernet-flops {path.name}"}
+    write_json_atomic(path, result)
+    print(f"{path.name}: paths {mflops:.2f} MFLOPs/sample, {supernet['train_gflops_per_s']:.1f} GFLOP/s, "
+          f"{result['ratios']['supernet_fraction_of_peak']:.1%} of the matmul peak")
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["frappe"])
     ap.add_argument("--threads", type=int, default=1)
@@ -228,7 +260,17 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    ap.add_argument("--recount-supernet-flops", nargs="+", metavar="RESULT.json", default=[],
+                    help="only recount the supernet GFLOP/s of earlier results (see recount_supernet_flops)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.recount_supernet_flops:
+        for name in args.recount_supernet_flops:
+            recount_supernet_flops(Path(args.out_dir) / Path(name).name, args.data_dir)
+        return 0
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)  # the commit the runs start from
     for dataset in args.datasets:
@@ -242,7 +284,6 @@ def main(argv=None) -> int:
         budget = summary["budget_mflops"]  # a reused search keeps its own budget
         run_dir = Path(summary["run_dir"])
         cfg = load_search_config([run_dir / "config.yaml"])
-        summary["config_population"] = cfg.evolution.population
         modes = summary["modes"]
         mlp = hand_sized_mlp(dataset, best["model"], budget, args)
         hand = None if mlp is None else {**tuned_baseline(dataset, best["model"], seeds, args, mlp), "mlp": mlp}
@@ -279,7 +320,7 @@ def main(argv=None) -> int:
                 "pim_latency_arch_over_codesign": arch["search"]["pim_latency_ms"] / co["search"]["pim_latency_ms"],
                 "flops_arch_over_codesign": arch["flops_per_sample"] / co["flops_per_sample"],
                 "same_network": same_network(run_dir),
-                "supernet_fraction_of_peak": supernet_peak_fraction(summary, run_dir, peak),
+                "supernet_fraction_of_peak": summary["supernet"]["train_gflops_per_s"] / peak,
             },
             "wall_seconds": time.perf_counter() - started,
         }

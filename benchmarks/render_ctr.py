@@ -195,8 +195,12 @@ def ctr_section(r: dict) -> list:
                    f"{', '.join(m['winner'].get('placement', [])) or '—'} |")
     t = r["search"]["timings"]
     out += ["", f"Search wall time: supernet training {sn['seconds']:.0f} s ({sn['epochs']} epochs, "
-            f"{sn['train_samples_per_s']:.0f} samples/s, ≈{q['supernet_fraction_of_peak']:.1%} of the matmul peak "
-            f"counting 3× the mean forward FLOPs of the sampled paths), evolution "
+            f"{sn['train_samples_per_s']:.0f} samples/s, {sn['train_gflops_per_s']:.1f} GFLOP/s = "
+            f"{q['supernet_fraction_of_peak']:.0%} of the matmul peak, counting 3× the forward FLOPs of the random "
+            f"paths it trained on, {sn['mean_path_mflops']:.2f} MFLOPs/sample on average"
+            + (f"; recounted at `{r['supernet_flops_recounted']['machine']['git_commit'][:10]}` by replaying them, "
+               "as earlier results counted the budget-sized candidates instead"
+               if "supernet_flops_recounted" in r else "") + "), evolution "
             + ", ".join(f"{k.split('_')[1]} {v:.0f} s" for k, v in t.items() if k.startswith("evolution"))
             + ", retraining (the runs' training time, reused runs included) "
             + ", ".join(f"{mode} {sum(c['train_seconds'] for c in m['top']):.0f} s" for mode, m in r["modes"].items())

@@ -35,6 +35,7 @@ from torch import nn
 
 from recarch import config as cfglib
 from recarch.cost import machine_info
+from recarch.cost.flops import count_flops
 from recarch.ctr import hardware as hwlib
 from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
@@ -182,8 +183,34 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> T
         log(f"supernet: reusing the trained weights in {run_dir / 'supernet'}")
     trainer.fit(resume=reuse)
     trainer.load_best()
-    fit = {k: trainer.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
+    fit = {k: trainer.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds", "step")}
     return net.eval(), fit
+
+
+def one_test_row(data: CTRData) -> Tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(np.array(data.test.cat[:1], dtype=np.int64)),
+            torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
+
+
+def trained_path_mflops(net: NASRecSupernet, cfg: CTRSearchConfig, steps: int, example, max_paths: int = 256) -> float:
+    """Mean forward MFLOPs per sample of the sub-networks the supernet was trained on: its
+    :class:`PathSampler` replayed from the seed over the ``steps`` training steps (every k-th path
+    counted, at most ``max_paths``). A path's FLOPs depend on its architecture alone, not on the weights.
+    The random paths are far larger than the candidates the evolution keeps under the FLOPs budget."""
+    sampler = PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps)
+    paths = [sampler.next(step) for step in range(steps)]
+    every = max(1, -(-steps // max_paths))
+    return float(np.mean([count_flops(FixedPath(net, arch), example)["flops"] for arch in paths[::every]])) / 1e6
+
+
+def supernet_throughput(net: NASRecSupernet, cfg: CTRSearchConfig, fit: Dict, example) -> Dict[str, float]:
+    """Samples/s and GFLOP/s of the supernet's training loop (3 × the forward FLOPs of the paths drawn,
+    the usual forward + backward count), over all its epochs."""
+    seconds = sum(h["seconds"] for h in fit["history"])
+    samples = sum(h["samples_per_s"] * h["seconds"] for h in fit["history"])
+    mflops = trained_path_mflops(net, cfg, fit["step"], example)
+    return {"train_samples_per_s": samples / seconds, "mean_path_mflops": mflops,
+            "train_gflops_per_s": 3 * mflops * 1e6 * samples / seconds / 1e9}
 
 
 class CandidateScorer:
@@ -195,8 +222,7 @@ class CandidateScorer:
         self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
         self.evaluator = CTREvaluator(data, 8192)
         self.calibration = calibration_batches(data, cfg)
-        self.example = (torch.from_numpy(np.array(data.test.cat[:1], dtype=np.int64)),
-                        torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
+        self.example = one_test_row(data)
         self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
         self.cache: Dict[str, Dict] = {}
         self.flops: Dict[str, float] = {}
@@ -324,13 +350,14 @@ def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Op
     start = time.perf_counter()
     net, fit = train_supernet(cfg, data, run_dir, log)
     timings["supernet_s"] = time.perf_counter() - start
-    samples_per_s = float(np.mean([h["samples_per_s"] for h in fit["history"]]))
+    throughput = supernet_throughput(net, cfg, fit, one_test_row(data))
+    log(f"supernet: {throughput['train_samples_per_s']:.0f} samples/s, {throughput['train_gflops_per_s']:.1f} GFLOP/s "
+        f"(paths drawn: {throughput['mean_path_mflops']:.2f} MFLOPs/sample forward)")
 
     summary: Dict[str, Any] = {"dataset": data.name, "space": cfglib.to_dict(cfg.space), "budget_mflops": cfg.budget_mflops,
                                "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"],
                                             "valid_auc_mean_paths": fit["best_score"], "seconds": fit["train_seconds"],
-                                            "train_samples_per_s": samples_per_s,
-                                            "params": sum(p.numel() for p in net.parameters())},
+                                            **throughput, "params": sum(p.numel() for p in net.parameters())},
                                "modes": {}, "machine": machine_info(cfg.train.threads or None)}
     modes = ["arch"] + (["codesign"] if hw is not None else [])
     for mode in modes:
