@@ -223,22 +223,26 @@ def replayed_supernet_flops(cfg: CTRSearchConfig, supernet: dict, data_dir: Opti
     return {"mean_path_mflops": mflops, "train_gflops_per_s": 3 * mflops * supernet["train_samples_per_s"] / 1e3}
 
 
-def recount_supernet_flops(path: Path, data_dir: Optional[str]) -> None:
+def recount_supernet_flops(path: Path, data_dir: Optional[str], search_sets: List[str]) -> None:
     """Recount a result written before the search recorded its supernet's GFLOP/s: that result divided
     3 × the mean FLOPs of the evolution's first candidates — drawn under the FLOPs budget, 20-60× smaller
     than the random paths the supernet trains on — by the matmul peak. The paths are replayed from the
-    search's seed over the epochs it trained (their FLOPs need no weights); the samples/s are the run's."""
+    search's seed over the epochs it trained (their FLOPs need no weights); the samples/s are the run's.
+    The search config is rebuilt from the result's command plus ``search_sets`` (for options added to the
+    preset since) and must agree with the space the result recorded."""
     result = json.loads(path.read_text())
     args = parser().parse_args(shlex.split(result["command"])[2:])
+    args.search_set += search_sets
     cfg = search_config(result["dataset"], result["budget_mflops"], args)
-    if cfglib.to_dict(cfg.space) != result["search"]["space"]:
-        raise SystemExit(f"{path}: the search space rebuilt from its command differs from the recorded one")
+    space, recorded = cfglib.to_dict(cfg.space), result["search"]["space"]
+    if any(space[k] != v for k, v in recorded.items()):
+        raise SystemExit(f"{path}: the search space rebuilt from its command, {space}, differs from the recorded {recorded}")
     supernet = result["search"]["supernet"]
     supernet.update(replayed_supernet_flops(cfg, supernet, data_dir or args.data_dir))
     mflops = supernet["mean_path_mflops"]
     result["ratios"]["supernet_fraction_of_peak"] = supernet["train_gflops_per_s"] / result["matmul_peak_gflops"]
     result["supernet_flops_recounted"] = {"machine": machine_info(1), "command": "python benchmarks/bench_ctr.py "
-                                          f"--recount-supernet-flops {path.name}"}
+                                          f"--recount-supernet-flops {path.name}" + "".join(f" --search-set {x}" for x in search_sets)}
     write_json_atomic(path, result)
     print(f"{path.name}: paths {mflops:.2f} MFLOPs/sample, {supernet['train_gflops_per_s']:.1f} GFLOP/s, "
           f"{result['ratios']['supernet_fraction_of_peak']:.1%} of the matmul peak")
@@ -269,7 +273,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.recount_supernet_flops:
         for name in args.recount_supernet_flops:
-            recount_supernet_flops(Path(args.out_dir) / Path(name).name, args.data_dir)
+            recount_supernet_flops(Path(args.out_dir) / Path(name).name, args.data_dir, args.search_set)
         return 0
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)  # the commit the runs start from
