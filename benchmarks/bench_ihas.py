@@ -89,7 +89,8 @@ def seed_stats(rows: list) -> dict:
 
 
 def run_one(dataset: str, backbone: str, seed: int, presets: list, args) -> dict:
-    """One (dataset, backbone, seed) run's summary; with ``--reuse`` a finished run folder is read back."""
+    """One (dataset, backbone, seed) run's summary; with ``--reuse`` a finished run folder is read back
+    and an interrupted one resumed."""
     run_dir = HERE / ".work" / "ihas" / f"{dataset}-{backbone}-seed{seed}{suffix(args.tag)}"
     if args.reuse and (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
@@ -97,7 +98,7 @@ def run_one(dataset: str, backbone: str, seed: int, presets: list, args) -> dict
                                      f"search.seed={seed}", f"retrain.seed={seed}",
                                      f"search.threads={args.threads}", f"retrain.threads={args.threads}",
                                      f"cost.threads={args.threads}", "baselines=true", *args.set])
-    return run_ihas(cfg, args.data_dir, run_dir, echo=not args.quiet)
+    return run_ihas(cfg, args.data_dir, run_dir, echo=not args.quiet, resume=args.reuse)
 
 
 def suffix(tag: str) -> str:
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--seeds", type=int, default=1, help="run every backbone for this many seeds from --seed")
-    ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/ihas")
+    ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/ihas, resume interrupted ones")
     ap.add_argument("--config", action="append", default=None, metavar="PRESET.yaml",
                     help="iHAS preset(s) (default configs/ihas-quick.yaml)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every run")

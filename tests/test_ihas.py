@@ -317,13 +317,16 @@ def test_config_errors_name_the_key():
         load_ihas_config(sets=["distill=1.5"])
 
 
-@pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
+TINY = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
+        "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
+        "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35"]
+needs_frappe = pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
+
+
+@needs_frappe
 @pytest.mark.parametrize("tables,distill", [("per_group", 0.0), ("shared", 0.5)])
 def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables, distill):
-    tiny = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
-            "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
-            "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35",
-            f"tables={tables}", f"distill={distill}"]
+    tiny = TINY + [f"tables={tables}", f"distill={distill}"]
     args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
             "--out-dir", str(tmp_path)]
     assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
@@ -374,3 +377,41 @@ def test_groups_that_would_retrain_the_same_model_are_merged():
     assert merged.info["num_groups"] == 2 and merged.labels.tolist() == [0] * 7 + [1] * 2
     assert torch.equal(merged.router(patterns), merged.labels)
     assert merge_identical(result, result.blocks).info["num_groups"] == 3  # blocks differ: kept apart
+
+
+class Interrupted(Exception):
+    pass
+
+
+@needs_frappe
+def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    from recarch.ctr.run import CTRTrainer
+
+    args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3"]
+    sets = [x for s in TINY + ["retrain.epochs=2", "retrain.patience=0"] for x in ("--set", s)]
+    assert main(args + ["--out-dir", str(tmp_path / "whole")] + sets) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+
+    train_epoch = CTRTrainer.train_epoch
+
+    def killed_in_the_autodim_baseline(self, epoch):  # its second epoch: every stage before it has finished
+        if self.run_dir.name == "baseline-autodim" and epoch == 2:
+            raise Interrupted
+        return train_epoch(self, epoch)
+
+    monkeypatch.setattr(CTRTrainer, "train_epoch", killed_in_the_autodim_baseline)
+    with pytest.raises(Interrupted):
+        main(args + ["--out-dir", str(tmp_path / "cut")] + sets)
+    (cut,) = (tmp_path / "cut").iterdir()
+    assert not (cut / "summary.json").exists()
+    monkeypatch.setattr(CTRTrainer, "train_epoch", train_epoch)
+    capsys.readouterr()
+    assert main(["--data-dir", str(DATA), "ihas", "--resume", str(cut)]) == 0
+    out = capsys.readouterr().out
+    for folder in ("search", "baseline-full", "retrain/group-0", "baseline-autodim"):
+        assert f"resumed after epoch {1 if folder == 'baseline-autodim' else 2} from {cut / folder}" in out
+    a, b = (json.loads((run / "summary.json").read_text()) for run in (whole, cut))
+    assert b["clusters"] == a["clusters"]
+    for name in a["methods"]:
+        assert b["methods"][name]["test"] == a["methods"][name]["test"], name
+        assert b["methods"][name]["valid"] == a["methods"][name]["valid"], name

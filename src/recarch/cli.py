@@ -189,8 +189,11 @@ def _ihas(args) -> int:
     from recarch.ihas.job import load_ihas_config, run_ihas
 
     options = _options(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
-    cfg = load_ihas_config(args.config, args.set, options)
-    summary = run_ihas(cfg, data_dir=args.data_dir)
+    if args.resume:
+        cfg = load_ihas_config([Path(args.resume) / "config.yaml"], args.set)
+    else:
+        cfg = load_ihas_config(args.config, args.set, options)
+    summary = run_ihas(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     print(f"results in {summary['run_dir']} (summary.json, ensemble/, search/, cluster/, retrain/, baseline-*/)")
     return 0
 
@@ -303,6 +306,8 @@ def parser() -> argparse.ArgumentParser:
     ih.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="e.g. configs/ihas-quick.yaml")
     ih.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. target=0.3")
     ih.add_argument("--out-dir")
+    ih.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished stages are reloaded, "
+                    "the interrupted one goes on from its last epoch (its config.yaml, plus any --set)")
     ih.set_defaults(func=_ihas)
 
     rp = sub.add_parser("reproduce", help="the EASRec paper's Table III / IV / V or Fig. 4 on a dataset, beside its numbers")

@@ -170,7 +170,10 @@ def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.
 
 # ---- the job -------------------------------------------------------------------------------------
 def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None, echo: bool = True,
-             data: Optional[CTRData] = None) -> Dict[str, Any]:
+             data: Optional[CTRData] = None, resume: bool = False) -> Dict[str, Any]:
+    """The whole job in ``run_dir``. ``resume``: every training goes on from its last checkpoint in the
+    folder (a finished one is reloaded, one not yet begun starts); each stage draws from its own seed, so
+    a resumed run ends as the uninterrupted one would."""
     cfg.validate()
     run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ihas-{cfg.model.name}-{cfg.data.dataset}"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -187,10 +190,13 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     schema, block = data.schema, cfg.model.embed_dim // cfg.blocks
     weights = field_weights(schema, "params")
 
+    def train(model: nn.Module, on: CTRData, folder: str, trainer=CTRTrainer) -> Dict[str, Any]:
+        return fit_model(model, on, cfg.retrain, run_dir / folder, log, cfg.eval_batch_size, trainer, resume)
+
     # 1. search
     log(f"[stage 1/3] search: {cfg.search.epochs} epochs")
     start = time.perf_counter()
-    search_model, search_info = run_search(cfg, data, run_dir / "search", log)
+    search_model, search_info = run_search(cfg, data, run_dir / "search", log, resume)
     write_json_atomic(run_dir / "search" / "history.json", search_info.pop("history"))
     timings["search"] = time.perf_counter() - start
 
@@ -202,7 +208,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         start = time.perf_counter()
         torch.manual_seed(cfg.retrain.seed)
         full = build_ctr_model(schema, cfg.model)
-        full_fit = fit_model(full, data, cfg.retrain, run_dir / "baseline-full", log, cfg.eval_batch_size)
+        full_fit = train(full, data, "baseline-full")
         timings["full"] = time.perf_counter() - start
     train_data = distilled(data, full, cfg.distill, cfg.eval_batch_size)
     warm = search_model if cfg.retrain_init == "search" else None
@@ -258,8 +264,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     if shared:
         log(f"[stage 3/3] retraining {len(columns)} group model(s) together on shared tables ({cfg.retrain_data} data)")
         trainer = GroupsTrainer if cfg.retrain_data == "all" else CTRTrainer
-        group_fits.append(fit_model(ensemble, train_data, cfg.retrain, run_dir / "retrain" / "shared", log,
-                                    cfg.eval_batch_size, trainer))
+        group_fits.append(train(ensemble, train_data, "retrain/shared", trainer))
     else:
         for g, cols in enumerate(columns):
             log(f"[stage 3/3] retraining group {g + 1}/{len(columns)} ({cfg.retrain_init} init, {cfg.retrain_data} data)")
@@ -269,7 +274,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
             else:
                 sub = train_data
             model = mixed_model(data, cfg.model, cols, cfg.retrain.seed, warm)
-            fit = fit_model(model, sub, cfg.retrain, run_dir / "retrain" / f"group-{g}", log, cfg.eval_batch_size)
+            fit = train(model, sub, f"retrain/group-{g}")
             ensemble.models[g].load_state_dict(model.state_dict())
             group_fits.append(fit)
     ensemble.eval()
@@ -311,7 +316,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         log(f"[baseline] AutoDim-like: one searched dimension per field for all instances: "
             f"{dict(zip(schema.fields, map(len, auto_cols)))}")
         auto = mixed_model(data, cfg.model, auto_cols, cfg.retrain.seed, warm)
-        fit = fit_model(auto, train_data, cfg.retrain, run_dir / "baseline-autodim", log, cfg.eval_batch_size)
+        fit = train(auto, train_data, "baseline-autodim")
         methods["autodim"] = {**evaluate_both(auto, data, cfg.eval_batch_size), **measure(auto, data, cfg), **fit,
                               "dims": dict(zip(schema.fields, map(len, auto_cols))),
                               "active_dims_per_instance": sum(map(len, auto_cols))}
@@ -320,7 +325,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
         log(f"[baseline] uniform: every field {width} wide (the widest within iHAS's "
             f"{'ensemble' if shared else 'per-instance'} embedding parameters)")
         uniform = mixed_model(data, cfg.model, [list(range(width))] * schema.num_fields, cfg.retrain.seed, warm)
-        fit = fit_model(uniform, train_data, cfg.retrain, run_dir / "baseline-uniform", log, cfg.eval_batch_size)
+        fit = train(uniform, train_data, "baseline-uniform")
         methods["uniform"] = {**evaluate_both(uniform, data, cfg.eval_batch_size), **measure(uniform, data, cfg), **fit,
                               "width": width, "active_dims_per_instance": width * schema.num_fields}
         timings["baselines"] = timings.pop("full") + time.perf_counter() - start

@@ -75,12 +75,13 @@ class GroupsTrainer(CTRTrainer):
 
 
 def fit_model(model: nn.Module, data: CTRData, train_cfg: TrainConfig, run_dir: Path, log, eval_batch_size: int,
-              trainer_cls=CTRTrainer) -> Dict[str, Any]:
-    """Train with the CTR trainer (early stopping on validation), keep the best epoch, evaluate it."""
+              trainer_cls=CTRTrainer, resume: bool = False) -> Dict[str, Any]:
+    """Train with the CTR trainer (early stopping on validation), keep the best epoch, evaluate it.
+    ``resume``: go on from the folder's last checkpoint where there is one (a finished training is reloaded)."""
     evaluator = SubsetEvaluator(data, eval_batch_size)
     trainer = trainer_cls(model, TrainBatches(data.train, train_cfg.batch_size, train_cfg.seed), evaluator, train_cfg,
                          run_dir, log=log)
-    fit = trainer.fit()
+    fit = trainer.fit(resume=resume and trainer.can_resume())
     trainer.load_best()
     model.eval()
     write_json_atomic(Path(run_dir) / "history.json", fit["history"])

@@ -133,14 +133,14 @@ def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int, masked: boo
     return out + (torch.cat(tokens),) if masked else out
 
 
-def run_search(cfg: "IHASConfig", data: CTRData, run_dir, log) -> Tuple[nn.Module, Dict]:
+def run_search(cfg: "IHASConfig", data: CTRData, run_dir, log, resume: bool = False) -> Tuple[nn.Module, Dict]:
     model = build_search_model(data.schema, cfg)
     evaluator = CTREvaluator(data, cfg.eval_batch_size)
     trainer = SearchTrainer(model, data, cfg, evaluator, run_dir, log)
     log(f"search: {cfg.model.name} with {cfg.blocks} blocks × {model.embedding.block_size} columns per field, "
         f"{cfg.gate.estimator} gates, target {cfg.target:.2f} ({cfg.target_weighting}), "
         f"λ_sparsity {cfg.sparsity_weight}, λ_bipolar {cfg.bipolar_weight}")
-    fit = trainer.fit()
+    fit = trainer.fit(resume=resume and trainer.can_resume())
     last = fit["history"][-1]
     info = {"epochs": fit["epoch"], "seconds": fit["train_seconds"], "history": fit["history"],
             "valid_score_last": last[f"valid_{cfg.search.valid_metric}"],

@@ -245,6 +245,10 @@ class Trainer:
                                     "rng": checkpoint.rng_state()}, path)
         self.dist.barrier()
 
+    def can_resume(self) -> bool:
+        """Whether the run folder holds a checkpoint to resume from."""
+        return self.run_dir is not None and (self.run_dir / "checkpoints" / "last.pt").exists()
+
     def restore(self) -> None:
         path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir else None
         if path is None or not path.exists():
