@@ -17,7 +17,8 @@ from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, un
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns, field_columns
 from recarch.ihas.ensemble import IHASEnsemble, with_mixed_embedding
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
-from recarch.ihas.job import evaluate_ihas, load_ihas_config
+from recarch.export import ClickProbability, export, load_program
+from recarch.ihas.job import evaluate_ihas, load_ihas_config, load_ihas_ensemble
 from recarch.ihas.retrain import GroupsTrainer, distilled
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -199,6 +200,10 @@ def test_ensemble_routes_each_instance_to_its_group_model_and_round_trips(tmp_pa
     ens.save(tmp_path)
     again = IHASEnsemble.load(tmp_path)
     assert torch.equal(again(cat, num), out)
+    # one serving program for every batch size, batches that leave a group empty (or hold one row) too
+    program = load_program(export(ClickProbability(ens), (cat[:2], num[:2]), tmp_path / "export", {})).module()
+    for rows in (slice(None), group == 0, group == 1, slice(0, 1)):
+        assert torch.allclose(program(cat[rows], num[rows]), torch.sigmoid(out[rows]), atol=1e-6)
 
 
 def test_shared_tables_are_nested_and_stored_once(tmp_path):
@@ -366,6 +371,13 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys,
     metrics = evaluate_ihas(run_dir, "test", str(DATA))
     assert metrics["auc"] == pytest.approx(ihas["test"]["auc"], abs=1e-9)
     assert metrics["logloss"] == pytest.approx(ihas["test"]["logloss"], abs=1e-9)
+    # the run exported the ensemble as one serving program
+    program = load_program(run_dir / "export").module()
+    ensemble = load_ihas_ensemble(run_dir)
+    data = load_ihas_config([run_dir / "config.yaml"]).data.load(str(DATA))
+    cat, num = torch.tensor(data.test.cat[:3000]), torch.tensor(data.test.num[:3000])
+    with torch.no_grad():
+        assert torch.allclose(program(cat, num), torch.sigmoid(ensemble(cat, num)), atol=1e-6)
 
 
 def test_groups_that_would_retrain_the_same_model_are_merged():

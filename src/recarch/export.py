@@ -46,7 +46,8 @@ def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path,
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     serving.eval()
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    program = torch.export.export(serving, example, dynamic_shapes=tuple({0: batch} for _ in example))
+    with torch.no_grad():  # serving needs no gradients (and a no_grad block inside would become a graph node)
+        program = torch.export.export(serving, example, dynamic_shapes=tuple({0: batch} for _ in example))
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         state = {k: v.detach().contiguous() for k, v in serving.model.state_dict().items()}

@@ -22,7 +22,7 @@ from recarch import config as cfglib
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRSchema
 from recarch.io import write_json_atomic
-from recarch.ihas.cluster import route
+from recarch.ihas.cluster import hamming, route
 from recarch.ihas.embedding import MixedDimEmbedding, nested_tables
 from recarch.ihas.gates import GateConfig, Gates
 from recarch.train import checkpoint
@@ -71,15 +71,26 @@ class IHASEnsemble(nn.Module):
 
     @torch.no_grad()
     def route(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
-        """Group index (B,) of each instance."""
-        return route(self.gates.pattern(cat, num).flatten(1), self.codes, self.code_group)
+        """Group index (B,) of each instance: its gate pattern's nearest known pattern's group (in one
+        product while torch.export traces, so that the batch size stays symbolic)."""
+        flat = self.gates.pattern(cat, num).flatten(1)
+        if torch.compiler.is_exporting():
+            return self.code_group[hamming(flat, self.codes).argmin(1)]
+        return route(flat, self.codes, self.code_group)
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """Each instance's logit from its group's backbone. While torch.export traces, every group model
+        also scores one padding row (row 0, dropped), so that it never sees an empty batch: the program
+        then needs no branch on the group sizes, which stay symbolic (``recarch.ihas.job.export_ensemble``)."""
         group = self.route(cat, num)
-        out = torch.empty(cat.shape[0], device=cat.device)
+        out = torch.zeros(cat.shape[0], device=cat.device)
+        exporting = torch.compiler.is_exporting()
         for g, model in enumerate(self.models):
             rows = torch.nonzero(group == g).flatten()
-            if len(rows):
+            if exporting:
+                padded = torch.cat([rows, rows.new_zeros(1)])
+                out = out.index_put((rows,), model(cat[padded], num[padded])[:-1].to(out.dtype))
+            elif len(rows):
                 out[rows] = model(cat[rows], num[rows]).to(out.dtype)
         return out
 

@@ -2,7 +2,9 @@
 
 Run folder: ``config.yaml``, ``log.txt``, ``search/`` (checkpoints, history.json), ``cluster/clusters.json``,
 ``retrain/group-<g>/`` (one CTR training per group), ``ensemble/`` (ensemble.pt + ensemble.json: the
-exported model), ``baseline-full/``, ``baseline-autodim/``, ``summary.json``.
+model, reloaded by :func:`load_ihas_ensemble`), ``export/`` (the same as one ``torch.export`` serving
+program, ``program.pt2``, with ``model.safetensors`` and ``config.json``), ``baseline-full/``,
+``baseline-autodim/``, ``baseline-uniform/``, ``summary.json``.
 
 Choices the paper leaves open (see also the docstrings of gates, embedding, search and cluster):
 * Retraining (``retrain_init`` / ``retrain_data``, default ``scratch`` / ``all``): each group's backbone is
@@ -60,6 +62,7 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, batches
+from recarch.export import ClickProbability, export
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
@@ -161,6 +164,15 @@ def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
     rows = sum(schema.vocab_sizes)
     other = embedding_parameters(build_ctr_model(schema, model_cfg)) - rows * model_cfg.embed_dim  # e.g. FM's first order
     return max((w for w in range(1, model_cfg.embed_dim + 1) if other + rows * w <= budget), default=1)
+
+
+def export_ensemble(ensemble: IHASEnsemble, data: CTRData, folder: Path) -> Path:
+    """The routed ensemble as one serving program (``recarch.export``: click probability, safetensors
+    weights, config JSON), for any batch size."""
+    example = next(batches(data.test, 2))[:2]
+    return export(ClickProbability(ensemble), example, folder,
+                  {"kind": "ihas", "ensemble": ensemble.config(),
+                   "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
 
 
 def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.ndarray:
@@ -279,6 +291,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
             group_fits.append(fit)
     ensemble.eval()
     ensemble.save(run_dir / "ensemble")
+    export_ensemble(ensemble, data, run_dir / "export")
     timings["retrain"] = time.perf_counter() - start
 
     methods: Dict[str, Dict[str, Any]] = {}
