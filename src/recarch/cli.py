@@ -194,7 +194,8 @@ def _ihas(args) -> int:
     else:
         cfg = load_ihas_config(args.config, args.set, options)
     summary = run_ihas(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
-    print(f"results in {summary['run_dir']} (summary.json, ensemble/, search/, cluster/, retrain/, baseline-*/)")
+    print(f"results in {summary['run_dir']} (summary.json, export/ (serving program), ensemble/, search/, cluster/, "
+          "retrain/, baseline-*/)")
     return 0
 
 

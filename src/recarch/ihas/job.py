@@ -166,6 +166,10 @@ def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
     return max((w for w in range(1, model_cfg.embed_dim + 1) if other + rows * w <= budget), default=1)
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def export_ensemble(ensemble: IHASEnsemble, data: CTRData, folder: Path) -> Path:
     """The routed ensemble as one serving program (``recarch.export``: click probability, safetensors
     weights, config JSON), for any batch size."""
@@ -264,7 +268,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     write_json_atomic(run_dir / "cluster" / "clusters.json", cluster_info)
     timings["cluster"] = time.perf_counter() - start
     log(f"clustering: {clustering.info['distinct_patterns']} distinct patterns on training data → "
-        f"{len(columns)} groups (router keeps {clustering.info['router_codes']} patterns, agrees with the "
+        f"{plural(len(columns), 'group')} (router keeps {clustering.info['router_codes']} patterns, agrees with the "
         f"clustering on {clustering.info['router_agreement']:.1%} of training rows)")
     for row in cluster_rows:
         log(f"  group {row['group']}: {row['train_rows']:,} train / {row['valid_rows']:,} valid / "
@@ -363,7 +367,7 @@ def summary_table(summary: Dict[str, Any]) -> List[str]:
     methods = summary["methods"]
     ref = methods.get("full", {}).get("embedding_params")
     lines = [f"iHAS summary — {summary['backbone']} on {summary['dataset']} "
-             f"({summary['clusters']['num_groups']} groups, mode {summary['clusters']['mode']})",
+             f"({plural(summary['clusters']['num_groups'], 'group')}, mode {summary['clusters']['mode']})",
              f"{'method':<24} {'test AUC':>9} {'log loss':>9} {'emb params':>11} {'× full':>7} {'MFLOPs':>8}"]
 
     def row(name, m, params):
