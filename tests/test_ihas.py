@@ -418,6 +418,9 @@ def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_one(tmp_path, monk
     assert not (cut / "summary.json").exists()
     monkeypatch.setattr(CTRTrainer, "train_epoch", train_epoch)
     capsys.readouterr()
+    # what the finished stages trained on may not change under them
+    assert main(["--data-dir", str(DATA), "ihas", "--resume", str(cut), "--set", "distill=0.5"]) == 2
+    assert "takes no --set" in capsys.readouterr().err
     assert main(["--data-dir", str(DATA), "ihas", "--resume", str(cut)]) == 0
     out = capsys.readouterr().out
     for folder in ("search", "baseline-full", "retrain/group-0", "baseline-autodim"):

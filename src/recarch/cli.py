@@ -190,7 +190,10 @@ def _ihas(args) -> int:
 
     options = _options(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
     if args.resume:
-        cfg = load_ihas_config([Path(args.resume) / "config.yaml"], args.set)
+        if args.set or args.config or options:  # the stages already trained depend on every setting
+            raise ConfigError("--resume continues a run with its own config.yaml and takes no --set, --config, "
+                              "--dataset, --backbone, --clusters or --out-dir; start a new run to change them")
+        cfg = load_ihas_config([Path(args.resume) / "config.yaml"])
     else:
         cfg = load_ihas_config(args.config, args.set, options)
     summary = run_ihas(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
@@ -307,8 +310,8 @@ def parser() -> argparse.ArgumentParser:
     ih.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="e.g. configs/ihas-quick.yaml")
     ih.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. target=0.3")
     ih.add_argument("--out-dir")
-    ih.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run: finished stages are reloaded, "
-                    "the interrupted one goes on from its last epoch (its config.yaml, plus any --set)")
+    ih.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its config.yaml: finished "
+                    "stages are reloaded, the interrupted one goes on from its last epoch")
     ih.set_defaults(func=_ihas)
 
     rp = sub.add_parser("reproduce", help="the EASRec paper's Table III / IV / V or Fig. 4 on a dataset, beside its numbers")
