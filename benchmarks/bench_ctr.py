@@ -225,7 +225,7 @@ def replayed_supernet_flops(cfg: CTRSearchConfig, supernet: dict, data_dir: Opti
 
 def recount_supernet_flops(path: Path, data_dir: Optional[str], search_sets: List[str]) -> None:
     """Recount a result written before the search recorded its supernet's GFLOP/s: that result divided
-    3 × the mean FLOPs of the evolution's first candidates — drawn under the FLOPs budget, 20-60× smaller
+    3 × the mean FLOPs of the evolution's first candidates — drawn under the FLOPs budget, 3-35× smaller
     than the random paths the supernet trains on — by the matmul peak. The paths are replayed from the
     search's seed over the epochs it trained (their FLOPs need no weights); the samples/s are the run's.
     The search config is rebuilt from the result's command plus ``search_sets`` (for options added to the
