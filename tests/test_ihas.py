@@ -136,6 +136,25 @@ def test_kmeans_recovers_planted_clusters():
     assert torch.equal(kmeans(x, 3, seed=0)[0], labels)  # seeded: deterministic
 
 
+def test_embeddings_clustering_holds_only_the_k_means_sample_at_once():
+    gen = torch.Generator().manual_seed(2)
+    truth = torch.arange(3).repeat_interleave(1000)
+    x = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])[truth] + torch.randn(3000, 2, generator=gen)
+    patterns = torch.stack([truth == 0, truth == 1, truth == 2], 1).view(3000, 3, 1)  # one block per field
+    held = []
+
+    def embeddings(rows):  # batches of 256 rows, as the search model would embed them
+        for part in (x if rows is None else x[rows]).split(256):
+            held.append(len(part))
+            yield part
+
+    result = cluster(patterns, "embeddings", 3, embeddings, seed=0, sample=300)
+    assert max(held) == 256 and sum(held) == 300 + 3000  # the sample, then every row once, batch by batch
+    for c in range(3):  # the planted clusters are the groups
+        assert len(result.cluster_labels[truth == c].unique()) == 1
+    assert len(result.cluster_labels.unique()) == 3 and result.info["router_agreement"] == 1.0
+
+
 def test_unique_mode_groups_identical_patterns_and_joins_rare_ones_to_the_nearest():
     a = torch.tensor([1, 1, 0, 0], dtype=torch.bool)
     b = torch.tensor([0, 0, 1, 1], dtype=torch.bool)

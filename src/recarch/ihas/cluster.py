@@ -27,7 +27,7 @@ so retraining sees exactly the instances each group model serves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
@@ -96,10 +96,19 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.sum(1, keepdim=True) + b.sum(1) - 2 * a @ b.T
 
 
+def group_sums(labels: torch.Tensor, bits: torch.Tensor, groups: int, chunk: int = 65536) -> torch.Tensor:
+    """(G, F·K): per group, the sum of its rows' 0/1 patterns ``bits`` (N, F·K) — in chunks, so that no
+    float copy of every row is held (integer sums: exact in float32 up to 2^24 rows)."""
+    sums = torch.zeros(groups, bits.shape[1])
+    for part_labels, part in zip(labels.split(chunk), bits.split(chunk)):
+        sums.index_add_(0, part_labels, part.float())
+    return sums
+
+
 def group_votes(patterns: torch.Tensor, labels: torch.Tensor, groups: int) -> torch.Tensor:
     """(G, F, K): the fraction of each group's members whose pattern keeps the block."""
     f, k = patterns.shape[1:]
-    sums = torch.zeros(groups, f * k).index_add_(0, labels, patterns.flatten(1).float())
+    sums = group_sums(labels, patterns.flatten(1), groups)
     counts = torch.bincount(labels, minlength=groups).clamp(min=1).unsqueeze(1)
     return (sums / counts).view(groups, f, k)
 
@@ -144,38 +153,43 @@ class Clustering:
     info: Dict
 
 
-def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[torch.Tensor] = None, seed: int = 0,
+Embeddings = Callable[[Optional[torch.Tensor]], Iterable[torch.Tensor]]
+
+
+def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[Embeddings] = None, seed: int = 0,
             iters: int = 100, max_codes: int = 4096, sample: int = 0, min_fraction: float = 0.0) -> Clustering:
     """Group the training instances by their deterministic ``patterns`` (N, F, K) bool.
 
-    ``sample`` > 0 fits k-means on that many random rows and assigns the rest to the nearest centre;
-    groups with fewer than ``min_fraction`` of the instances are merged into the nearest larger group
-    (by mean pattern) so that every retrained model has data to learn and validate on."""
+    ``embeddings`` (mode ``embeddings``) gives the rows' masked embeddings batch by batch: those of the
+    given row indices in their order, or of every row in order for ``None``. ``sample`` > 0 fits k-means
+    on that many random rows and assigns every row to the nearest centre batch by batch, so only the
+    sample is held at once; groups with fewer than ``min_fraction`` of the instances are merged into the
+    nearest larger group (by mean pattern) so that every retrained model has data to learn and validate on."""
     n = patterns.shape[0]
-    flat = patterns.flatten(1).float()
+    bits = patterns.flatten(1)
     if mode == "unique":
-        labels, _ = unique_groups(patterns.flatten(1), k)
+        labels, _ = unique_groups(bits, k)
     elif mode in ("patterns", "embeddings"):
-        x = flat if mode == "patterns" else embeddings
-        if x is None:
+        source = (lambda rows: (bits if rows is None else bits[rows]).split(65536)) if mode == "patterns" else embeddings
+        if source is None:
             raise ValueError("cluster mode 'embeddings' needs the masked embeddings")
-        x = x.float()
         kk = min(k, n)
         if 0 < sample < n:
             rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:sample]
-            _, centres = kmeans(x[rows], kk, seed, iters)
-            labels = torch.cat([_sqdist(part, centres).argmin(1) for part in x.split(65536)])
+            _, centres = kmeans(torch.cat(list(source(rows))).float(), kk, seed, iters)
+            labels = torch.cat([_sqdist(part, centres).argmin(1)
+                                for batch in source(None) for part in batch.float().split(65536)])
         else:
-            labels, _ = kmeans(x, kk, seed, iters)
+            labels, _ = kmeans(torch.cat(list(source(None))).float(), kk, seed, iters)
     else:
         raise ValueError(f"unknown cluster mode {mode!r}; expected embeddings, patterns or unique")
-    labels = _merge_small(labels, flat, min_fraction)
+    labels = _merge_small(labels, bits, min_fraction)
     groups = int(labels.max()) + 1
     router = build_router(patterns, labels, groups, max_codes)
     routed = router(patterns)
     agreement = float((routed == labels).float().mean())
     for _ in range(groups):  # a routed group below min_fraction joins its nearest larger one
-        merged = _merge_small(routed, flat, min_fraction)
+        merged = _merge_small(routed, bits, min_fraction)
         if torch.equal(merged, routed):
             break
         router = build_router(patterns, merged, int(merged.max()) + 1, max_codes)
@@ -187,18 +201,18 @@ def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[torc
     remap[present] = torch.arange(len(present))
     routed, router = remap[routed], Router(router.codes, remap[router.code_group])
     blocks = group_blocks(patterns, routed, len(present))
-    info = {"mode": mode, "k": k, "num_groups": len(present), "distinct_patterns": int(torch.unique(patterns.flatten(1), dim=0).shape[0]),
+    info = {"mode": mode, "k": k, "num_groups": len(present), "distinct_patterns": int(torch.unique(bits, dim=0).shape[0]),
             "router_codes": int(len(router.codes)), "router_agreement": agreement}
     return Clustering(routed, blocks, router, labels, info)
 
 
-def _merge_small(labels: torch.Tensor, flat: torch.Tensor, min_fraction: float) -> torch.Tensor:
+def _merge_small(labels: torch.Tensor, bits: torch.Tensor, min_fraction: float) -> torch.Tensor:
     """Merge groups below ``min_fraction`` of the rows into the nearest (mean-pattern) big group; renumber 0.."""
     counts = torch.bincount(labels)
     big = torch.nonzero(counts >= max(min_fraction * len(labels), 1)).flatten()
     if len(big) == 0:
         big = counts.argmax().view(1)
-    means = torch.zeros(len(counts), flat.shape[1]).index_add_(0, labels, flat) / counts.clamp(min=1).unsqueeze(1)
+    means = group_sums(labels, bits, len(counts)) / counts.clamp(min=1).unsqueeze(1)
     target = torch.arange(len(counts))
     small = torch.tensor([g for g in range(len(counts)) if g not in set(big.tolist())], dtype=torch.long)
     if len(small):

@@ -70,7 +70,7 @@ from recarch.ihas.embedding import field_columns
 from recarch.ihas.ensemble import IHASEnsemble, TableSharing
 from recarch.ihas.gates import GateConfig
 from recarch.ihas.retrain import GroupsTrainer, distilled, evaluate_both, fit_model, mixed_model, subset
-from recarch.ihas.search import field_weights, gate_outputs, pattern_summary, run_search
+from recarch.ihas.search import field_weights, gate_outputs, masked_tokens, pattern_summary, run_search
 from recarch.run import CostConfig, RunLog, unique_run_dir
 from recarch.train import TrainConfig
 
@@ -232,9 +232,13 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     # 2. cluster
     log(f"[stage 2/3] clustering: mode {cfg.cluster_mode}, k = {cfg.clusters}")
     start = time.perf_counter()
-    outputs = gate_outputs(search_model, data.train, cfg.eval_batch_size, masked=cfg.cluster_mode == "embeddings")
-    patterns, probs = outputs[0], outputs[1]
-    clustering = cluster(patterns, cfg.cluster_mode, cfg.clusters, outputs[2] if len(outputs) > 2 else None,
+    patterns, mean_prob = gate_outputs(search_model, data.train, cfg.eval_batch_size)
+
+    def embeddings(rows: Optional[torch.Tensor]):
+        table = data.train if rows is None else subset(data.train, rows.numpy())
+        return masked_tokens(search_model, table, cfg.eval_batch_size)
+
+    clustering = cluster(patterns, cfg.cluster_mode, cfg.clusters, embeddings,
                          seed=cfg.search.seed, iters=cfg.kmeans_iters, max_codes=cfg.max_codes,
                          sample=cfg.kmeans_sample, min_fraction=cfg.min_group_fraction)
     gate_embedding = sum(m.weight.numel() for m in search_model.embedding.gates.modules() if isinstance(m, nn.Embedding))
@@ -325,9 +329,9 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
                            "active_dims_per_instance": schema.num_fields * cfg.model.embed_dim}
     if cfg.baselines:
         start = time.perf_counter()
-        mean_on = (probs.mean(0) > 0.5)  # (F, K)
+        mean_on = (mean_prob > 0.5)  # (F, K)
         if budget is not None:  # the same cap, with no gate network to pay for (one group: both caps agree)
-            mean_on = fit_budget(mean_on[None], probs.mean(0)[None], torch.ones(1), budget.block_cost,
+            mean_on = fit_budget(mean_on[None], mean_prob[None], torch.ones(1), budget.block_cost,
                                  budget.limit - budget.fixed)[0]
         auto_cols = [field_columns(on, block, cfg.retrain_init) for on in mean_on.tolist()]
         log(f"[baseline] AutoDim-like: one searched dimension per field for all instances: "

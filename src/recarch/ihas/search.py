@@ -13,7 +13,7 @@ the epoch, since the sparsity target is reached only towards the end.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable, TrainBatches, batches
 from recarch.ihas.embedding import BlockMaskedEmbedding
 from recarch.ihas.gates import Gates, active_fraction, bipolar_loss, sparsity_loss
+from recarch.modes import eval_mode
 from recarch.train import TrainHooks
 from recarch.train.trainer import OPTIMIZERS, decay_groups
 
@@ -110,27 +111,27 @@ def pattern_summary(patterns: torch.Tensor, weights: Optional[torch.Tensor]) -> 
 
 
 @torch.no_grad()
-def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int, masked: bool = False
-                 ) -> Tuple[torch.Tensor, ...]:
-    """(patterns (N, F, K) bool, σ(logits) (N, F, K)) — plus the masked categorical tokens
-    (N, F·width) when ``masked`` — with deterministic gates."""
-    was_training = model.training
-    model.eval()
+def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """With deterministic gates: the patterns (N, F, K) bool, and σ(logits) averaged over the rows (F, K)."""
     emb: BlockMaskedEmbedding = model.embedding
     device = next(model.parameters()).device
-    patterns, probs, tokens = [], [], []
-    try:
+    patterns, total = [], 0.0
+    with eval_mode(model), torch.no_grad():
         for cat, num, _ in batches(table, batch_size):
-            cat, num = cat.to(device), num.to(device)
-            logits = emb.gates.logits(cat, num)
-            patterns.append((logits > 0).cpu())
-            probs.append(torch.sigmoid(logits).cpu())
-            if masked:
-                tokens.append(emb.deterministic(cat, num)[1].flatten(1).cpu())
-    finally:
-        model.train(was_training)
-    out = (torch.cat(patterns), torch.cat(probs))
-    return out + (torch.cat(tokens),) if masked else out
+            logits = emb.gates.logits(cat.to(device), num.to(device)).cpu()
+            patterns.append(logits > 0)
+            total = total + torch.sigmoid(logits).sum(0, dtype=torch.float64)
+    return torch.cat(patterns), (total / len(table)).float()
+
+
+def masked_tokens(model: nn.Module, table: CTRTable, batch_size: int) -> Iterator[torch.Tensor]:
+    """Batch by batch, the rows' categorical tokens with the deterministic gates' closed blocks zeroed,
+    flattened (B, F·width): what ``embeddings`` clustering compares."""
+    emb: BlockMaskedEmbedding = model.embedding
+    device = next(model.parameters()).device
+    with eval_mode(model), torch.no_grad():
+        for cat, num, _ in batches(table, batch_size):
+            yield emb.deterministic(cat.to(device), num.to(device))[1].flatten(1).cpu()
 
 
 def run_search(cfg: "IHASConfig", data: CTRData, run_dir, log, resume: bool = False) -> Tuple[nn.Module, Dict]:
