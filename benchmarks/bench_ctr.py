@@ -31,7 +31,8 @@ from recarch.cost.flops import count_flops
 from recarch.ctr.models import build_ctr_model
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
 from recarch.ctr.retrain import retrain_config
-from recarch.ctr.search import CTRSearchConfig, load_search_config, one_test_row, search_ctr, trained_path_mflops
+from recarch.ctr.search import CTRSearchConfig, load_search_config, search_ctr
+from recarch.ctr.supernet_training import one_test_row, trained_path_mflops
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test

@@ -308,7 +308,7 @@ def test_best_placement_beats_every_other_placement_on_its_objective():
 
 
 def test_path_sampler_state_resumes_the_same_paths():
-    from recarch.ctr.search import PathSampler
+    from recarch.ctr.supernet_training import PathSampler
 
     a = PathSampler(SPACE, seed=7, warmup_steps=4)
     [a.next(step) for step in range(3)]

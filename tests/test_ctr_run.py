@@ -211,7 +211,8 @@ def test_the_hand_sized_baseline_is_the_widest_mlp_within_the_flops_budget(monke
 
 def test_supernet_throughput_counts_the_flops_of_the_paths_it_trained_on(tmp_path, monkeypatch):
     from recarch.ctr import hardware as hw
-    from recarch.ctr.search import PathSampler, one_test_row, search_ctr
+    from recarch.ctr.search import search_ctr
+    from recarch.ctr.supernet_training import PathSampler, one_test_row
     from recarch.ctr.run import CTRRunConfig, load_data
     from recarch.ctr.supernet import NASRecSupernet
 

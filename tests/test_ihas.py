@@ -1,27 +1,21 @@
-"""iHAS: gates and estimators, regularisers, mixed-dimension embeddings, clustering, the routed
-ensemble, and `recarch ihas` end to end on Frappe."""
-import json
-import os
-from pathlib import Path
-
+"""iHAS: gates and estimators, regularisers, mixed-dimension embeddings, clustering, the budget, the
+routed ensemble and its retraining (`recarch ihas` end to end: test_ihas_cli.py)."""
 import pytest
 import torch
 
-from recarch.cli import main
 from recarch.config import ConfigError
 from recarch.ctr.models import CTRModelConfig, FieldEmbedding, build_ctr_model
 from recarch.ctr.run import embedding_parameters
 from recarch.ctr.table import CTRSchema
+from recarch.export import load_program
 from recarch.ihas.budget import fit_budget, fit_shared_budget, mean_cost, shared_cost
 from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns, field_columns
 from recarch.ihas.ensemble import IHASEnsemble, with_mixed_embedding
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
-from recarch.export import ClickProbability, export, load_program
-from recarch.ihas.job import evaluate_ihas, load_ihas_config, load_ihas_ensemble
+from recarch.ihas.job import load_ihas_config
 from recarch.ihas.retrain import GroupsTrainer, distilled
 
-DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMA = CTRSchema(fields=["a", "b", "c"], vocab_sizes=[7, 50, 4], numeric=[])
 
 
@@ -220,7 +214,7 @@ def test_ensemble_routes_each_instance_to_its_group_model_and_round_trips(tmp_pa
     again = IHASEnsemble.load(tmp_path)
     assert torch.equal(again(cat, num), out)
     # one serving program for every batch size, batches that leave a group empty (or hold one row) too
-    program = load_program(export(ClickProbability(ens), (cat[:2], num[:2]), tmp_path / "export", {})).module()
+    program = load_program(ens.export_program(tmp_path / "export", (cat[:2], num[:2]))).module()
     for rows in (slice(None), group == 0, group == 1, slice(0, 1)):
         assert torch.allclose(program(cat[rows], num[rows]), torch.sigmoid(out[rows]), atol=1e-6)
 
@@ -341,64 +335,6 @@ def test_config_errors_name_the_key():
         load_ihas_config(sets=["distill=1.5"])
 
 
-TINY = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
-        "retrain.epochs=1", "retrain.batch_size=4096", "cost.enabled=false", "kmeans_sample=5000",
-        "gate.hash_buckets=32", "target=0.5", "reg_warmup_epochs=1", "reg_ramp_epochs=0.5", "budget=0.35"]
-needs_frappe = pytest.mark.skipif(not (DATA / "frappe" / "frappe.test.libfm").exists(), reason="frappe not present")
-
-
-@needs_frappe
-@pytest.mark.parametrize("tables,distill", [("per_group", 0.0), ("shared", 0.5)])
-def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables, distill):
-    tiny = TINY + [f"tables={tables}", f"distill={distill}"]
-    args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
-            "--out-dir", str(tmp_path)]
-    assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
-    out = capsys.readouterr().out
-    assert "[stage 1/3]" in out and "[stage 2/3]" in out and "[stage 3/3]" in out and "iHAS summary" in out
-    # the full model is trained before any retrained one (it is their teacher when distilling)
-    assert out.index("[baseline] full dimensions") < out.index("[stage 2/3]")
-    assert ("(the teacher, α = 0.5)" in out) == bool(distill)
-    (run_dir,) = list(tmp_path.iterdir())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    methods = summary["methods"]
-    assert set(methods) == {"ihas", "full", "autodim", "uniform"}
-    for m in methods.values():
-        assert 0.5 < m["test"]["auc"] <= 1 and m["embedding_params"] > 0 and m["flops_per_sample"] > 0
-    groups = summary["clusters"]["groups"]
-    assert sum(g["train_rows"] for g in groups) == 69265 and sum(g["test_rows"] for g in groups) == 8659
-    ihas, shared = methods["ihas"], tables == "shared"
-    if not shared:
-        assert ihas["embedding_params"] == sum(ihas["group_embedding_params"]) + ihas["gate_embedding_params"]
-    assert methods["full"]["embedding_params"] == 5 * sum(summary["vocab_sizes"])  # width 4 + first order
-    # uniform: the widest even width within iHAS's per-instance parameters (shared tables: the ensemble's)
-    width, vocab = methods["uniform"]["width"], sum(summary["vocab_sizes"])
-    within = ihas["embedding_params" if shared else "embedding_params_per_instance"]
-    assert methods["uniform"]["embedding_params"] == (width + 1) * vocab
-    assert width == 1 or (width + 1) * vocab <= within < (width + 2) * vocab
-    # the budget is a hard cap on the parameters per instance (groups weighted by their training rows),
-    # with shared tables on the whole exported ensemble
-    budget = summary["clusters"]["budget"]
-    assert budget["limit"] == pytest.approx(0.35 * methods["full"]["embedding_params"])
-    assert budget["before"] > budget["limit"] >= budget["after"] and budget["dropped_blocks"] > 0
-    share = [g["train_rows"] / 69265 for g in groups]
-    served = ihas["gate_embedding_params"] + sum(s * p for s, p in zip(share, ihas["group_embedding_params"]))
-    assert (ihas["embedding_params"] if shared else served) == pytest.approx(budget["after"])
-    assert methods["autodim"]["embedding_params"] <= budget["limit"]
-    for name in ("config.yaml", "log.txt", "search/history.json", "cluster/clusters.json", "ensemble/ensemble.json"):
-        assert (run_dir / name).exists()
-    metrics = evaluate_ihas(run_dir, "test", str(DATA))
-    assert metrics["auc"] == pytest.approx(ihas["test"]["auc"], abs=1e-9)
-    assert metrics["logloss"] == pytest.approx(ihas["test"]["logloss"], abs=1e-9)
-    # the run exported the ensemble as one serving program
-    program = load_program(run_dir / "export").module()
-    ensemble = load_ihas_ensemble(run_dir)
-    data = load_ihas_config([run_dir / "config.yaml"]).data.load(str(DATA))
-    cat, num = torch.tensor(data.test.cat[:3000]), torch.tensor(data.test.num[:3000])
-    with torch.no_grad():
-        assert torch.allclose(program(cat, num), torch.sigmoid(ensemble(cat, num)), atol=1e-6)
-
-
 def test_groups_that_would_retrain_the_same_model_are_merged():
     from recarch.ihas.cluster import merge_identical
     patterns = torch.tensor([[1, 0, 1, 1]] * 4 + [[0, 1, 1, 1]] * 3 + [[1, 1, 0, 0]] * 2, dtype=torch.bool).view(9, 2, 2)
@@ -408,44 +344,3 @@ def test_groups_that_would_retrain_the_same_model_are_merged():
     assert merged.info["num_groups"] == 2 and merged.labels.tolist() == [0] * 7 + [1] * 2
     assert torch.equal(merged.router(patterns), merged.labels)
     assert merge_identical(result, result.blocks).info["num_groups"] == 3  # blocks differ: kept apart
-
-
-class Interrupted(Exception):
-    pass
-
-
-@needs_frappe
-def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_one(tmp_path, monkeypatch, capsys):
-    from recarch.ctr.run import CTRTrainer
-
-    args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3"]
-    sets = [x for s in TINY + ["retrain.epochs=2", "retrain.patience=0"] for x in ("--set", s)]
-    assert main(args + ["--out-dir", str(tmp_path / "whole")] + sets) == 0
-    (whole,) = (tmp_path / "whole").iterdir()
-
-    train_epoch = CTRTrainer.train_epoch
-
-    def killed_in_the_autodim_baseline(self, epoch):  # its second epoch: every stage before it has finished
-        if self.run_dir.name == "baseline-autodim" and epoch == 2:
-            raise Interrupted
-        return train_epoch(self, epoch)
-
-    monkeypatch.setattr(CTRTrainer, "train_epoch", killed_in_the_autodim_baseline)
-    with pytest.raises(Interrupted):
-        main(args + ["--out-dir", str(tmp_path / "cut")] + sets)
-    (cut,) = (tmp_path / "cut").iterdir()
-    assert not (cut / "summary.json").exists()
-    monkeypatch.setattr(CTRTrainer, "train_epoch", train_epoch)
-    capsys.readouterr()
-    # what the finished stages trained on may not change under them
-    assert main(["--data-dir", str(DATA), "ihas", "--resume", str(cut), "--set", "distill=0.5"]) == 2
-    assert "takes no --set" in capsys.readouterr().err
-    assert main(["--data-dir", str(DATA), "ihas", "--resume", str(cut)]) == 0
-    out = capsys.readouterr().out
-    for folder in ("search", "baseline-full", "retrain/group-0", "baseline-autodim"):
-        assert f"resumed after epoch {1 if folder == 'baseline-autodim' else 2} from {cut / folder}" in out
-    a, b = (json.loads((run / "summary.json").read_text()) for run in (whole, cut))
-    assert b["clusters"] == a["clusters"]
-    for name in a["methods"]:
-        assert b["methods"][name]["test"] == a["methods"][name]["test"], name
-        assert b["methods"][name]["valid"] == a["methods"][name]["valid"], name

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Sequence
+from typing import Any, Dict, List, Literal, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from torch import nn
 from recarch import config as cfglib
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRSchema
+from recarch.export import ClickProbability, export
 from recarch.io import write_json_atomic
 from recarch.ihas.cluster import hamming, route
 from recarch.ihas.embedding import MixedDimEmbedding, nested_tables
@@ -81,7 +82,7 @@ class IHASEnsemble(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         """Each instance's logit from its group's backbone. While torch.export traces, every group model
         also scores one padding row (row 0, dropped), so that it never sees an empty batch: the program
-        then needs no branch on the group sizes, which stay symbolic (``recarch.ihas.job.export_ensemble``)."""
+        then needs no branch on the group sizes, which stay symbolic (:meth:`export_program`)."""
         group = self.route(cat, num)
         out = torch.zeros(cat.shape[0], device=cat.device)
         exporting = torch.compiler.is_exporting()
@@ -116,6 +117,13 @@ class IHASEnsemble(nn.Module):
         folder = Path(folder)
         checkpoint.save_atomic({"model": self.state_dict()}, folder / "ensemble.pt")
         write_json_atomic(folder / "ensemble.json", self.config())
+
+    def export_program(self, folder: Path, example: Tuple[torch.Tensor, torch.Tensor]) -> Path:
+        """The ensemble as one ``torch.export`` serving program (click probability for any batch size),
+        with its weights as safetensors and its config (``recarch.export``); ``example``: 2 (cat, num) rows."""
+        return export(ClickProbability(self), example, folder,
+                      {"kind": "ihas", "ensemble": self.config(),
+                       "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "IHASEnsemble":

@@ -62,7 +62,6 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, batches
-from recarch.export import ClickProbability, export
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
@@ -168,15 +167,6 @@ def uniform_width(schema, model_cfg: CTRModelConfig, budget: float) -> int:
 
 def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def export_ensemble(ensemble: IHASEnsemble, data: CTRData, folder: Path) -> Path:
-    """The routed ensemble as one serving program (``recarch.export``: click probability, safetensors
-    weights, config JSON), for any batch size."""
-    example = next(batches(data.test, 2))[:2]
-    return export(ClickProbability(ensemble), example, folder,
-                  {"kind": "ihas", "ensemble": ensemble.config(),
-                   "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
 
 
 def routed_rows(ensemble: IHASEnsemble, table: CTRTable, batch_size: int) -> np.ndarray:
@@ -299,7 +289,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
             group_fits.append(fit)
     ensemble.eval()
     ensemble.save(run_dir / "ensemble")
-    export_ensemble(ensemble, data, run_dir / "export")
+    ensemble.export_program(run_dir / "export", next(batches(data.test, 2))[:2])
     timings["retrain"] = time.perf_counter() - start
 
     methods: Dict[str, Dict[str, Any]] = {}
