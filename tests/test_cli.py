@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recarch.cli import main
 
@@ -45,7 +46,7 @@ def test_resume_continues_a_run(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
-def test_train_on_your_own_csv_log(tmp_path):
+def test_train_on_your_own_csv_log(tmp_path, monkeypatch):
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -53,12 +54,14 @@ def test_train_on_your_own_csv_log(tmp_path):
                                enumerate(rng.integers(0, 15, 40)) for t in range(8)]
     log = tmp_path / "clicks.csv"
     log.write_text("\n".join(rows) + "\n")
-    assert main(["train", "--out-dir", str(tmp_path / "runs"), *SMALL, "--set", f"data.table.path={log}",
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out-dir", str(tmp_path / "runs"), *SMALL, "--set", "data.table.path=clicks.csv",
                  "--set", "data.table.user=uid", "--set", "data.table.item=iid", "--set", "data.table.timestamp=when",
                  "--set", "data.table.timestamp_format=iso", "--set", "cost.enabled=false",
                  "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
     (run_dir,) = list((tmp_path / "runs").iterdir())
     assert run_dir.name.startswith("sasrec-softmax-clicks-")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["table"]["path"] == str(log.resolve())  # absolute
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["dataset"]["users"] == 40 and metrics["dataset"]["items"] == 15
 

@@ -39,6 +39,10 @@ class TableConfig:
     timestamp_format: Optional[str] = None  # null: seconds; "iso"; or a strftime format
     sep: Optional[str] = None  # default from the suffix
 
+    def __post_init__(self) -> None:  # a run's config.yaml then works from any folder (evaluate, resume)
+        if self.path:
+            self.path = str(Path(self.path).expanduser().resolve())
+
 
 @dataclass
 class DataConfig:

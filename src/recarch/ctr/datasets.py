@@ -15,13 +15,15 @@ Registered data sets:
 * ``criteo``, ``avazu``, ``kdd12`` — the full Kaggle files, for users who have them (not shipped);
   random stratified 8:1:1 split with seed 2018 as in NASRec.
 
+A user's own click log is read through ``data.table`` (:mod:`recarch.ctr.click_log`) instead of a name.
+
 Default ``min_count``: 1, except criteo 10, avazu 2 and kdd12 10 (the thresholds of FuxiCTR's
 Criteo_x4 / Avazu_x4 benchmark settings; kdd12 uses Criteo's); ``hash_buckets`` replaces the
 vocabulary by hashing when memory for the vocabulary is short.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -30,6 +32,7 @@ from ..data.datasets import DataFile, dataset_status, verify_files
 from ..paths import data_root
 from ..registry import Registry, suggest
 from . import readers as R
+from .click_log import ClickTableConfig
 from .cache import (cached_encode, default_cache_root, encode_in_memory, file_fingerprints,
                     load_encoded, with_progress)
 from .encode import ENCODING_VERSION, EncodeSettings
@@ -48,6 +51,7 @@ class CTRDatasetSpec:
     chunks: ChunkSource
     source: str = ""  # where to get the files
     min_count: int = 1  # default vocabulary threshold
+    reading: Optional[Dict] = None  # how a user's click log (data.table) is read: part of the cache key
 
     @property
     def files(self) -> Tuple[DataFile, ...]:
@@ -178,6 +182,9 @@ _add(CTRDatasetSpec(
 
 # ---- public functions --------------------------------------------------------------------------
 def _not_found(spec: CTRDatasetSpec, root: Path) -> FileNotFoundError:
+    if spec.reading is not None:
+        return FileNotFoundError(f"click log {spec.name!r}: missing {', '.join(str(p) for p in spec.missing(root))} "
+                                 f"({spec.source})")
     msg = (f"CTR dataset {spec.name!r} is not under the data root {root} (set it with --data-dir or "
            f"$RECARCH_DATA); missing: {', '.join(str(p) for p in spec.missing(root))}.")
     if len(spec.forms) > 1:
@@ -188,36 +195,53 @@ def _not_found(spec: CTRDatasetSpec, root: Path) -> FileNotFoundError:
     return FileNotFoundError(msg)
 
 
+def table_dataset(table: ClickTableConfig) -> CTRDatasetSpec:
+    """A user's click log (``data.table``) in the form of a registered data set."""
+    return CTRDatasetSpec(table.name, f"click log {', '.join(str(p) for p, _ in table.files())}",
+                          (tuple(DataFile(str(p)) for p, _ in table.files()),), table.chunks,
+                          source="the files that data.table names", reading=table.reading_key())
+
+
 def verify_ctr_dataset(name: str, data_dir: Optional[str] = None) -> Dict[str, str]:
     """sha256 of each present file that has a published hash: path -> 'ok'; raises on mismatch."""
-    spec = CTR_DATASETS.get(name)
-    return verify_files([f for form in spec.forms for f in form], data_root(data_dir))
+    return _verify(CTR_DATASETS.get(name), data_root(data_dir))
 
 
-def ctr_settings(name: str, paths: Tuple[Path, ...], settings: EncodeSettings, skip_bad_rows: bool) -> dict:
+def _verify(spec: CTRDatasetSpec, root: Path) -> Dict[str, str]:
+    return verify_files([f for form in spec.forms for f in form], root)
+
+
+def ctr_settings(spec: CTRDatasetSpec, paths: Tuple[Path, ...], settings: EncodeSettings,
+                 skip_bad_rows: bool) -> dict:
     """Everything the encoded arrays depend on (the cache key is a hash of it)."""
-    return {"dataset": name, "files": file_fingerprints(paths), "encode": settings.as_dict(),
-            "skip_bad_rows": skip_bad_rows, "encoding_version": ENCODING_VERSION}
+    out = {"dataset": spec.name, "files": file_fingerprints(paths), "encode": settings.as_dict(),
+           "skip_bad_rows": skip_bad_rows, "encoding_version": ENCODING_VERSION}
+    if spec.reading is not None:
+        out["reading"] = spec.reading
+    return out
 
 
 def get_ctr_dataset(name: str, data_dir: Optional[str] = None, min_count: Optional[int] = None,
                     hash_buckets: Optional[int] = None, seed: int = 2018, skip_bad_rows: bool = False,
                     cache: bool = True, *, cache_dir: Optional[str] = None, verify: bool = False,
-                    progress: Optional[bool] = None, chunksize: int = R.DEFAULT_CHUNKSIZE) -> CTRData:
-    """Load a registered CTR data set, encoded (train-only vocabulary or hashing) and split 8:1:1.
+                    progress: Optional[bool] = None, chunksize: int = R.DEFAULT_CHUNKSIZE,
+                    table: Optional[ClickTableConfig] = None) -> CTRData:
+    """Load a registered CTR data set, or with ``table`` a user's click log (:mod:`.click_log`),
+    encoded (train-only vocabulary or hashing) and split 8:1:1 (or as the files are split).
 
     ``min_count`` defaults to the data set's own threshold. With ``cache`` the encoded arrays are
     built once under ``cache_dir`` (default: ``<data root>/.cache/ctr``, or the user cache when the
     data root is read-only) and returned memory-mapped; without it they are built in memory.
     Missing files raise FileNotFoundError naming the data root and where to get them; ``verify``
     checks published sha256s first; ``progress`` (default: only for inputs >= 64 MiB) shows a bar."""
-    spec = CTR_DATASETS.get(name)
+    spec = table_dataset(table) if table is not None and table.enabled else CTR_DATASETS.get(name)
+    name = spec.name
     root = data_root(data_dir)
     paths = spec.present_form(root)
     if paths is None:
         raise _not_found(spec, root)
     if verify:
-        verify_ctr_dataset(name, data_dir)
+        _verify(spec, root)
     settings = EncodeSettings(min_count=spec.min_count if min_count is None else min_count,
                               hash_buckets=hash_buckets, seed=seed)
     settings.validate()
@@ -230,7 +254,7 @@ def get_ctr_dataset(name: str, data_dir: Optional[str] = None, min_count: Option
     if not cache:
         return encode_in_memory(name, make_chunks(), settings)
     cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_root(root)
-    folder = cached_encode(name, make_chunks, settings, ctr_settings(name, paths, settings, skip_bad_rows),
+    folder = cached_encode(name, make_chunks, settings, ctr_settings(spec, paths, settings, skip_bad_rows),
                            cache_root)
     return load_encoded(folder)
 
@@ -244,14 +268,21 @@ def ctr_dataset_status(data_dir: Optional[str] = None) -> List[dict]:
 class CTRDataConfig:
     """The ``data`` section of a CTR run config."""
 
-    dataset: str = "frappe"
+    dataset: str = "frappe"  # a registered CTR data set, unless data.table names your own files
+    table: ClickTableConfig = field(default_factory=ClickTableConfig)
     min_count: Optional[int] = None  # None: the data set's default threshold
     hash_buckets: Optional[int] = None  # hash ids into this many rows per field instead of a vocabulary
     split_seed: int = 2018
     skip_bad_rows: bool = False
 
+    @property
+    def name(self) -> str:
+        """For run folders and logs: the registered name, or the click log's file stem."""
+        return self.table.name if self.table.enabled else self.dataset
+
     def validate(self) -> None:
-        if self.dataset not in CTR_DATASETS:
+        self.table.validate()
+        if not self.table.enabled and self.dataset not in CTR_DATASETS:
             raise ConfigError(f"data.dataset: unknown CTR dataset {self.dataset!r}"
                               f"{suggest(self.dataset, CTR_DATASETS)}; registered: "
                               f"{', '.join(CTR_DATASETS.names())}")
@@ -267,4 +298,4 @@ class CTRDataConfig:
         return get_ctr_dataset(self.dataset, data_dir, min_count=self.min_count,
                                hash_buckets=self.hash_buckets, seed=self.split_seed,
                                skip_bad_rows=self.skip_bad_rows, cache=cache, cache_dir=cache_dir,
-                               progress=progress)
+                               progress=progress, table=self.table)

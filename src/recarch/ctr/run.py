@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from recarch import config as cfglib
 from recarch.cost import cost_report
-from recarch.ctr.datasets import CTRDataConfig, get_ctr_dataset
+from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.metrics import log_loss, roc_auc
 from recarch.ctr import supernet as _supernet  # noqa: F401  (registers the "nasrec" model)
 from recarch.ctr.models import CTR_MODELS, CTRModelConfig, build_ctr_model
@@ -108,9 +108,7 @@ def make_ctr_model(cfg: CTRRunConfig, schema: CTRSchema) -> nn.Module:
 
 
 def load_data(cfg: CTRRunConfig, data_dir: Optional[str] = None) -> CTRData:
-    return get_ctr_dataset(cfg.data.dataset, data_dir=data_dir, min_count=cfg.data.min_count,
-                           hash_buckets=cfg.data.hash_buckets, seed=cfg.data.split_seed,
-                           skip_bad_rows=cfg.data.skip_bad_rows)
+    return cfg.data.load(data_dir)
 
 
 def embedding_parameters(model: nn.Module) -> int:
@@ -138,7 +136,7 @@ def train_ctr(cfg: CTRRunConfig, data_dir: Optional[str] = None, run_dir: Option
     ``data``: the already loaded data of ``cfg.data`` (saves reading it again)."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
-    run_dir = Path(dist.broadcast(str(run_dir or unique_run_dir(cfg.out_dir, f"{cfg.model.name}-{cfg.data.dataset}"))))
+    run_dir = Path(dist.broadcast(str(run_dir or unique_run_dir(cfg.out_dir, f"{cfg.model.name}-{cfg.data.name}"))))
     log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

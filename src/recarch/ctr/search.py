@@ -216,7 +216,7 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
 
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
                echo: bool = True) -> Dict[str, Any]:
-    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.dataset}-{cfg.space.space}"))
+    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.name}-{cfg.space.space}"))
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir / "log.txt", echo)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))

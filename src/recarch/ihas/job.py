@@ -181,7 +181,7 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     folder (a finished one is reloaded, one not yet begun starts); each stage draws from its own seed, so
     a resumed run ends as the uninterrupted one would."""
     cfg.validate()
-    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ihas-{cfg.model.name}-{cfg.data.dataset}"))
+    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ihas-{cfg.model.name}-{cfg.data.name}"))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
     log = RunLog(run_dir / "log.txt", echo)
