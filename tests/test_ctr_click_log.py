@@ -13,6 +13,7 @@ import yaml
 from recarch.cli import main
 from recarch.config import ConfigError, from_dict
 from recarch.ctr.datasets import CTRDataConfig, get_ctr_dataset
+from recarch.ctr.readers.delimited import DelimitedFormat, read_delimited
 from recarch.data.errors import DataFormatError, DataWarning
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -91,6 +92,20 @@ def test_data_mistakes_name_the_file_line_and_column(tmp_path):
         data = load({**CRITEO_TABLE, "path": str(bad)}, skip_bad_rows=True)
     assert any(issubclass(w.category, DataWarning) for w in caught)
     assert sum(len(getattr(data, s).label) for s in ("train", "valid", "test")) == len(lines) - 2
+    # a chunk with a line of too many or too few fields is split line by line; its other rows come out
+    # as those of a clean chunk, which is parsed in one pass
+    clean, ragged = tmp_path / "clean.csv", tmp_path / "ragged.csv"
+    clean.write_text("\n".join(lines[:5] + lines[7:]) + "\n")
+    ragged.write_text("\n".join(lines[:5] + [lines[5] + ",1", lines[6].rsplit(",", 1)[0]] + lines[7:]) + "\n")
+    fmt = DelimitedFormat("label", ",", numeric=tuple(CRITEO_TABLE["numeric"]),
+                          categorical=tuple(f"C{i}" for i in range(1, 27)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        slow, fast = read_delimited(ragged, fmt, skip_bad_rows=True), read_delimited(clean, fmt)
+    assert slow.cat.equals(fast.cat) and np.array_equal(slow.num, fast.num, equal_nan=True)
+    assert np.array_equal(slow.label, fast.label) and len(fast.label) == len(lines) - 3
+    with pytest.raises(DataFormatError, match=r"ragged\.csv:6: field 'row': expected 40 comma-separated fields, found 41"):
+        read_delimited(ragged, fmt)
     fields = lines[3].split(",")
     fields[1] = "many"
     bad.write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")

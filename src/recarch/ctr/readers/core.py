@@ -115,13 +115,42 @@ def _sep_name(sep: str) -> str:
     return {"\t": "tab", ",": "comma", " ": "space"}.get(sep, repr(sep))
 
 
+def _parse(text: str, sep: str, names: Sequence[str], quoted: bool) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep=sep, header=None, names=list(names), dtype=str, na_filter=False,
+                       skip_blank_lines=False, index_col=False, engine="c",
+                       quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+
+
+def _parse_clean(lines: pd.Series, sep: str, names: Sequence[str], quoted: bool) -> Optional[pd.DataFrame]:
+    """The lines parsed in one pass when each has exactly ``len(names)`` fields, else None.
+
+    No per-line counting: the C parser raises on a line with too many fields, so when it does not and
+    the chunk holds (n - 1) separators per line in all, no line can have too few. Text with a double
+    quote in quoted mode (where a separator may be data) takes the line-by-line path."""
+    text = "\n".join(lines.tolist())
+    if quoted and '"' in text:
+        return None
+    try:
+        df = _parse(text, sep, names, quoted)
+    except pd.errors.ParserError:
+        return None
+    if len(df) != len(lines) or text.count(sep) != (len(names) - 1) * len(lines):
+        return None
+    return df
+
+
 def split_fields(lines: pd.Series, linenos: np.ndarray, sep: str, names: Sequence[str],
                  bad: BadRowCounter, quoted: bool = False, what: str = "",
                  field: str = "row") -> Tuple[pd.DataFrame, np.ndarray]:
     """Split lines into ``names`` columns (str); rows with another number of fields are flagged.
 
-    ``quoted``: CSV double quotes may protect separators (counted with the csv module, line by line,
-    only for the lines that hold a quote)."""
+    A chunk whose lines are all well-formed is parsed in one pass (:func:`_parse_clean`); otherwise
+    each line's fields are counted so that the bad ones can be named. ``quoted``: CSV double quotes
+    may protect separators (counted with the csv module, line by line, only for the lines that hold
+    a quote)."""
+    clean = _parse_clean(lines, sep, names, quoted)
+    if clean is not None:
+        return clean, linenos
     n = len(names)
     counts = lines.str.count(re.escape(sep)).to_numpy() + 1
     if quoted:
@@ -137,9 +166,7 @@ def split_fields(lines: pd.Series, linenos: np.ndarray, sep: str, names: Sequenc
     lines, linenos = _take_series(lines, linenos, keep)
     if len(lines) == 0:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in names}), linenos
-    df = pd.read_csv(io.StringIO("\n".join(lines.tolist())), sep=sep, header=None, names=list(names),
-                     dtype=str, na_filter=False, skip_blank_lines=False, index_col=False, engine="c",
-                     quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+    df = _parse("\n".join(lines.tolist()), sep, names, quoted)
     if len(df) != len(lines):  # cannot happen for validated lines; guard against silent misalignment
         raise DataFormatError(bad.file, int(linenos[0]), "row", "one row per line", f"{len(df)} rows")
     return df, linenos
