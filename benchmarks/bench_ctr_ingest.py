@@ -6,7 +6,8 @@ positive as a negative (seed 0): ``click,user_id,item_id,gender,age,occupation,z
 2.0 M rows. ``--repeat R`` writes it R times over (rows repeat, so the vocabularies stay the same
 size: the scaling is in rows alone). The file goes to a temporary folder and is deleted afterwards.
 
-Each measurement runs in a fresh process and reports its wall time and peak resident memory:
+Each measurement runs in a fresh process and reports its wall time and peak memory, private (RssAnon)
+and file-backed (RssFile), polled every 5 ms (see :func:`measure`):
 
 * **recarch**: ``CTRDataConfig(table=...).load()`` on an empty cache: read, check every row, build the
   training vocabularies, split 8:1:1 and write the memory-mapped ``.npy`` cache;
@@ -26,7 +27,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -100,12 +100,32 @@ def build_log(root: Path, out: Path, repeat: int) -> int:
     return len(rows) * repeat
 
 
+POLL = """
+import json, threading, time
+PEAK = {"RssAnon": 0, "RssFile": 0}
+def _poll():
+    while True:
+        for line in open("/proc/self/status"):
+            key = line.split(":")[0]
+            if key in PEAK:
+                PEAK[key] = max(PEAK[key], int(line.split()[1]))
+        time.sleep(0.005)
+threading.Thread(target=_poll, daemon=True).start()
+"""
+REPORT = """
+time.sleep(0.05)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "rows": rows, "peak_mb": int(hwm.split()[1]) / 1024,
+                  "peak_private_mb": PEAK["RssAnon"] / 1024, "peak_file_mb": PEAK["RssFile"] / 1024}))
+"""
+
+
 def measure(job: str, path: Path, cache: Path) -> dict:
-    """Run one job in a fresh process: its seconds, rows, and peak RSS in MB (the child's VmHWM, which
-    starts afresh at exec, unlike ru_maxrss, which keeps the forking parent's peak)."""
-    code = ("import json, time\n" f"PATH, CACHE = {str(path)!r}, {str(cache)!r}\n" + JOBS[job] +
-            "\nhwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))"
-            "\nprint(json.dumps({'seconds': seconds, 'rows': rows, 'peak_mb': int(hwm.split()[1]) / 1024}))")
+    """Run one job in a fresh process: its seconds, rows and memory in MB. ``peak_mb`` is the process's
+    VmHWM (which starts afresh at exec, unlike ru_maxrss); a thread polling /proc/self/status every 5 ms
+    splits it into private memory (RssAnon) and file-backed pages (RssFile: the page cache of memory-
+    mapped files, which the kernel reclaims under pressure)."""
+    code = POLL + f"PATH, CACHE = {str(path)!r}, {str(cache)!r}\n" + JOBS[job] + REPORT
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
                                "PYTHONPATH": str(HERE.parent / "src")})
@@ -131,7 +151,8 @@ def main() -> int:
                 if job != "import only" and result["rows"] != rows:
                     raise RuntimeError(f"{job}: read {result['rows']} rows of {rows}")
                 runs.append({"job": job, "repeat": repeat, "rows": rows, "file_mb": size / 2**20, **result})
-                print(f"x{repeat} {job}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB", flush=True)
+                print(f"x{repeat} {job}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB "
+                      f"(private {result['peak_private_mb']:.0f})", flush=True)
     command = "python benchmarks/bench_ctr_ingest.py " + " ".join(sys.argv[1:])
     write_json_atomic(args.out, {"command": command, "machine": machine_info(threads=1), "seed": 0,
                                  "columns": COLUMNS, "runs": runs})

@@ -200,6 +200,10 @@ def main() -> int:
         ablations = sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))
         lines += ctr_track([json.loads(path.read_text()) for path in ctr],
                            [json.loads(path.read_text()) for path in ablations])
+    for path in sorted((HERE / "results").glob("ingest-*.json")):
+        from render_ctr import ingest_section
+
+        lines += ingest_section(json.loads(path.read_text()))
     ihas = sorted((HERE / "results").glob("ihas-*.json"), key=lambda p: p.stem)  # a --tag variant after its default
     if ihas:
         from render_ihas import ihas_section
