@@ -9,7 +9,8 @@ from recarch.ctr.run import embedding_parameters
 from recarch.ctr.table import CTRSchema
 from recarch.export import load_program
 from recarch.ihas.budget import fit_budget, fit_shared_budget, mean_cost, shared_cost
-from recarch.ihas.cluster import build_router, cluster, group_blocks, kmeans, unique_groups
+from recarch.ihas.cluster import (PatternCollector, Patterns, build_router, cluster, group_blocks, group_votes,
+                                  kmeans, unique_groups)
 from recarch.ihas.embedding import BlockMaskedEmbedding, MixedDimEmbedding, block_columns, field_columns
 from recarch.ihas.ensemble import IHASEnsemble, with_mixed_embedding
 from recarch.ihas.gates import GateConfig, Gates, active_fraction, bipolar_loss, sparsity_loss
@@ -142,7 +143,7 @@ def test_embeddings_clustering_holds_only_the_k_means_sample_at_once():
             held.append(len(part))
             yield part
 
-    result = cluster(patterns, "embeddings", 3, embeddings, seed=0, sample=300)
+    result = cluster(Patterns.of(patterns), "embeddings", 3, embeddings, seed=0, sample=300)
     assert max(held) == 256 and sum(held) == 300 + 3000  # the sample, then every row once, batch by batch
     for c in range(3):  # the planted clusters are the groups
         assert len(result.cluster_labels[truth == c].unique()) == 1
@@ -154,15 +155,31 @@ def test_unique_mode_groups_identical_patterns_and_joins_rare_ones_to_the_neares
     b = torch.tensor([0, 0, 1, 1], dtype=torch.bool)
     rare = torch.tensor([1, 1, 1, 0], dtype=torch.bool)  # Hamming 1 from a, 3 from b
     patterns = torch.stack([a] * 5 + [b] * 3 + [rare])
-    labels, kept = unique_groups(patterns, 2)
+    stored = Patterns.of(patterns.view(9, 2, 2))
+    labels, kept = unique_groups(stored, 2)
     assert labels.tolist() == [0] * 5 + [1] * 3 + [0]
     assert torch.equal(kept, torch.stack([a, b]))
-    assert len(unique_groups(patterns, 0)[1]) == 3
-    result = cluster(patterns.view(9, 2, 2), "unique", 2)
+    assert len(unique_groups(stored, 0)[1]) == 3
+    result = cluster(stored, "unique", 2)
     assert result.labels.tolist() == labels.tolist() and result.info["router_agreement"] == 1.0
     # group dimensions: blocks kept by at least half of the members
-    blocks = group_blocks(patterns.view(9, 2, 2), labels, 2)
+    blocks = group_blocks(stored, labels, 2)
     assert blocks.view(2, 4).int().tolist() == [[1, 1, 0, 0], [0, 0, 1, 1]]
+
+
+def test_patterns_are_stored_once_per_distinct_pattern_and_give_the_per_row_sums():
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.rand(1000, 3, 2, generator=gen) < torch.tensor([0.9, 0.5, 0.1]).view(1, 3, 1)
+    collector = PatternCollector()
+    for part in rows.split(96):  # batch by batch, as the gates yield them
+        collector.add(part)
+    stored, whole = collector.result(), Patterns.of(rows)
+    assert torch.equal(stored.codes, whole.codes) and torch.equal(stored.inverse, whole.inverse)
+    assert len(stored.codes) == len(torch.unique(rows.flatten(1), dim=0)) < 1000
+    assert torch.equal(torch.cat(list(stored.rows(chunk=100))), rows.flatten(1))  # each row's pattern back
+    labels = torch.randint(3, (1000,), generator=gen)
+    votes = group_votes(stored, labels, 3)  # the members' mean pattern, counted per distinct pattern
+    assert torch.allclose(votes, torch.stack([rows[labels == g].float().mean(0) for g in range(3)]))
 
 
 def test_a_budget_drops_the_fewest_votes_per_parameter_first():
@@ -185,10 +202,10 @@ def test_patterns_mode_and_the_router_agree_on_training_patterns():
     rows = protos[torch.randint(3, (300,), generator=gen)]
     flips = torch.rand(rows.shape, generator=gen) < 0.05
     patterns = (rows ^ flips).view(300, 3, 2)
-    result = cluster(patterns, "patterns", 3, seed=0)
+    result = cluster(Patterns.of(patterns), "patterns", 3, seed=0)
     assert result.info["num_groups"] == 3 and result.info["router_agreement"] == 1.0
     assert torch.equal(result.router(patterns), result.labels)
-    router = build_router(patterns, result.labels, 3, max_codes=3)  # unseen patterns: nearest known one
+    router = build_router(Patterns.of(patterns), result.labels, 3, max_codes=3)  # unseen patterns: nearest known one
     assert len(router.codes) == 3 and router(patterns).shape == (300,)
 
 
@@ -338,7 +355,7 @@ def test_config_errors_name_the_key():
 def test_groups_that_would_retrain_the_same_model_are_merged():
     from recarch.ihas.cluster import merge_identical
     patterns = torch.tensor([[1, 0, 1, 1]] * 4 + [[0, 1, 1, 1]] * 3 + [[1, 1, 0, 0]] * 2, dtype=torch.bool).view(9, 2, 2)
-    result = cluster(patterns, "unique", 3)
+    result = cluster(Patterns.of(patterns), "unique", 3)
     assert result.info["num_groups"] == 3
     merged = merge_identical(result, result.blocks.sum(-1))  # groups 0 and 1 both keep 1 + 2 blocks
     assert merged.info["num_groups"] == 2 and merged.labels.tolist() == [0] * 7 + [1] * 2

@@ -32,6 +32,64 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 
 
+@dataclass
+class Patterns:
+    """The deterministic gate patterns of N rows, each distinct pattern stored once: what clustering
+    needs, in 8 bytes a row (the code index) instead of a row's F·K pattern."""
+
+    codes: torch.Tensor  # (P, F, K) bool, distinct, in torch.unique's (lexicographic) order
+    inverse: torch.Tensor  # (N,) long: each row's code
+
+    def __len__(self) -> int:
+        return len(self.inverse)
+
+    @property
+    def bits(self) -> torch.Tensor:
+        """(P, F·K) bool: the codes flattened."""
+        return self.codes.flatten(1)
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return torch.bincount(self.inverse, minlength=len(self.codes))
+
+    def rows(self, index: Optional[torch.Tensor] = None, chunk: int = 65536) -> Iterable[torch.Tensor]:
+        """The flattened patterns (n, F·K) of the rows ``index`` (None: all), in chunks."""
+        inverse = self.inverse if index is None else self.inverse[index]
+        return (self.bits[part] for part in inverse.split(chunk))
+
+    @classmethod
+    def of(cls, patterns: torch.Tensor) -> "Patterns":
+        """From per-row patterns (N, F, K) bool."""
+        codes, inverse = torch.unique(patterns.bool().flatten(1), dim=0, return_inverse=True)
+        return cls(codes.view(-1, *patterns.shape[1:]), inverse)
+
+
+class PatternCollector:
+    """Builds :class:`Patterns` batch by batch, holding only the distinct patterns and the row codes."""
+
+    def __init__(self) -> None:
+        self.index: Dict[bytes, int] = {}
+        self.codes: List[torch.Tensor] = []
+        self.parts: List[torch.Tensor] = []
+
+    def add(self, patterns: torch.Tensor) -> None:
+        """Append a batch's patterns (B, F, K) bool."""
+        found, inverse = torch.unique(patterns.flatten(1), dim=0, return_inverse=True)
+        ids = []
+        for code in found:
+            key = code.numpy().tobytes()
+            if key not in self.index:
+                self.index[key] = len(self.codes)
+                self.codes.append(code.view(patterns.shape[1:]))
+            ids.append(self.index[key])
+        self.parts.append(torch.tensor(ids, dtype=torch.long)[inverse])
+
+    def result(self) -> Patterns:
+        """The patterns of every row added, with the codes in torch.unique's order."""
+        codes, order = torch.unique(torch.stack(self.codes).flatten(1), dim=0, return_inverse=True)
+        return Patterns(codes.view(-1, *self.codes[0].shape), order[torch.cat(self.parts)])
+
+
 def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, tol: float = 1e-6
            ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(labels (N,), centres (k, d)) of Lloyd's k-means with k-means++ seeding; deterministic for a seed."""
@@ -76,10 +134,10 @@ def _sqdist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (x.pow(2).sum(1, keepdim=True) - 2 * x @ c.T + c.pow(2).sum(1)).clamp(min=0)
 
 
-def unique_groups(patterns: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(labels (N,), kept patterns (G, m)): one group per distinct row of ``patterns`` (N, m) bool, the
-    ``k`` most frequent kept (k ≤ 0: all), the rest joined to the nearest kept one."""
-    codes, inverse, counts = torch.unique(patterns.bool(), dim=0, return_inverse=True, return_counts=True)
+def unique_groups(patterns: Patterns, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(labels (N,), kept patterns (G, F·K)): one group per distinct pattern, the ``k`` most frequent
+    kept (k ≤ 0: all), the rest joined to the nearest kept one."""
+    codes, inverse, counts = patterns.bits, patterns.inverse, patterns.counts
     order = torch.argsort(counts, descending=True, stable=True)
     kept = order[:k] if k > 0 else order
     rank = torch.full((len(codes),), -1, dtype=torch.long)
@@ -96,24 +154,22 @@ def hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a.sum(1, keepdim=True) + b.sum(1) - 2 * a @ b.T
 
 
-def group_sums(labels: torch.Tensor, bits: torch.Tensor, groups: int, chunk: int = 65536) -> torch.Tensor:
-    """(G, F·K): per group, the sum of its rows' 0/1 patterns ``bits`` (N, F·K) — in chunks, so that no
-    float copy of every row is held (integer sums: exact in float32 up to 2^24 rows)."""
-    sums = torch.zeros(groups, bits.shape[1])
-    for part_labels, part in zip(labels.split(chunk), bits.split(chunk)):
-        sums.index_add_(0, part_labels, part.float())
-    return sums
+def group_sums(labels: torch.Tensor, patterns: Patterns, groups: int) -> torch.Tensor:
+    """(G, F·K): per group, the sum of its rows' 0/1 patterns — the rows of each (group, code) pair
+    counted, then times the codes (integer sums in float64: exact)."""
+    joint = torch.zeros(groups, len(patterns.codes), dtype=torch.float64)
+    joint.index_put_((labels, patterns.inverse), torch.ones(len(labels), dtype=torch.float64), accumulate=True)
+    return (joint @ patterns.bits.double()).float()
 
 
-def group_votes(patterns: torch.Tensor, labels: torch.Tensor, groups: int) -> torch.Tensor:
+def group_votes(patterns: Patterns, labels: torch.Tensor, groups: int) -> torch.Tensor:
     """(G, F, K): the fraction of each group's members whose pattern keeps the block."""
-    f, k = patterns.shape[1:]
-    sums = group_sums(labels, patterns.flatten(1), groups)
+    sums = group_sums(labels, patterns, groups)
     counts = torch.bincount(labels, minlength=groups).clamp(min=1).unsqueeze(1)
-    return (sums / counts).view(groups, f, k)
+    return (sums / counts).view(groups, *patterns.codes.shape[1:])
 
 
-def group_blocks(patterns: torch.Tensor, labels: torch.Tensor, groups: int) -> torch.Tensor:
+def group_blocks(patterns: Patterns, labels: torch.Tensor, groups: int) -> torch.Tensor:
     """(G, F, K) bool: block kept when at least half of the group's members keep it."""
     return group_votes(patterns, labels, groups) >= 0.5
 
@@ -125,7 +181,12 @@ class Router:
     code_group: torch.Tensor  # (P,) long
 
     def __call__(self, patterns: torch.Tensor) -> torch.Tensor:
+        """The group of each row of ``patterns`` (B, F, K)."""
         return route(patterns.flatten(1), self.codes, self.code_group)
+
+    def assign(self, patterns: Patterns) -> torch.Tensor:
+        """The group of each row of ``patterns``: each distinct pattern routed once."""
+        return route(patterns.bits, self.codes, self.code_group)[patterns.inverse]
 
 
 def route(flat_patterns: torch.Tensor, codes: torch.Tensor, code_group: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -133,11 +194,10 @@ def route(flat_patterns: torch.Tensor, codes: torch.Tensor, code_group: torch.Te
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def build_router(patterns: torch.Tensor, labels: torch.Tensor, groups: int, max_codes: int = 4096) -> Router:
+def build_router(patterns: Patterns, labels: torch.Tensor, groups: int, max_codes: int = 4096) -> Router:
     """Distinct training patterns (most frequent first, at most ``max_codes``), each to its members'
     most common group."""
-    flat = patterns.flatten(1).bool()
-    codes, inverse, counts = torch.unique(flat, dim=0, return_inverse=True, return_counts=True)
+    codes, inverse, counts = patterns.bits, patterns.inverse, patterns.counts
     votes = torch.zeros(len(codes), groups, dtype=torch.long)
     votes.index_put_((inverse, labels), torch.ones_like(labels), accumulate=True)
     order = torch.argsort(counts, descending=True, stable=True)[:max_codes]
@@ -156,21 +216,20 @@ class Clustering:
 Embeddings = Callable[[Optional[torch.Tensor]], Iterable[torch.Tensor]]
 
 
-def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[Embeddings] = None, seed: int = 0,
+def cluster(patterns: Patterns, mode: str, k: int, embeddings: Optional[Embeddings] = None, seed: int = 0,
             iters: int = 100, max_codes: int = 4096, sample: int = 0, min_fraction: float = 0.0) -> Clustering:
-    """Group the training instances by their deterministic ``patterns`` (N, F, K) bool.
+    """Group the training instances by their deterministic ``patterns``.
 
     ``embeddings`` (mode ``embeddings``) gives the rows' masked embeddings batch by batch: those of the
     given row indices in their order, or of every row in order for ``None``. ``sample`` > 0 fits k-means
     on that many random rows and assigns every row to the nearest centre batch by batch, so only the
     sample is held at once; groups with fewer than ``min_fraction`` of the instances are merged into the
     nearest larger group (by mean pattern) so that every retrained model has data to learn and validate on."""
-    n = patterns.shape[0]
-    bits = patterns.flatten(1)
+    n = len(patterns)
     if mode == "unique":
-        labels, _ = unique_groups(bits, k)
+        labels, _ = unique_groups(patterns, k)
     elif mode in ("patterns", "embeddings"):
-        source = (lambda rows: (bits if rows is None else bits[rows]).split(65536)) if mode == "patterns" else embeddings
+        source = patterns.rows if mode == "patterns" else embeddings
         if source is None:
             raise ValueError("cluster mode 'embeddings' needs the masked embeddings")
         kk = min(k, n)
@@ -183,17 +242,17 @@ def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[Embe
             labels, _ = kmeans(torch.cat(list(source(None))).float(), kk, seed, iters)
     else:
         raise ValueError(f"unknown cluster mode {mode!r}; expected embeddings, patterns or unique")
-    labels = _merge_small(labels, bits, min_fraction)
+    labels = _merge_small(labels, patterns, min_fraction)
     groups = int(labels.max()) + 1
     router = build_router(patterns, labels, groups, max_codes)
-    routed = router(patterns)
+    routed = router.assign(patterns)
     agreement = float((routed == labels).float().mean())
     for _ in range(groups):  # a routed group below min_fraction joins its nearest larger one
-        merged = _merge_small(routed, bits, min_fraction)
+        merged = _merge_small(routed, patterns, min_fraction)
         if torch.equal(merged, routed):
             break
         router = build_router(patterns, merged, int(merged.max()) + 1, max_codes)
-        routed = router(patterns)
+        routed = router.assign(patterns)
     groups = int(routed.max()) + 1
     # the router may leave a group empty (embeddings mode): renumber by routed groups
     present = torch.unique(routed)
@@ -201,18 +260,18 @@ def cluster(patterns: torch.Tensor, mode: str, k: int, embeddings: Optional[Embe
     remap[present] = torch.arange(len(present))
     routed, router = remap[routed], Router(router.codes, remap[router.code_group])
     blocks = group_blocks(patterns, routed, len(present))
-    info = {"mode": mode, "k": k, "num_groups": len(present), "distinct_patterns": int(torch.unique(bits, dim=0).shape[0]),
+    info = {"mode": mode, "k": k, "num_groups": len(present), "distinct_patterns": len(patterns.codes),
             "router_codes": int(len(router.codes)), "router_agreement": agreement}
     return Clustering(routed, blocks, router, labels, info)
 
 
-def _merge_small(labels: torch.Tensor, bits: torch.Tensor, min_fraction: float) -> torch.Tensor:
+def _merge_small(labels: torch.Tensor, patterns: Patterns, min_fraction: float) -> torch.Tensor:
     """Merge groups below ``min_fraction`` of the rows into the nearest (mean-pattern) big group; renumber 0.."""
     counts = torch.bincount(labels)
     big = torch.nonzero(counts >= max(min_fraction * len(labels), 1)).flatten()
     if len(big) == 0:
         big = counts.argmax().view(1)
-    means = group_sums(labels, bits, len(counts)) / counts.clamp(min=1).unsqueeze(1)
+    means = group_sums(labels, patterns, len(counts)) / counts.clamp(min=1).unsqueeze(1)
     target = torch.arange(len(counts))
     small = torch.tensor([g for g in range(len(counts)) if g not in set(big.tolist())], dtype=torch.long)
     if len(small):

@@ -99,9 +99,9 @@ class IHASConfig:
     clusters: int = 4  # k
     cluster_mode: Literal["embeddings", "patterns", "unique"] = "embeddings"
     kmeans_iters: int = 100
-    kmeans_sample: int = 0  # > 0: fit k-means on this many training rows, assign the rest
+    kmeans_sample: int = 20000  # > 0: fit k-means on this many training rows, assign the rest (0: on every row)
     max_codes: int = 4096  # patterns the router keeps
-    budget: Optional[float] = None  # hard cap: embedding parameters per instance, as a fraction of the full model's
+    budget: Optional[float] = 0.5  # hard cap: embedding parameters per instance, as a fraction of the full model's (null: none)
     min_group_fraction: float = 0.02  # smaller clusters join the nearest larger one
     retrain: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), lr=3e-4, patience=2, progress=False))
     retrain_init: Literal["search", "scratch"] = "scratch"

@@ -21,8 +21,9 @@ from torch import nn
 from recarch.ctr.models import FieldEmbedding, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable, TrainBatches, batches
+from recarch.ihas.cluster import PatternCollector, Patterns
 from recarch.ihas.embedding import BlockMaskedEmbedding
-from recarch.ihas.gates import Gates, active_fraction, bipolar_loss, sparsity_loss
+from recarch.ihas.gates import Gates, bipolar_loss, sparsity_loss
 from recarch.modes import eval_mode
 from recarch.train import TrainHooks
 from recarch.train.trainer import OPTIMIZERS, decay_groups
@@ -103,25 +104,29 @@ class SearchHooks(TrainHooks):
                  f"{summary['distinct_patterns']} distinct patterns on validation")
 
 
-def pattern_summary(patterns: torch.Tensor, weights: Optional[torch.Tensor]) -> Dict:
-    on = patterns.float()
-    return {"active_dims_fraction": float(active_fraction(on)),
-            "active_params_fraction": float(active_fraction(on, weights)),
-            "distinct_patterns": int(torch.unique(patterns.flatten(1), dim=0).shape[0])}
+def pattern_summary(patterns: Patterns, weights: Optional[torch.Tensor]) -> Dict:
+    """The rows' mean active fractions (as :func:`~recarch.ihas.gates.active_fraction`: each distinct pattern's, weighted by
+    its share of the rows) and the number of distinct patterns."""
+    share = patterns.counts.double() / len(patterns)
+    per_field = patterns.codes.double().mean(-1)  # (P, F)
+    by_params = per_field.mean(-1) if weights is None else (per_field * weights.double()).sum(-1)
+    return {"active_dims_fraction": float(share @ per_field.mean(-1)),
+            "active_params_fraction": float(share @ by_params),
+            "distinct_patterns": len(patterns.codes)}
 
 
 @torch.no_grad()
-def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """With deterministic gates: the patterns (N, F, K) bool, and σ(logits) averaged over the rows (F, K)."""
+def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int) -> Tuple[Patterns, torch.Tensor]:
+    """With deterministic gates: the rows' patterns, and σ(logits) averaged over the rows (F, K)."""
     emb: BlockMaskedEmbedding = model.embedding
     device = next(model.parameters()).device
-    patterns, total = [], 0.0
+    patterns, total = PatternCollector(), 0.0
     with eval_mode(model), torch.no_grad():
         for cat, num, _ in batches(table, batch_size):
             logits = emb.gates.logits(cat.to(device), num.to(device)).cpu()
-            patterns.append(logits > 0)
+            patterns.add(logits > 0)
             total = total + torch.sigmoid(logits).sum(0, dtype=torch.float64)
-    return torch.cat(patterns), (total / len(table)).float()
+    return patterns.result(), (total / len(table)).float()
 
 
 def masked_tokens(model: nn.Module, table: CTRTable, batch_size: int) -> Iterator[torch.Tensor]:
