@@ -15,7 +15,8 @@ and file-backed (RssFile), polled every 5 ms (see :func:`measure`):
   for any reader that checks each value);
 * **pandas encode**: read_csv, then ``pd.factorize`` per column (ids over all rows, no split): the
   smallest in-memory encoder;
-* **import only**: the interpreter with recarch imported, the floor under the recarch figures.
+* **recarch / pandas import only**: the interpreter with the imports alone, the floor under each side's
+  figures.
 
 Writes ``benchmarks/results/ingest-ml-1m-clicks.json``; ``benchmarks/render_ctr.py`` renders it.
 Example: ``python benchmarks/bench_ctr_ingest.py --repeats 1 4 --data-dir /work/shared/data``.
@@ -64,9 +65,12 @@ label = df["click"].to_numpy(np.float32)
 rows = len(ids)
 seconds = time.perf_counter() - start
 """,
-    "import only": """
+    "recarch import only": """
 import recarch.ctr.datasets
-start = time.perf_counter()
+rows, seconds = 0, 0.0
+""",
+    "pandas import only": """
+import numpy, pandas
 rows, seconds = 0, 0.0
 """,
 }
@@ -139,6 +143,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ingest-ml-1m-clicks.json")
     args = parser.parse_args()
     root = data_root(args.data_dir)
+    machine = machine_info(threads=1)  # the commit measured, before anything can change the tree
     runs = []
     for repeat in args.repeats:
         with tempfile.TemporaryDirectory() as tmp:
@@ -148,13 +153,13 @@ def main() -> int:
             for job in JOBS:
                 cache = Path(tmp) / f"cache-{len(runs)}"
                 result = measure(job, path, cache)
-                if job != "import only" and result["rows"] != rows:
+                if not job.endswith("import only") and result["rows"] != rows:
                     raise RuntimeError(f"{job}: read {result['rows']} rows of {rows}")
                 runs.append({"job": job, "repeat": repeat, "rows": rows, "file_mb": size / 2**20, **result})
                 print(f"x{repeat} {job}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB "
                       f"(private {result['peak_private_mb']:.0f})", flush=True)
     command = "python benchmarks/bench_ctr_ingest.py " + " ".join(sys.argv[1:])
-    write_json_atomic(args.out, {"command": command, "machine": machine_info(threads=1), "seed": 0,
+    write_json_atomic(args.out, {"command": command, "machine": machine, "seed": 0,
                                  "columns": COLUMNS, "runs": runs})
     print(f"wrote {args.out}")
     return 0
