@@ -7,7 +7,7 @@ export RECARCH_DATA ?= $(SHARED_DATA)
 endif
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: venv test demo bench-seq bench-render clean
+.PHONY: venv test demo bench-seq bench-ingest bench-render clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ demo: venv
 
 bench-seq: venv
 	$(PY) benchmarks/bench_seq.py
+	$(PY) benchmarks/render.py
+
+bench-ingest: venv
+	$(PY) benchmarks/bench_ctr_ingest.py
 	$(PY) benchmarks/render.py
 
 bench-render: venv
