@@ -18,7 +18,7 @@ and file-backed (RssFile), polled every 5 ms (see :func:`measure`):
 * **recarch / pandas import only**: the interpreter with the imports alone, the floor under each side's
   figures.
 
-Writes ``benchmarks/results/ingest-ml-1m-clicks.json``; ``benchmarks/render_ctr.py`` renders it.
+Writes ``benchmarks/results/ingest-ml-1m-clicks[-TAG].json``; ``benchmarks/render_ctr.py`` renders it.
 Example: ``python benchmarks/bench_ctr_ingest.py --repeats 1 4 --data-dir /work/shared/data``.
 """
 from __future__ import annotations
@@ -140,8 +140,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "ingest-ml-1m-clicks.json")
+    parser.add_argument("--tag", default="", help="names a variant: results go to ingest-ml-1m-clicks-TAG.json")
     args = parser.parse_args()
+    out = HERE / "results" / f"ingest-ml-1m-clicks{'-' + args.tag if args.tag else ''}.json"
     root = data_root(args.data_dir)
     machine = machine_info(threads=1)  # the commit measured, before anything can change the tree
     runs = []
@@ -159,9 +160,9 @@ def main() -> int:
                 print(f"x{repeat} {job}: {result['seconds']:.1f} s, peak {result['peak_mb']:.0f} MB "
                       f"(private {result['peak_private_mb']:.0f})", flush=True)
     command = "python benchmarks/bench_ctr_ingest.py " + " ".join(sys.argv[1:])
-    write_json_atomic(args.out, {"command": command, "machine": machine, "seed": 0,
-                                 "columns": COLUMNS, "runs": runs})
-    print(f"wrote {args.out}")
+    write_json_atomic(out, {"command": command, "machine": machine, "seed": 0, "tag": args.tag,
+                            "columns": COLUMNS, "runs": runs})
+    print(f"wrote {out}")
     return 0
 
 

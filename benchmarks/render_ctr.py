@@ -223,7 +223,8 @@ def ctr_track(results: List[dict], ablations: List[dict]) -> List[str]:
 
 def ingest_section(r: dict) -> List[str]:
     """``results/ingest-*.json`` (``bench_ctr_ingest.py``): time and peak memory per job and file size."""
-    out = ["### Ingesting your own click log (`data.table`): ml-1m clicks", "",
+    tag = f" — `--tag {r['tag']}`" if r.get("tag") else ""
+    out = [f"### Ingesting your own click log (`data.table`): ml-1m clicks{tag}", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
            f"The log: MovieLens-1M (SASRec's version) positives joined with the user and movie tables, plus one "
            f"uniformly drawn negative item each (seed 0); columns {', '.join(r['columns'])}; ×R: the rows "
