@@ -200,7 +200,7 @@ def main() -> int:
         ablations = sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))
         lines += ctr_track([json.loads(path.read_text()) for path in ctr],
                            [json.loads(path.read_text()) for path in ablations])
-    for path in sorted((HERE / "results").glob("ingest-*.json")):
+    for path in sorted((HERE / "results").glob("ingest-*.json"), key=lambda p: p.stem):  # a --tag variant after its default
         from render_ctr import ingest_section
 
         lines += ingest_section(json.loads(path.read_text()))
