@@ -51,6 +51,28 @@ def test_a_recbole_atomic_file_with_a_rating_threshold_gives_ml_100k_ctrs_labels
     assert typed.schema.numeric == ["timestamp"] and typed.schema.fields == ["user_id", "item_id"]
 
 
+def test_a_gzipped_csv_with_quoted_separators_keeps_each_value_whole(tmp_path):
+    import csv
+    import gzip
+
+    items = dict(line.split("\t")[:2] for line in (DATA / "ml-100k" / "ml-100k.item").read_text(
+        encoding="latin-1").splitlines()[1:])
+    ratings = [line.split("\t") for line in INTER.read_text().splitlines()[1:3001]]
+    rows = [(int(r) >= 4, u, i, items[i]) for u, i, r, _ in ratings]
+    assert sum("," in title for *_, title in rows) > 100  # e.g. "Usual Suspects, The": quoted in the file
+    path = tmp_path / "clicks.csv.gz"
+    with gzip.open(path, "wt", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["click", "user", "item", "title"])
+        writer.writerows((int(y), u, i, t) for y, u, i, t in rows)
+    fmt = DelimitedFormat("click", ",", categorical=("user", "item", "title"))
+    chunk = read_delimited(path, fmt)
+    assert chunk.cat["title"].tolist() == [t for *_, t in rows] and chunk.label.tolist() == [float(y) for y, *_ in rows]
+    data = load({"path": str(path), "label": "click"})  # sep from the name: comma for .csv(.gz)
+    assert data.schema.fields == ["user", "item", "title"]
+    assert sum(len(getattr(data, s).label) for s in ("train", "valid", "test")) == 3000
+
+
 def test_files_given_as_the_splits_keep_their_rows_and_the_vocabulary_comes_from_train(tmp_path):
     header, *rows = CRITEO.read_text().splitlines()
     parts = {"train": rows[:120], "valid": rows[120:160], "test": rows[160:]}
