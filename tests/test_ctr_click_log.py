@@ -133,6 +133,8 @@ def test_data_mistakes_name_the_file_line_and_column(tmp_path):
     bad.write_text("\n".join(lines[:3] + [",".join(fields)] + lines[4:]) + "\n")
     with pytest.raises(DataFormatError, match=r"bad\.csv:4: field 'I1': expected a number or nothing, found 'many'"):
         load({**CRITEO_TABLE, "path": str(bad)})
+    with pytest.raises(DataFormatError, match=r"field 'label': expected one role per column"):
+        load({**CRITEO_TABLE, "categorical": ["label", "C1"]})
     seq = tmp_path / "seq.inter"
     seq.write_text("user_id:token\titem_id:token\tgenres:token_seq\tlabel:float\n1\t2\ta b\t1\n")
     with pytest.raises(DataFormatError, match=r"seq\.inter:1: field 'genres': expected a token or float column"):

@@ -86,10 +86,10 @@ def resolve_columns(path: PathLike, fmt: DelimitedFormat, numeric: Optional[Sequ
         if t and n in set(numeric) | set(categorical) and t not in NUMERIC_TYPES + CATEGORICAL_TYPES:
             raise DataFormatError(file, lineno, n, "a token or float column (multi-valued "
                                   "token_seq/float_seq columns are not supported: drop it)", f"type {t!r}")
-    both = set(numeric) & set(categorical)
-    if both:
-        raise DataFormatError(file, lineno, sorted(both)[0], "a column that is numeric or categorical, "
-                              "not both", "it in both lists")
+    twice = (set(numeric) & set(categorical)) | ({fmt.label} & (set(numeric) | set(categorical)))
+    if twice:
+        raise DataFormatError(file, lineno, sorted(twice)[0], "one role per column: the label, numeric or "
+                              "categorical", "it named for two")
     if not categorical:
         raise DataFormatError(file, lineno, "header", "at least one categorical column besides the "
                               "label, the numeric and the dropped ones", repr(first.strip()))
