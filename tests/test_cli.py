@@ -78,7 +78,11 @@ def test_listing_commands(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in ("sasrec", "fdsa", "sasrecf"))
     assert main(["--data-dir", "/nonexistent", "datasets"]) == 0
-    assert "ml-1m" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ml-1m" in out and "data.table.path=FILE" in out  # and how to use your own log
+    assert main(["--data-dir", "/nonexistent", "ctr", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "frappe" in out and "data.table.label=COLUMN" in out
 
 
 @needs_data

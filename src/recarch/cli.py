@@ -26,11 +26,12 @@ def _options(args, **options: str) -> dict:
     return out
 
 
-def _print_status(rows) -> None:
+def _print_status(rows, own: str) -> None:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         mark = "present" if r["present"] == "yes" else "missing"
         print(f"{r['name']:<{width}}  {mark:<8} {r['description']}  [{r['path']}]")
+    print(f"\nYour own log instead of a registered data set: {own} (README).")
 
 
 def _train(args) -> int:
@@ -99,7 +100,8 @@ def _export(args) -> int:
 def _datasets(args) -> int:
     from recarch.data import dataset_status
 
-    _print_status(dataset_status(args.data_dir))
+    _print_status(dataset_status(args.data_dir), "--set data.table.path=FILE --set data.table.user=COLUMN "
+                  "--set data.table.item=COLUMN")
     return 0
 
 
@@ -172,7 +174,7 @@ def _ctr_export(args) -> int:
 def _ctr_datasets(args) -> int:
     from recarch.ctr.datasets import ctr_dataset_status
 
-    _print_status(ctr_dataset_status(args.data_dir))
+    _print_status(ctr_dataset_status(args.data_dir), "--set data.table.path=FILE --set data.table.label=COLUMN")
     return 0
 
 
