@@ -73,6 +73,37 @@ def test_a_gzipped_csv_with_quoted_separators_keeps_each_value_whole(tmp_path):
     assert sum(len(getattr(data, s).label) for s in ("train", "valid", "test")) == 3000
 
 
+def test_a_parquet_log_gives_the_arrays_of_the_same_rows_as_text(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    numeric = [f"I{i}" for i in range(1, 14)]
+    frame = pd.read_csv(CRITEO, dtype={f"C{i}": str for i in range(1, 27)}, keep_default_na=False,
+                        na_values={c: [""] for c in numeric}).astype({c: "float64" for c in numeric})
+    frame.loc[frame["C3"] == "", "C3"] = None  # a null is missing, as an empty field is in CSV
+    assert frame["C3"].isna().sum() > 0 and frame["I1"].isna().sum() > 0
+    frame.to_parquet(tmp_path / "criteo.parquet", row_group_size=64)
+    mine = load({"path": str(tmp_path / "criteo.parquet")})  # floating-point columns are numeric
+    registered = get_ctr_dataset("criteo-sample", data_dir=str(DATA), cache=False)
+    assert mine.schema == registered.schema and same_arrays(mine, registered)
+
+    ratings = pd.read_csv(INTER, sep="\t")  # integer columns: tokens
+    ratings.columns = [c.split(":")[0] for c in ratings.columns]
+    ratings.to_parquet(tmp_path / "ratings.parquet")
+    mine = load({**ML_TABLE, "path": str(tmp_path / "ratings.parquet")})
+    registered = get_ctr_dataset("ml-100k-ctr", data_dir=str(DATA), cache=False)
+    for split in ("train", "valid", "test"):
+        a, b = getattr(mine, split), getattr(registered, split)
+        assert np.array_equal(a.label, b.label) and np.array_equal(a.cat, b.cat[:, :2])
+
+    frame.loc[5, "label"] = 2
+    frame.to_parquet(tmp_path / "bad.parquet", row_group_size=64)
+    with pytest.raises(DataFormatError, match=r"bad\.parquet:6: field 'label': expected a label 0 or 1, found '2'"):
+        load({"path": str(tmp_path / "bad.parquet")})
+    with pytest.raises(DataFormatError, match=r"bad\.parquet: field 'header': expected columns click"):
+        load({"path": str(tmp_path / "bad.parquet"), "label": "click"})
+
+
 def test_files_given_as_the_splits_keep_their_rows_and_the_vocabulary_comes_from_train(tmp_path):
     header, *rows = CRITEO.read_text().splitlines()
     parts = {"train": rows[:120], "valid": rows[120:160], "test": rows[160:]}

@@ -10,17 +10,20 @@ set when ``data.table.path`` (or ``train``/``valid``/``test``) is set::
 ``data.table`` keys (a run folder's ``config.yaml`` keeps the paths absolute, so ``evaluate`` and
 ``--resume`` work from any folder):
 
-* ``path``: one file (CSV, TSV or RecBole atomic; gzip detected), split 8:1:1 stratified by label
-  with ``data.split_seed``; or ``train``, ``valid`` and ``test``: the three splits as files.
+* ``path``: one file (CSV, TSV or RecBole atomic, gzip detected; or ``.parquet``, with pyarrow), split
+  8:1:1 stratified by label with ``data.split_seed``; or ``train``, ``valid`` and ``test``: the three
+  splits as files.
 * ``label`` (default ``label``): values 0/1; with ``label_threshold: t``, numbers, 1 where ``>= t``
   (``label: rating, label_threshold: 4`` is MovieLens-as-CTR's label).
-* ``numeric``: columns read as numbers (default: the RecBole ``float`` columns, else none);
+* ``numeric``: columns read as numbers (default: the RecBole ``float`` columns, or a Parquet file's
+  floating-point columns; else none);
   ``categorical``: the fields (default: every column that is not the label, numeric or in ``drop``).
 * ``sep``: ``comma``, ``tab``, ``semicolon``, ``pipe``, ``space`` or one character (default, as the
   sequential track: comma for ``.csv``, else tab); ``header`` (default true), else ``columns`` names them.
 
-Reading is :func:`recarch.ctr.readers.iter_delimited`: a malformed row raises an error naming the
-file, line and column (or is skipped with ``data.skip_bad_rows``). The encoded arrays are cached like
+Reading is :func:`~recarch.ctr.readers.delimited.iter_delimited` (or
+:func:`~recarch.ctr.readers.parquet.iter_parquet`): a malformed row raises an error naming the file,
+line (Parquet: row) and column (or is skipped with ``data.skip_bad_rows``). The encoded arrays are cached like
 a registered data set's, keyed by the files' fingerprints and everything here that changes the reading.
 """
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..config import ConfigError
 from .readers import DEFAULT_CHUNKSIZE, RawChunk
-from .readers.delimited import DelimitedFormat, iter_delimited, resolve_columns
+from .readers.delimited import DelimitedFormat, delimited_columns, iter_delimited, resolve_columns
+from .readers.parquet import is_parquet, iter_parquet, parquet_columns
 
 SEPARATORS = {"comma": ",", "tab": "\t", "semicolon": ";", "pipe": "|", "space": " "}
 SPLITS = ("train", "valid", "test")
@@ -109,8 +113,11 @@ class ClickTableConfig:
     def chunks(self, paths: Tuple[Path, ...], chunksize: int = DEFAULT_CHUNKSIZE,
                skip_bad_rows: bool = False) -> Iterator[RawChunk]:
         """The rows of every file, each tagged with its split when the files are the splits; the
-        columns are fixed once, from the first file's header."""
-        fmt = resolve_columns(paths[0], self.format(), self.numeric, self.categorical, self.drop)
+        columns are fixed once, from the first file's header (or Parquet schema)."""
+        fmt = self.format()
+        columns = parquet_columns(paths[0]) if is_parquet(paths[0]) else delimited_columns(paths[0], fmt)
+        fmt = resolve_columns(str(paths[0]), *columns, fmt, self.numeric, self.categorical, self.drop)
         for path, (_, split) in zip(paths, self.files()):
-            for chunk in iter_delimited(path, fmt, chunksize, skip_bad_rows):
+            read = iter_parquet if is_parquet(path) else iter_delimited
+            for chunk in read(path, fmt, chunksize, skip_bad_rows):
                 yield replace(chunk, split=split)

@@ -60,22 +60,27 @@ def first_line(path: PathLike) -> Tuple[str, int]:
     raise DataFormatError(str(path), 1, "file", "at least one line", "an empty file")
 
 
-def resolve_columns(path: PathLike, fmt: DelimitedFormat, numeric: Optional[Sequence[str]],
-                    categorical: Optional[Sequence[str]], drop: Sequence[str]) -> DelimitedFormat:
-    """``fmt`` with its numeric and categorical columns fixed from ``path``'s columns.
+def delimited_columns(path: PathLike, fmt: DelimitedFormat) -> Tuple[List[Tuple[str, str]], str, int]:
+    """(the (name, RecBole type or "") of each column, the header as found, its line) of a delimited file."""
+    if not fmt.header:
+        return [(c, "") for c in fmt.columns], ", ".join(fmt.columns), 1
+    first, lineno = first_line(path)
+    return header_columns(first, fmt.sep), first.strip(), lineno
 
-    ``numeric`` None: the header's ``float`` columns (RecBole types), else none. ``categorical``
-    None: every column that is not the label, numeric or dropped, in file order. Raises
-    DataFormatError naming the file when a named column is absent or a column's type is unsupported."""
-    file = str(path)
-    if fmt.header:
-        first, lineno = first_line(path)
-        typed = header_columns(first, fmt.sep)
-    else:
-        first, lineno, typed = ", ".join(fmt.columns), 1, [(c, "") for c in fmt.columns]
+
+def resolve_columns(file: str, typed: Sequence[Tuple[str, str]], header: str, lineno: Optional[int],
+                    fmt: DelimitedFormat, numeric: Optional[Sequence[str]],
+                    categorical: Optional[Sequence[str]], drop: Sequence[str]) -> DelimitedFormat:
+    """``fmt`` with its numeric and categorical columns fixed from a file's columns ``typed`` ((name,
+    type) pairs; ``header`` and ``lineno`` are what errors quote).
+
+    ``numeric`` None: the ``float`` columns (RecBole types, or a Parquet file's floating-point columns),
+    else none. ``categorical`` None: every column that is not the label, numeric or dropped, in file
+    order. Raises DataFormatError naming the file when a named column is absent or a column's type is
+    unsupported."""
     names = [n for n, _ in typed]
     named = [fmt.label, *(numeric or ()), *(categorical or ()), *drop]
-    _require(file, lineno, names, list(dict.fromkeys(named)), first)
+    _require(file, lineno, names, list(dict.fromkeys(named)), header)
     used = {fmt.label, *drop}
     if numeric is None:
         numeric = [n for n, t in typed if t in NUMERIC_TYPES and n not in used]
@@ -92,8 +97,21 @@ def resolve_columns(path: PathLike, fmt: DelimitedFormat, numeric: Optional[Sequ
                               "categorical", "it named for two")
     if not categorical:
         raise DataFormatError(file, lineno, "header", "at least one categorical column besides the "
-                              "label, the numeric and the dropped ones", repr(first.strip()))
+                              "label, the numeric and the dropped ones", repr(header))
     return replace(fmt, numeric=tuple(numeric), categorical=tuple(categorical))
+
+
+def typed_chunk(df: pd.DataFrame, linenos: np.ndarray, fmt: DelimitedFormat, bad: BadRowCounter) -> RawChunk:
+    """A chunk of str columns checked and typed: the label, the numeric columns and the fields."""
+    if fmt.label_threshold is None:
+        df, linenos = _check_choice(df, linenos, fmt.label, _01, bad, "a label 0 or 1")
+        df, linenos, num = _numeric_columns(df, linenos, fmt.numeric, bad)
+        label = _labels(df[fmt.label], _01)
+    else:
+        df, linenos = _check_regex(df, linenos, fmt.label, r".*\S.*", bad, "a number")
+        df, linenos, values = _numeric_columns(df, linenos, [fmt.label, *fmt.numeric], bad)
+        label, num = (values[:, 0] >= fmt.label_threshold).astype(np.float32), values[:, 1:]
+    return RawChunk(df[list(fmt.categorical)].reset_index(drop=True), num, label, list(fmt.numeric))
 
 
 def _delimited_parser(file: str, fmt: DelimitedFormat) -> MakeParser:
@@ -103,15 +121,7 @@ def _delimited_parser(file: str, fmt: DelimitedFormat) -> MakeParser:
 
         def parse(lines: pd.Series, linenos: np.ndarray, bad: BadRowCounter) -> RawChunk:
             df, linenos = split_fields(lines, linenos, fmt.sep, names, bad, quoted=fmt.quoted)
-            if fmt.label_threshold is None:
-                df, linenos = _check_choice(df, linenos, fmt.label, _01, bad, "a label 0 or 1")
-                df, linenos, num = _numeric_columns(df, linenos, fmt.numeric, bad)
-                label = _labels(df[fmt.label], _01)
-            else:
-                df, linenos = _check_regex(df, linenos, fmt.label, r".*\S.*", bad, "a number")
-                df, linenos, values = _numeric_columns(df, linenos, [fmt.label, *fmt.numeric], bad)
-                label, num = (values[:, 0] >= fmt.label_threshold).astype(np.float32), values[:, 1:]
-            return RawChunk(df[list(fmt.categorical)].reset_index(drop=True), num, label, list(fmt.numeric))
+            return typed_chunk(df, linenos, fmt, bad)
 
         return parse
     return make
