@@ -1,6 +1,8 @@
-"""Readers for tabular click (CTR) files: libfm (Frappe), Criteo, Avazu, KDD Cup 2012, MovieLens as CTR.
+"""Readers for tabular click (CTR) files: libfm (Frappe), Criteo, Avazu, KDD Cup 2012, MovieLens as CTR,
+and a user's own log (delimited text or Parquet, described by ``data.table``).
 
-Every reader streams its file in chunks of lines (pandas ``read_csv(chunksize=...)``) and yields
+Every reader streams its file in chunks of lines (pandas ``read_csv(chunksize=...)``; Parquet: record
+batches) and yields
 :class:`RawChunk` s: the raw categorical strings of each field (``""`` = missing), raw numeric values
 (NaN = missing) and 0/1 labels, *before* any vocabulary, hashing or log transform (those are in
 :mod:`recarch.ctr.encode`). ``read_*`` functions concatenate the chunks of a small file.
@@ -14,7 +16,8 @@ line break is not supported.
 
 One module per job: :mod:`.core` holds the shared chunked streaming, line splitting and vectorised
 checks; :mod:`.libfm` (libfm, Frappe), :mod:`.criteo`, :mod:`.avazu`, :mod:`.kdd12` and
-:mod:`.movielens` hold one format each, with its format choices in the module docstring. This
+:mod:`.movielens` hold one format each, with its format choices in the module docstring;
+:mod:`.delimited` and :mod:`.parquet` read a user's own log (:mod:`recarch.ctr.click_log`). This
 package re-exports their public names, so ``from recarch.ctr.readers import ...`` and
 ``from recarch.ctr import readers as R`` work as before.
 """
