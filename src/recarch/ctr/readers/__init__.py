@@ -2,9 +2,8 @@
 and a user's own log (delimited text or Parquet, described by ``data.table``).
 
 Every reader streams its file in chunks of lines (pandas ``read_csv(chunksize=...)``; Parquet: record
-batches) and yields
-:class:`RawChunk` s: the raw categorical strings of each field (``""`` = missing), raw numeric values
-(NaN = missing) and 0/1 labels, *before* any vocabulary, hashing or log transform (those are in
+batches) and yields :class:`RawChunk` s: the raw categorical strings of each field (``""`` = missing),
+raw numeric values (NaN = missing) and 0/1 labels, *before* any vocabulary, hashing or log transform (those are in
 :mod:`recarch.ctr.encode`). ``read_*`` functions concatenate the chunks of a small file.
 
 Malformed rows. The checks are vectorised over a chunk with :class:`~recarch.data.errors.BadRowCounter`:
