@@ -13,6 +13,8 @@ and file-backed (RssFile), polled every 5 ms (see :func:`measure`):
   training vocabularies, split 8:1:1 and write the memory-mapped ``.npy`` cache;
 * **pandas read_csv**: ``pd.read_csv(path, dtype=str, na_filter=False)``, parsing alone (a lower bound
   for any reader that checks each value);
+* **recarch parquet** / **pandas read_parquet**: the same two on the same rows written as Parquet (the
+  click an integer, every other column a string; row groups of 2^20 rows);
 * **pandas encode**: read_csv, then ``pd.factorize`` per column (ids over all rows, no split): the
   smallest in-memory encoder;
 * **recarch / pandas import only**: the interpreter with the imports alone, the floor under each side's
@@ -50,6 +52,20 @@ data = from_dict(CTRDataConfig, {"table": {"path": PATH, "label": "click"}}).loa
 rows = sum(len(getattr(data, s).label) for s in ("train", "valid", "test"))
 seconds = time.perf_counter() - start
 """,
+    "recarch parquet": """
+from recarch.config import from_dict
+from recarch.ctr.datasets import CTRDataConfig
+start = time.perf_counter()
+data = from_dict(CTRDataConfig, {"table": {"path": PARQUET, "label": "click"}}).load(cache_dir=CACHE, progress=False)
+rows = sum(len(getattr(data, s).label) for s in ("train", "valid", "test"))
+seconds = time.perf_counter() - start
+""",
+    "pandas read_parquet": """
+import pandas as pd
+start = time.perf_counter()
+rows = len(pd.read_parquet(PARQUET))
+seconds = time.perf_counter() - start
+""",
     "pandas read_csv": """
 import pandas as pd
 start = time.perf_counter()
@@ -77,7 +93,8 @@ rows, seconds = 0, 0.0
 
 
 def build_log(root: Path, out: Path, repeat: int) -> int:
-    """The ml-1m click log (see the module docstring) written ``repeat`` times; returns its rows."""
+    """The ml-1m click log (see the module docstring) written ``repeat`` times, as CSV to ``out`` and
+    as Parquet (the click an integer, every other column a string) beside it; returns its rows."""
     d = root / "ml-1m"
     pairs = pd.read_csv(d / "ml-1m.sasrec.txt.gz", sep=" ", names=["user", "item"], dtype=str)
     to_user = pd.read_csv(d / "sas_to_original_users.txt", sep=" ", names=["user", "user_id"], dtype=str)
@@ -101,6 +118,13 @@ def build_log(root: Path, out: Path, repeat: int) -> int:
         f.write(text)
         for _ in range(repeat - 1):
             f.write(body)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(rows.fillna("").astype({c: str for c in COLUMNS[1:]}), preserve_index=False)
+    with pq.ParquetWriter(out.with_suffix(".parquet"), table.schema) as writer:
+        for _ in range(repeat):
+            writer.write_table(table, row_group_size=1 << 20)
     return len(rows) * repeat
 
 
@@ -129,7 +153,8 @@ def measure(job: str, path: Path, cache: Path) -> dict:
     VmHWM (which starts afresh at exec, unlike ru_maxrss); a thread polling /proc/self/status every 5 ms
     splits it into private memory (RssAnon) and file-backed pages (RssFile: the page cache of memory-
     mapped files, which the kernel reclaims under pressure)."""
-    code = POLL + f"PATH, CACHE = {str(path)!r}, {str(cache)!r}\n" + JOBS[job] + REPORT
+    code = (POLL + f"PATH, PARQUET, CACHE = {str(path)!r}, {str(path.with_suffix('.parquet'))!r}, {str(cache)!r}\n"
+            + JOBS[job] + REPORT)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
                                "PYTHONPATH": str(HERE.parent / "src")})
