@@ -233,7 +233,8 @@ def ingest_section(r: dict) -> List[str]:
            f"peak page cache of memory-mapped files (RssFile, reclaimable), which recarch's spool and cache "
            f"files add to the resident size. *recarch*: read and check every row, build the training vocabularies, split 8:1:1, "
            f"write the memory-mapped cache. *pandas read_csv*: parsing alone (`dtype=str`). *pandas encode*: "
-           f"read_csv, then `pd.factorize` per column, in memory.", "",
+           f"read_csv, then `pd.factorize` per column, in memory. *recarch parquet* / *pandas read_parquet*: "
+           f"the same rows as Parquet (where the result has them).", "",
            "| file | job | seconds | rows/s | MB/s | × read_csv time | private MB | private MB over import | "
            "file-backed MB |", "|---|---|---|---|---|---|---|---|---|"]
     runs = r["runs"]
