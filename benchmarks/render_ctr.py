@@ -235,7 +235,7 @@ def ingest_section(r: dict) -> List[str]:
            f"write the memory-mapped cache. *pandas read_csv*: parsing alone (`dtype=str`). *pandas encode*: "
            f"read_csv, then `pd.factorize` per column, in memory. *recarch parquet* / *pandas read_parquet*: "
            f"the same rows as Parquet (where the result has them).", "",
-           "| file | job | seconds | rows/s | MB/s | × read_csv time | private MB | private MB over import | "
+           "| file (CSV) | job | seconds | rows/s | CSV MB/s | × read_csv time | private MB | private MB over import | "
            "file-backed MB |", "|---|---|---|---|---|---|---|---|---|"]
     runs = r["runs"]
     for repeat in sorted({x["repeat"] for x in runs}):
