@@ -43,11 +43,16 @@ def parquet_columns(path: PathLike) -> Tuple[List[Tuple[str, str]], str, None]:
     return typed, ", ".join(schema.names), None
 
 
-def _as_text(column) -> np.ndarray:
+def _as_text(batch, columns: List[str]) -> pd.DataFrame:
+    """The batch's ``columns`` as text, converted by Arrow (pandas then keeps Arrow's strings)."""
     pa, _ = _pyarrow()
-    if pa.types.is_boolean(column.type):
-        column = column.cast(pa.int8())
-    return column.cast(pa.string()).fill_null("").to_numpy(zero_copy_only=False)
+    text = {}
+    for name in columns:
+        column = batch.column(name)
+        if pa.types.is_boolean(column.type):
+            column = column.cast(pa.int8())
+        text[name] = column.cast(pa.string()).fill_null("")
+    return pa.table(text).to_pandas()
 
 
 def iter_parquet(path: PathLike, fmt: DelimitedFormat, chunksize: int = DEFAULT_CHUNKSIZE,
@@ -64,7 +69,7 @@ def iter_parquet(path: PathLike, fmt: DelimitedFormat, chunksize: int = DEFAULT_
     bad = BadRowCounter(file, skip_bad_rows)
     done = 0
     for batch in source.iter_batches(batch_size=chunksize, columns=used):
-        df = pd.DataFrame({c: _as_text(batch.column(c)) for c in used})
+        df = _as_text(batch, used)
         linenos = np.arange(done + 1, done + len(df) + 1, dtype=np.int64)
         done += len(df)
         chunk = typed_chunk(df, linenos, fmt, bad)
