@@ -239,7 +239,7 @@ def ingest_section(r: dict) -> List[str]:
            "file-backed MB |", "|---|---|---|---|---|---|---|---|---|"]
     runs = r["runs"]
     if runs[0].get("trials", 1) > 1:
-        out[-3:-3] = [f"Each job ran {runs[0]['trials']} times: the table keeps its fastest time and its largest memory.", ""]
+        out[-2:-2] = [f"Each job ran {runs[0]['trials']} times: the table keeps its fastest time and its largest memory.", ""]
     for repeat in sorted({x["repeat"] for x in runs}):
         same = {x["job"]: x for x in runs if x["repeat"] == repeat}
         ref = same["pandas read_csv"]["seconds"]
