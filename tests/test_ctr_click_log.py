@@ -203,3 +203,18 @@ def test_cli_trains_evaluates_and_runs_ihas_on_a_table_given_by_a_relative_path(
     (ihas_dir,) = list((tmp_path / "ihas").iterdir())
     summary = json.loads((ihas_dir / "summary.json").read_text())
     assert ihas_dir.name.startswith("ihas-dcnv2-ratings-") and summary["methods"]["ihas"]["test"]["auc"] > 0.6
+
+
+def test_ctr_search_runs_on_a_table_and_its_retrained_winner_reloads(tmp_path, capsys):
+    from test_ctr_run import TINY_SEARCH
+
+    table = ["--set", f"data.table.path={INTER}", "--set", "data.table.label=rating",
+             "--set", "data.table.label_threshold=4", "--set", "data.table.drop=[timestamp]"]
+    assert main(["ctr", "search", "--out-dir", str(tmp_path), *TINY_SEARCH, *table]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    assert run_dir.name.startswith("ctr-search-ml-100k-")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["dataset"] == "ml-100k"
+    capsys.readouterr()
+    assert main(["ctr", "evaluate", str(run_dir / "retrain" / "arch-1-seed42")]) == 0
+    assert json.loads(capsys.readouterr().out)["auc"] == pytest.approx(summary["modes"]["arch"]["winner"]["test"]["auc"])
