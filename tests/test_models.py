@@ -3,7 +3,10 @@ import torch
 
 from recarch.cost import analytic_transformer_flops, count_flops
 from recarch.models import SeqModelConfig, build_model
+from recarch.models.base import to_right_padded
 from recarch.models.attention import linear_attention, linrec_feature_map
+from recarch.models.layers import FeedForward
+from recarch.models.packing import Packing
 
 torch.set_num_threads(1)
 
@@ -19,10 +22,11 @@ def model(name="sasrec", attention="softmax", **kw):
 SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0, 0, 0, 0, 0, 0, 6]])
 
 
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
 @pytest.mark.parametrize("name", ["sasrec", "fdsa", "sasrecf"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_score_last_equals_the_last_position_of_the_full_pass(name, attention):
-    m = model(name, attention)
+def test_score_last_equals_the_last_position_of_the_full_pass(name, attention, layer):
+    m = model(name, attention, layer=layer, activation="swiglu" if layer == "ligr" else "gelu")
     with torch.no_grad():
         full = m(SEQ)[:, -1] @ m.item_embeddings().T
         last = m.score_last(SEQ)
@@ -30,9 +34,10 @@ def test_score_last_equals_the_last_position_of_the_full_pass(name, attention):
     torch.testing.assert_close(last, full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_causal_no_position_sees_the_future_or_the_padding(attention):
-    m = model(attention=attention)
+def test_causal_no_position_sees_the_future_or_the_padding(attention, layer):
+    m = model(attention=attention, layer=layer)
     with torch.no_grad():
         h = m(SEQ)
         # the prefix 4 9 2 of row 0, alone and left-padded, gives the same state at item 2
@@ -54,12 +59,14 @@ def test_linear_attention_causal_form_matches_the_definition(n):
     torch.testing.assert_close(fq.norm(dim=-1), torch.ones(2, 2, n))
 
 
+@pytest.mark.parametrize("layer,activation", [("post_norm", "gelu"), ("pre_norm", "relu"), ("ligr", "swiglu")])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_counted_flops_match_the_analytic_formula(attention):
-    m = model(attention=attention)
+def test_counted_flops_match_the_analytic_formula(attention, layer, activation):
+    m = model(attention=attention, layer=layer, activation=activation)
     counted = count_flops(m, (SEQ[1:2],), method_name="score_last")["flops"]
     formula = analytic_transformer_flops(8, 16, 32, 2, 2, 30, attention=attention, score="last",
-                                         linear_form="chunked", last_only=True)["flops"]
+                                         linear_form="chunked", last_only=True, layer=layer,
+                                         activation=activation)["flops"]
     assert counted == formula
 
 
@@ -90,3 +97,58 @@ def test_gradients_reach_every_parameter():
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None]
     assert missing == []
+
+
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+def test_layer_types_join_the_residual_stream_as_defined(layer):
+    """post_norm LN(x + f(x)); pre_norm x + f(LN x); ligr x + σ(W_g x + b_g) ⊙ f(LN x) — on the FFN
+    with SwiGLU, f(a) = W2·(SiLU(W1 a) ⊙ W3 a), computed by hand from the module's weights."""
+    torch.manual_seed(3)
+    ffn = FeedForward(8, 12, dropout=0.0, layer=layer, activation="swiglu").eval()
+    with torch.no_grad():
+        for p in ffn.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+        x = torch.randn(2, 5, 8)
+        ln = torch.nn.functional.layer_norm
+        norm = lambda t: ln(t, (8,), ffn.norm.weight, ffn.norm.bias, ffn.norm.eps)  # noqa: E731
+        f = lambda a: ffn.fc2(torch.nn.functional.silu(ffn.fc1(a)) * ffn.fc3(a))  # noqa: E731
+        want = {"post_norm": lambda: norm(x + f(x)),
+                "pre_norm": lambda: x + f(norm(x)),
+                "ligr": lambda: x + torch.sigmoid(ffn.skip_gate(x)) * f(norm(x))}[layer]()
+        torch.testing.assert_close(ffn(x), want)
+        assert (ffn.skip_gate is not None) == (layer == "ligr")
+
+
+def test_xavier_init_scales_each_matrix_by_its_fan():
+    m = model(init="xavier")
+    w = m.encoder.layers[0].attention.query.weight  # 16×16: std √(2/32) = 0.25
+    assert 0.18 < float(w.std()) < 0.32
+    assert float(m.encoder.layers[0].attention.query.bias.abs().sum()) == 0.0
+    assert float(model().encoder.layers[0].attention.query.weight.std()) < 0.03  # N(0, 0.02)
+
+
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, layer):
+    """The models run embedding and layers on the real positions only; outputs and gradients match
+    the padded computation (the supernet's path), for every position and for the last one."""
+    m = model(attention=attention, layer=layer, gates=2)
+    right, lengths = to_right_padded(SEQ)
+    real = torch.arange(8)[None, :] < lengths[:, None]
+
+    def encode(packed: bool, last_only: bool):
+        packing = Packing(lengths, 8) if packed else None
+        e = m.embedding(right, packing=packing)
+        return m.encoder(e, lengths, last_only, e, packing)
+
+    for last_only, where in ((False, real), (True, torch.ones(3, 1, dtype=torch.bool))):
+        torch.testing.assert_close(encode(True, last_only)[where], encode(False, last_only)[where],
+                                   rtol=1e-5, atol=1e-5)
+    grads = []
+    for packed in (True, False):
+        m.zero_grad()
+        encode(packed, False)[real].pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 10
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -9,10 +9,11 @@ torch.set_num_threads(1)
 SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0, 0, 0, 0, 0, 0, 6]])
 
 
-def supernet(attention="softmax", gates=2, **space):
+def supernet(attention="softmax", gates=2, layer="post_norm", **space):
     torch.manual_seed(0)
     cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=4, dropout=0.0,
-                         attn_dropout=0.0, attention=attention)
+                         attn_dropout=0.0, attention=attention, layer=layer,
+                         activation="swiglu" if layer == "ligr" else "gelu")
     net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5, 0.75],
                                                     ffn_intensities=[0.0, 0.5, 0.75], gates=gates, **space))
     with torch.no_grad():  # non-trivial gates and LayerNorms, so slicing errors would show
@@ -22,24 +23,28 @@ def supernet(attention="softmax", gates=2, **space):
     return net.eval()
 
 
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
 @pytest.mark.parametrize("gates", [0, 1, 2])
 @pytest.mark.parametrize("k,depth", [(0, 3), (1, 2), (2, 1), (2, 3)])
-def test_derived_model_reproduces_the_supernet_on_its_path(attention, gates, k, depth):
-    net = supernet(attention, gates)
+def test_derived_model_reproduces_the_supernet_on_its_path(attention, gates, k, depth, layer):
+    """Every layer type (LiGR with its SwiGLU FFN) derives exactly, at every width and depth."""
+    net = supernet(attention, gates, layer)
     net.fix_path(k, depth)
     derived = net.derive().eval()
     assert (derived.config.hidden_size, derived.config.n_layers) == (net.widths[k][0], depth)
     with torch.no_grad():
         torch.testing.assert_close(derived.score_last(SEQ), net.score_last(SEQ), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(derived(SEQ), net(SEQ)[..., : net.widths[k][0]], atol=1e-5, rtol=1e-5)
+        real = SEQ > 0  # padded positions carry no state (the derived model's packed layers leave them 0)
+        torch.testing.assert_close(derived(SEQ)[real], net(SEQ)[..., : net.widths[k][0]][real], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_last_position_shortcut_matches_the_full_mixture(attention):
+def test_last_position_shortcut_matches_the_full_mixture(attention, layer):
     """hidden_last computes only the last position in the final exit layer; it must equal the last
     position of the full forward under soft (mixed) controllers."""
-    net = supernet(attention)
+    net = supernet(attention, layer=layer)
     with torch.no_grad():
         net.alpha.copy_(torch.tensor([0.3, -0.2, 0.1]))
         net.beta.copy_(torch.tensor([0.2, 0.5, -0.4]))
@@ -56,8 +61,9 @@ def test_derived_model_is_physically_narrow():
     assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.parameters()) / 5
 
 
-def test_full_width_full_depth_path_is_the_static_model():
-    net = supernet(gates=0)
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+def test_full_width_full_depth_path_is_the_static_model(layer):
+    net = supernet(gates=0, layer=layer)
     net.fix_path(0, 3)
     with torch.no_grad():
         torch.testing.assert_close(net.score_last(SEQ), net.backbone.score_last(SEQ), atol=1e-5, rtol=1e-5)

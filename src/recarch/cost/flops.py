@@ -138,8 +138,9 @@ def flops_per_sequence(model: nn.Module, seq_len: int, batch: int = 1,
 
 def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: int,
                          attention: Literal["softmax", "linear"] = "softmax",
-                         linear_form: Literal["kv", "chunked"] = "kv", chunk: int = LINEAR_CHUNK) -> dict:
-    """Matmul FLOPs of one post-LN transformer layer whose queries, output projection and FFN see
+                         linear_form: Literal["kv", "chunked"] = "kv", chunk: int = LINEAR_CHUNK,
+                         layer: str = "post_norm", activation: str = "gelu") -> dict:
+    """Matmul FLOPs of one transformer layer whose queries, output projection and FFN see
     n_q positions while keys and values see n_k (n_q = n_k = N for a full layer; n_q = 1 for a
     last-position-only layer). D = hidden, d = D/H per head.
 
@@ -151,7 +152,9 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
       padded to N' = a multiple of C = min(``chunk``, N)): per chunk the masked φ(Q)φ(K)ᵀ and its product with V,
       2·2·N'·C·d per head, and the chunk's φ(K)ᵀV and φ(Q) times the earlier chunks' sum, 2·2·N'·d²;
       i.e. 4·N'·(C·D + D²/H) for all heads;
-    - FFN: 2·2·n_q·D·D_ff."""
+    - FFN: 2·2·n_q·D·D_ff, plus 2·n_q·D·D_ff for SwiGLU's third matrix (``activation="swiglu"``);
+    - LiGR's skip gates (``layer="ligr"``): 2·2·n_q·D² (one D×D gate per sublayer); the layer types
+      differ otherwise only in LayerNorms, which are free here."""
     where = "analytic_layer_flops"
     if hidden % n_heads:
         raise ValueError(f"{where}: hidden {hidden} is not divisible by n_heads {n_heads}")
@@ -171,16 +174,18 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
         attn = 4 * padded * (size * hidden + hidden * d)
     else:
         attn = n_heads * (2 * n_k * d * d + 2 * n_q * d * d)
-    ffn = 2 * 2 * n_q * hidden * inner
-    return {"projections": projections, "attention": attn, "ffn": ffn,
-            "flops": projections + attn + ffn, "unit": UNIT}
+    ffn = (3 if activation == "swiglu" else 2) * 2 * n_q * hidden * inner
+    gates = 2 * 2 * n_q * hidden * hidden if layer == "ligr" else 0
+    return {"projections": projections, "attention": attn, "ffn": ffn, "skip_gates": gates,
+            "flops": projections + attn + ffn + gates, "unit": UNIT}
 
 
 def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: int, n_heads: int,
                                num_items: int, attention: Literal["softmax", "linear"] = "softmax",
                                score: Literal["last", "all"] = "last",
                                linear_form: Literal["kv", "chunked"] = "kv",
-                               last_only: bool = False) -> dict:
+                               last_only: bool = False, layer: str = "post_norm",
+                               activation: str = "gelu") -> dict:
     """Matmul FLOPs per sequence of a SASRec-style encoder (embedding lookups, LayerNorm, softmax,
     activations and masks are free), N = seq_len positions, tied item table of I+1 rows.
 
@@ -188,7 +193,8 @@ def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: 
     makes the final layer compute the last position only (n_q = 1), always in the "kv" form for
     linear attention — what recarch.models.attention.TransformerEncoder(last_only=True) does.
     Scoring against the item table: 2·D·(I+1) for the last position, N times that for "all".
-    Returns {"projections", "attention", "ffn", "score", "flops", "unit"}."""
+    ``layer`` and ``activation`` as in SeqModelConfig (see analytic_layer_flops).
+    Returns {"projections", "attention", "ffn", "skip_gates", "score", "flops", "unit"}."""
     if score not in ("last", "all"):
         raise ValueError(f"analytic_transformer_flops: score must be 'last' or 'all', got {score!r}")
     if last_only and score == "all":
@@ -196,12 +202,14 @@ def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: 
     if n_layers < 0 or seq_len < 1:
         raise ValueError(f"analytic_transformer_flops: need seq_len >= 1 and n_layers >= 0, "
                          f"got {seq_len}, {n_layers}")
-    full = analytic_layer_flops(seq_len, seq_len, hidden, inner, n_heads, attention, linear_form)
+    kind = {"layer": layer, "activation": activation}
+    full = analytic_layer_flops(seq_len, seq_len, hidden, inner, n_heads, attention, linear_form, **kind)
     layers = [full] * n_layers
     if last_only and n_layers:
-        layers[-1] = analytic_layer_flops(1, seq_len, hidden, inner, n_heads, attention, "kv")
-    out = {key: sum(layer[key] for layer in layers) for key in ("projections", "attention", "ffn")}
+        layers[-1] = analytic_layer_flops(1, seq_len, hidden, inner, n_heads, attention, "kv", **kind)
+    parts = ("projections", "attention", "ffn", "skip_gates")
+    out = {key: sum(one[key] for one in layers) for key in parts}
     out["score"] = 2 * hidden * (num_items + 1) * (seq_len if score == "all" else 1)
-    out["flops"] = out["projections"] + out["attention"] + out["ffn"] + out["score"]
+    out["flops"] = sum(out[key] for key in parts) + out["score"]
     out["unit"] = UNIT
     return out

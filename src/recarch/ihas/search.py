@@ -26,7 +26,7 @@ from recarch.ihas.embedding import BlockMaskedEmbedding
 from recarch.ihas.gates import Gates, bipolar_loss, sparsity_loss
 from recarch.modes import eval_mode
 from recarch.train import TrainHooks
-from recarch.train.trainer import OPTIMIZERS, decay_groups
+from recarch.train.trainer import decay_groups, make_optimizer
 
 if TYPE_CHECKING:
     from recarch.ihas.job import IHASConfig
@@ -62,7 +62,7 @@ class SearchTrainer(CTRTrainer):
         groups = decay_groups(model, [p for p in self.params if id(p) not in gate_ids], cfg.search)
         groups.append({"params": [p for p in self.params if id(p) in gate_ids], "lr": cfg.gate_lr,
                        "weight_decay": cfg.search.weight_decay})
-        self.optimizer = OPTIMIZERS[cfg.search.optimizer](groups, lr=cfg.search.lr)
+        self.optimizer = make_optimizer(cfg.search.optimizer, groups, cfg.search.lr)
         self.ihas = cfg
         self.weights = field_weights(data.schema, cfg.target_weighting)
         self.warmup_steps = math.ceil(cfg.reg_warmup_epochs * len(train_batches))

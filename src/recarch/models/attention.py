@@ -12,19 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recarch.models.packing import Packing
+from recarch.models.sublayer import LayerType, ResidualSublayer, sliced_linear
+
 AttentionKind = Literal["softmax", "linear"]
-
-
-def sliced_linear(x: torch.Tensor, layer: nn.Linear, out: int) -> torch.Tensor:
-    """``layer`` restricted to its first ``x.shape[-1]`` inputs and first ``out`` outputs: how an
-    elastic (weight-shared) layer runs a narrower candidate; a no-op slice at full size."""
-    return F.linear(x, layer.weight[:out, : x.shape[-1]], layer.bias[:out])
-
-
-def sliced_layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    """LayerNorm over the first ``x.shape[-1]`` features with the matching slice of its affine weights."""
-    w = x.shape[-1]
-    return F.layer_norm(x, (w,), norm.weight[:w], norm.bias[:w], norm.eps)
 
 
 def linrec_feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +55,20 @@ def linear_attention(q, k, v, lengths: torch.Tensor | None, causal: bool) -> tor
     return (q @ (k.transpose(-1, -2) @ v)) * scale
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention with output projection, dropout, residual and LayerNorm (post-LN,
-    as SASRec in RecBole). Elastic: an input narrower than ``hidden`` runs the first
-    ``width / head_dim`` heads on the leading slices of every weight."""
+def last_position(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) right-padded -> (B, 1, D) at position lengths-1."""
+    b, _, d = x.shape
+    return x.gather(1, (lengths - 1).view(b, 1, 1).expand(b, 1, d))
+
+
+class CausalSelfAttention(ResidualSublayer):
+    """Multi-head self-attention with its output projection, joined to the residual stream as
+    ``layer`` says (see :class:`ResidualSublayer`). Elastic: an input narrower than ``hidden`` runs
+    the first ``width / head_dim`` heads on the leading slices of every weight."""
 
     def __init__(self, hidden: int, n_heads: int, dropout: float, attn_dropout: float,
-                 kind: AttentionKind = "softmax", eps: float = 1e-12) -> None:
-        super().__init__()
+                 kind: AttentionKind = "softmax", layer: LayerType = "post_norm", eps: float = 1e-12) -> None:
+        super().__init__(hidden, dropout, layer, eps)
         if hidden % n_heads:
             raise ValueError(f"hidden_size {hidden} is not divisible by n_heads {n_heads}")
         self.head_dim, self.kind, self.attn_dropout = hidden // n_heads, kind, attn_dropout
@@ -79,20 +76,28 @@ class CausalSelfAttention(nn.Module):
         self.key = nn.Linear(hidden, hidden)
         self.value = nn.Linear(hidden, hidden)
         self.out = nn.Linear(hidden, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden, eps=eps)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         return x.view(b, n, -1, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, last_only: bool = False):
-        """x (B, N, D) right-padded. last_only: return (B, 1, D) for the position lengths-1 only."""
-        b, n, d = x.shape
-        k, v = self._heads(sliced_linear(x, self.key, d)), self._heads(sliced_linear(x, self.value, d))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, last_only: bool = False,
+                packing: Packing | None = None):
+        """x (B, N, D) right-padded, or its real positions (T, D) with ``packing``. last_only: return
+        (B, 1, D) for the position lengths-1 only."""
+        d = x.shape[-1]
+        a = self.sublayer_input(x)
+        k, v = sliced_linear(a, self.key, d), sliced_linear(a, self.value, d)
+        if packing is not None:
+            k, v = packing.unpack(k), packing.unpack(v)
         if last_only:
-            x = last_position(x, lengths)
-        q = self._heads(sliced_linear(x, self.query, d))
+            last = packing.last_tokens if packing is not None else (lambda t: last_position(t, lengths))
+            x, a = last(x), last(a)
+        q = sliced_linear(a, self.query, d)
+        if packing is not None and not last_only:
+            q = packing.unpack(q)
+        (b, n, _), nq = k.shape, q.shape[1]
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         if self.kind == "softmax":
             if last_only:
                 real = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
@@ -102,84 +107,7 @@ class CausalSelfAttention(nn.Module):
                     q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
         else:
             ctx = linear_attention(q, k, v, lengths, causal=not last_only)
-        ctx = ctx.transpose(1, 2).reshape(b, q.shape[2], d)
-        return sliced_layer_norm(x + self.dropout(sliced_linear(ctx, self.out, d)), self.norm)
-
-
-class DataAwareGate(nn.Module):
-    """EASRec's data-aware gate (Eq. 6-7, after PEPNet), fed by the embedding-layer output E:
-    ``g(E) = 2·σ(W₂·ReLU(W₁E + b₁) + b₂)`` with hidden width = output width (``layers=2``), or
-    ``2·σ(W E + b)`` (``layers=1``); the factor 2 (the paper's scaling γ) lets it amplify as well as damp.
-    Initialised like every linear layer here, N(0, 0.02) with zero bias, so a gate starts near 1 (the
-    identity); the released GateNN uses Xavier/He initialisation instead."""
-
-    def __init__(self, d_in: int, d_out: int, layers: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(d_in, d_out)
-        self.fc2 = nn.Linear(d_out, d_out) if layers == 2 else None
-
-    def forward(self, e: torch.Tensor, out: int) -> torch.Tensor:
-        h = sliced_linear(e, self.fc1, out)
-        if self.fc2 is not None:
-            h = sliced_linear(F.relu(h), self.fc2, out)
-        return 2.0 * torch.sigmoid(h)
-
-
-class FeedForward(nn.Module):
-    """Position-wise FFN with dropout, residual and LayerNorm: ``W2·GELU(W1 x)``, or with gates
-    (EASRec Eq. 8-9, as released) ``h = GELU((x W1 + b1) ⊙ g1(E))``, ``F = (h W2 + b2) ⊙ g2(E)``.
-    Elastic like the attention: the input's width and ``inner`` pick the leading weight slices."""
-
-    def __init__(self, hidden: int, inner: int, dropout: float, gates: int = 0, eps: float = 1e-12) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(hidden, inner)
-        self.fc2 = nn.Linear(inner, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(hidden, eps=eps)
-        self.gate1 = DataAwareGate(hidden, inner, gates) if gates else None
-        self.gate2 = DataAwareGate(hidden, hidden, gates) if gates else None
-
-    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None, inner: int | None = None) -> torch.Tensor:
-        d, f = x.shape[-1], inner or self.fc1.out_features
-        h = sliced_linear(x, self.fc1, f)
-        if self.gate1 is not None:
-            h = h * self.gate1(e, f)
-        out = sliced_linear(F.gelu(h), self.fc2, d)
-        if self.gate2 is not None:
-            out = out * self.gate2(e, d)
-        return sliced_layer_norm(x + self.dropout(out), self.norm)
-
-
-def last_position(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(B, N, D) right-padded -> (B, 1, D) at position lengths-1."""
-    b, _, d = x.shape
-    return x.gather(1, (lengths - 1).view(b, 1, 1).expand(b, 1, d))
-
-
-class TransformerLayer(nn.Module):
-    def __init__(self, hidden: int, inner: int, n_heads: int, dropout: float, attn_dropout: float,
-                 kind: AttentionKind, gates: int = 0) -> None:
-        super().__init__()
-        self.attention = CausalSelfAttention(hidden, n_heads, dropout, attn_dropout, kind)
-        self.ffn = FeedForward(hidden, inner, dropout, gates)
-
-    def forward(self, x, lengths=None, last_only: bool = False, e=None, inner: int | None = None):
-        """e: the embedding-layer output the gates read (None without gates)."""
-        if last_only and e is not None:
-            e = last_position(e, lengths)
-        return self.ffn(self.attention(x, lengths, last_only), e, inner)
-
-
-class TransformerEncoder(nn.Module):
-    """A stack of layers; ``last_only`` makes the final layer compute the last real position only."""
-
-    def __init__(self, n_layers: int, hidden: int, inner: int, n_heads: int, dropout: float,
-                 attn_dropout: float, kind: AttentionKind, gates: int = 0) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(
-            TransformerLayer(hidden, inner, n_heads, dropout, attn_dropout, kind, gates) for _ in range(n_layers))
-
-    def forward(self, x, lengths=None, last_only: bool = False, e=None):
-        for i, layer in enumerate(self.layers):
-            x = layer(x, lengths, last_only and i == len(self.layers) - 1, e)
-        return x
+        ctx = ctx.transpose(1, 2).reshape(b, nq, d)
+        if packing is not None and not last_only:
+            ctx = packing.pack(ctx)
+        return self.join(x, sliced_linear(ctx, self.out, d))

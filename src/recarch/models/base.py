@@ -29,6 +29,9 @@ class SeqModelConfig:
     attn_dropout: float = 0.2
     attention: Literal["softmax", "linear"] = "softmax"
     gates: Literal[0, 1, 2] = 0  # EASRec's data-aware gates per layer (0: none, plain SASRec)
+    layer: Literal["post_norm", "pre_norm", "ligr"] = "post_norm"  # how sublayers join the stream (models/sublayer.py)
+    activation: Literal["gelu", "relu", "swiglu"] = "gelu"  # the FFN's
+    init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
 
     def validate(self) -> None:
@@ -87,9 +90,15 @@ class SequentialRecommender(nn.Module):
         return self.hidden_last(seq) @ self.item_embeddings().T
 
     def init_weights(self, std: float) -> None:
+        """Linear and embedding weights N(0, std), or Xavier-normal with ``config.init: xavier``
+        (SASRec's and RecTools's choice: every matrix, embeddings included); zero biases; LayerNorm 1, 0."""
+        xavier = getattr(self.config, "init", "normal") == "xavier"
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, 0.0, std)
+                if xavier:
+                    nn.init.xavier_normal_(m.weight)
+                else:
+                    nn.init.normal_(m.weight, 0.0, std)
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
             if isinstance(m, nn.LayerNorm):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recarch.models.attention import TransformerEncoder
+from recarch.models.layers import TransformerEncoder
+from recarch.models.packing import packing_for
 from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 from recarch.models.sasrec import SequenceEmbedding
 
@@ -29,8 +30,7 @@ class FeaturePooling(nn.Module):
 
 
 def _encoder(cfg: SeqModelConfig) -> TransformerEncoder:
-    return TransformerEncoder(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads, cfg.dropout,
-                              cfg.attn_dropout, cfg.attention)
+    return TransformerEncoder.from_config(cfg, gates=0)
 
 
 class FeatureRecommender(SequentialRecommender):
@@ -63,8 +63,10 @@ class FDSA(FeatureRecommender):
         self.init_weights(cfg.init_std)
 
     def encode(self, seq, lengths, last_only=False):
-        items = self.item_encoder(self.embedding(seq), lengths, last_only)
-        feats = self.feature_encoder(self.feature_embedding(seq, self.features(seq)), lengths, last_only)
+        packing = packing_for(lengths, seq.shape[1])
+        items = self.item_encoder(self.embedding(seq, packing=packing), lengths, last_only, packing=packing)
+        feats = self.feature_encoder(self.feature_embedding(seq, self.features(seq), packing=packing), lengths,
+                                     last_only, packing=packing)
         return self.concat(torch.cat([items, feats], dim=-1))
 
 
@@ -81,5 +83,6 @@ class SASRecF(FeatureRecommender):
         self.init_weights(cfg.init_std)
 
     def encode(self, seq, lengths, last_only=False):
+        packing = packing_for(lengths, seq.shape[1])
         fused = self.fuse(torch.cat([self.embedding.item(seq), self.features(seq)], dim=-1))
-        return self.encoder(self.embedding(seq, fused), lengths, last_only)
+        return self.encoder(self.embedding(seq, fused, packing=packing), lengths, last_only, packing=packing)

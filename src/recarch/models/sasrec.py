@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recarch.models.attention import TransformerEncoder, sliced_layer_norm
+from recarch.models.layers import TransformerEncoder
+from recarch.models.packing import Packing, packing_for
+from recarch.models.sublayer import sliced_layer_norm
 from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 
 
@@ -24,10 +26,16 @@ class SequenceEmbedding(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None) -> torch.Tensor:
-        """width: embed with the first ``width`` features only (an elastic, narrower candidate)."""
-        x = self.item(seq) if extra is None else extra
-        x = x + self.position.weight[: seq.shape[1]]
+    def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None,
+                packing: Packing | None = None) -> torch.Tensor:
+        """seq (B, N) right-padded -> (B, N, D), or the real positions (T, D) with ``packing``.
+        width: embed with the first ``width`` features only (an elastic, narrower candidate)."""
+        if packing is not None:
+            ids, extra = packing.pack(seq), (packing.pack(extra) if extra is not None else None)
+            position = self.position.weight[packing.positions]
+        else:
+            ids, position = seq, self.position.weight[: seq.shape[1]]
+        x = (self.item(ids) if extra is None else extra) + position
         if width is not None:
             return self.dropout(sliced_layer_norm(x[..., :width], self.norm))
         return self.dropout(self.norm(x))
@@ -41,13 +49,13 @@ class SASRec(SequentialRecommender):
         super().__init__()
         self.num_items, self.config = num_items, cfg
         self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
-        self.encoder = TransformerEncoder(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads,
-                                          cfg.dropout, cfg.attn_dropout, cfg.attention, cfg.gates)
+        self.encoder = TransformerEncoder.from_config(cfg)
         self.init_weights(cfg.init_std)
 
     def encode(self, seq, lengths, last_only=False):
-        e = self.embedding(seq)
-        return self.encoder(e, lengths, last_only, e if self.config.gates else None)
+        packing = packing_for(lengths, seq.shape[1])
+        e = self.embedding(seq, packing=packing)
+        return self.encoder(e, lengths, last_only, e if self.config.gates else None, packing)
 
     def item_embeddings(self):
         return self.embedding.item.weight

@@ -115,13 +115,15 @@ class EASRecSupernet(SequentialRecommender):
         embed = {k: self.backbone.embedding(seq, width=self.widths[k][0]) for k in active}
         h = sum(w[k] * _pad(embed[k], full) for k in active)
         last = max(exits)  # layers past the last exit cannot change the output
-        out = 0.0
-        for l, layer in enumerate(self.backbone.encoder.layers[: last + 1]):
+        encoder, out = self.backbone.encoder, 0.0
+        for l, layer in enumerate(encoder.layers[: last + 1]):
             final = last_only and l == last  # later layers need every position; the last exit only one
-            h = sum(w[k] * _pad(layer(h[..., : self.widths[k][0]], lengths, final,
-                                      embed[k] if self.config.gates else None, self.widths[k][1]), full)
-                    for k in active)
-            out = out + v[l] * (last_position(h, lengths) if last_only and not final else h)
+            streams = {k: layer(h[..., : self.widths[k][0]], lengths, final,
+                                embed[k] if self.config.gates else None, self.widths[k][1]) for k in active}
+            h = sum(w[k] * _pad(streams[k], full) for k in active)
+            # an exit ends the stack there: the pre-norm types' final LayerNorm at each candidate's width
+            exit_h = h if encoder.norm is None else sum(w[k] * _pad(encoder.finish(streams[k]), full) for k in active)
+            out = out + v[l] * (last_position(exit_h, lengths) if last_only and not final else exit_h)
         return out
 
     def item_embeddings(self):

@@ -18,12 +18,19 @@ from tqdm import tqdm
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
 from recarch.train import checkpoint
+from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+FUSED = {"adam", "adagrad"}  # one kernel over all parameters: torch's CPU default loops per tensor (Adam 6.4 ms → 0.55 ms a step over a 12k×64 table)
+
+
+def make_optimizer(name: str, groups: List[Dict], lr: float) -> torch.optim.Optimizer:
+    """The optimizer ``name`` (see OPTIMIZERS) over parameter ``groups``, fused where torch has it."""
+    return OPTIMIZERS[name](groups, lr=lr, **({"fused": True} if name in FUSED else {}))
 
 
 @dataclass
@@ -117,7 +124,7 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.log = log
         self.params = list(parameters if parameters is not None else model.parameters())
-        self.optimizer = OPTIMIZERS[cfg.optimizer](decay_groups(model, self.params, cfg), lr=cfg.lr)
+        self.optimizer = make_optimizer(cfg.optimizer, decay_groups(model, self.params, cfg), cfg.lr)
         self.dist = dist
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
@@ -191,6 +198,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> Dict:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
+        keep_freed_memory()
         if resume:
             self.restore()
         protocol, metric = self.cfg.valid_protocol, self.cfg.valid_metric
