@@ -64,6 +64,8 @@ def test_train_on_your_own_csv_log(tmp_path, monkeypatch):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["table"]["path"] == str(log.resolve())  # absolute
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["dataset"]["users"] == 40 and metrics["dataset"]["items"] == 15
+    # the log names the table, not the default dataset, in words rather than a dict
+    assert "dataset clicks: 40 users, 15 items, 320 interactions, 8-8 per user (mean 8.0)" in (run_dir / "log.txt").read_text()
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys):

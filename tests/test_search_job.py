@@ -76,3 +76,18 @@ def test_darts_strategy_runs_the_same_job_without_gates(tmp_path):
     arch = json.loads((tmp_path / "arch.json").read_text())
     assert arch["strategy"] == "darts" and arch["model"]["gates"] == 0
     assert json.loads((tmp_path / "summary.json").read_text())["rows"][0]["model"] == "DARTS (derived)"
+
+
+def test_trajectory_plot_labels_candidates_by_their_widths(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from recarch.search.job import plot_trajectory
+
+    legends = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **k: legends.extend(t.get_text() for ax in fig.axes
+                                                            for t in ax.get_legend().get_texts()))
+    history = [{"epoch": e, "alpha_softmax": [0.5, 0.3, 0.2], "beta_softmax": [0.6, 0.4], "resource": 1.0}
+               for e in (1, 2)]
+    assert plot_trajectory(history, tmp_path / "t.png", [(64, 256), (32, 128), (16, 64)])
+    assert legends[:3] == ["width 64, FFN 256", "width 32, FFN 128", "width 16, FFN 64"]

@@ -137,6 +137,14 @@ def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceData
                        download=cfg.data.download)
 
 
+def describe(data: SequenceDataset) -> str:
+    """One readable log line: the data's name (a table's file stem), sizes and sequence lengths."""
+    s = data.summary()
+    features = f", {s['item_features']:,} item features" if s["item_features"] else ""
+    return (f"{s['name']}: {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} interactions, "
+            f"{s['seq_len_min']}-{s['seq_len_max']} per user (mean {s['seq_len_mean']:.1f}){features}")
+
+
 def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:
     torch.manual_seed(cfg.train.seed)
     feats = data.item_features
@@ -165,7 +173,7 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
     start = time.perf_counter()
     data = load_dataset(cfg, data_dir)
-    log(f"dataset {cfg.data.dataset}: {data.summary()} (loaded in {time.perf_counter() - start:.1f}s)")
+    log(f"dataset {describe(data)} (loaded in {time.perf_counter() - start:.1f}s)")
     if dist.is_main:
         save_id_maps(data, run_dir)
     model = make_model(cfg, data)

@@ -82,7 +82,8 @@ def choose(net: EASRecSupernet, layer_cost, limit: Optional[float]) -> tuple:
     return k, depth
 
 
-def plot_trajectory(history, path: Path) -> bool:
+def plot_trajectory(history, path: Path, widths) -> bool:
+    """softmax(α), softmax(β) and the resource term per epoch; ``widths``: (width, FFN width) per candidate."""
     try:
         import matplotlib
 
@@ -93,7 +94,7 @@ def plot_trajectory(history, path: Path) -> bool:
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for k in range(len(history[0]["alpha_softmax"])):
-        axes[0].plot(epochs, [h["alpha_softmax"][k] for h in history], label=f"candidate {k}")
+        axes[0].plot(epochs, [h["alpha_softmax"][k] for h in history], label=f"width {widths[k][0]}, FFN {widths[k][1]}")
     for l in range(len(history[0]["beta_softmax"])):
         axes[1].plot(epochs, [h["beta_softmax"][l] for h in history], label=f"depth {l + 1}")
     axes[2].plot(epochs, [h["resource"] for h in history], label="R (Eq. 16)")
@@ -146,7 +147,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     trainer.load_best()
     if dist.is_main:
         write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
-        if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png"):
+        if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png", net.widths):
             log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
 
     net.path_sampling = False
