@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     peak = matmul_peak_gflops(1, size=1024)
     published = PUBLISHED[args.dataset]
     result = {
-        "benchmark": "sota", "dataset": args.dataset, "seeds": args.seeds, "published": published,
+        "benchmark": "sota", "dataset": args.dataset, "tag": args.tag, "seeds": args.seeds, "published": published,
         "ours": {
             "test_full_ndcg@10": mean(ndcg), "test_full_recall@10": mean(recall),
             "std": {"ndcg@10": stdev(ndcg) if len(ndcg) > 1 else 0.0,

@@ -28,3 +28,29 @@ def test_sampled_softmax_masks_a_negative_equal_to_the_target():
     n2 = int((drawn == 2).sum())
     expected = -math.log(math.e / (math.e + n2))
     assert math.isclose(loss.item(), expected, rel_tol=1e-6)
+
+
+def test_per_sequence_negatives_score_each_position_against_its_sequence_set():
+    """(B, K) sets: every real position of sequence b is scored against set b only; the batched
+    product equals the same loss computed position by position."""
+    torch.manual_seed(0)
+    items = torch.randn(9, 4)
+    hidden = torch.randn(2, 3, 4)
+    target = torch.tensor([[0, 3, 5], [2, 7, 1]])
+    negatives = torch.tensor([[1, 3, 8, 8], [4, 2, 6, 5]])  # sequence 0 draws its own target 3 once
+    got = sampled_softmax(hidden, target, items, negatives, reduction="sum")
+    want = 0.0
+    for b in range(2):
+        for n in range(3):
+            t = int(target[b, n])
+            if t == 0:
+                continue
+            h = hidden[b, n]
+            neg = [float(h @ items[j]) for j in negatives[b].tolist() if j != t]
+            logits = torch.tensor([float(h @ items[t])] + neg)
+            want += float(-torch.log_softmax(logits, 0)[0])
+    assert math.isclose(got.item(), want, rel_tol=1e-5)
+    # the last-position form (one target per sequence) agrees with its own hand computation
+    last = sampled_softmax(hidden[:, -1], target[:, -1], items, negatives, reduction="sum")
+    assert math.isclose(last.item(), sampled_softmax(hidden[:, -1:], target[:, -1:], items, negatives,
+                                                     reduction="sum").item(), rel_tol=1e-6)

@@ -12,7 +12,7 @@ import ctypes
 import ctypes.util
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-TRIM_BYTES = 1 << 30  # free memory kept at the heap top before glibc trims it
+TRIM_BYTES = 256 << 20  # free memory kept at the heap top before glibc trims it
 MMAP_BYTES = 32 << 20  # blocks up to this size come from the heap; glibc's ceiling on 64-bit
 
 

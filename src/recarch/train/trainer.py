@@ -38,6 +38,7 @@ class TrainConfig:
     regime: Literal["all_positions", "last_position"] = "all_positions"
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     num_negatives: int = 256  # sampled_softmax only
+    negatives: Literal["batch", "sequence"] = "batch"  # one set of num_negatives shared by the batch, or one per sequence
     batch_size: int = 128
     optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer) | sgd
     lr: float = 1e-3
@@ -137,15 +138,17 @@ class Trainer:
         count = int((target > 0).sum()) if target.dim() == 2 else len(target)
         negatives = None
         if self.cfg.loss == "sampled_softmax":  # drawn before sharding: every rank stays in step
-            negatives = draw_negatives(self.model.num_items, self.cfg.num_negatives, self.sampler, self.device)
+            shape = (self.cfg.num_negatives,) if self.cfg.negatives == "batch" else (len(seq), self.cfg.num_negatives)
+            negatives = draw_negatives(self.model.num_items, shape, self.sampler, self.device)
+            if negatives.dim() == 2:
+                negatives = self.dist.shard(negatives)
         seq, target = self.dist.shard(seq), self.dist.shard(target)
         if len(seq) == 0:
             return torch.zeros((), device=self.device, requires_grad=True)
         hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
-        hidden, target = select_targets(hidden, target)
         items = self.model.item_embeddings()
         if self.cfg.loss == "full_ce":
-            loss = full_ce(hidden, target, items, reduction="sum")
+            loss = full_ce(*select_targets(hidden, target), items, reduction="sum")
         else:
             loss = sampled_softmax(hidden, target, items, negatives, reduction="sum")
         return loss / count

@@ -1,0 +1,63 @@
+"""BENCHMARKS.md sections for the tuned recipe against published numbers (bench_sota.py) and for the
+RecTools peer run side by side (bench_peer_rectools.py)."""
+from __future__ import annotations
+
+from render import fmt, short_commit
+
+
+def sota_table(results: list) -> list:
+    """One row per sota-*.json: published beside ours (mean ± std over seeds), floors and speed."""
+    out = ["## State of the art on identical files (`benchmarks/bench_sota.py`)", "",
+           "Full ranking, leave-one-out, the user's history masked; test NDCG@10 / Recall@10 of the best "
+           "validation epoch, mean ± standard deviation over seeds. Every seed is stopped by patience on "
+           "validation NDCG@10 unless the row says \"capped\". Relative: ours / published − 1. Floors: the "
+           "most popular items and a first-order Markov chain, both counted on the training parts.", "",
+           "| dataset | recipe | published | ours NDCG@10 | ours Recall@10 | relative NDCG / Recall | stopped by "
+           "(epochs) | s / epoch | % matmul peak | popularity / Markov NDCG@10 |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        o, p, m = r["ours"], r["published"], r["config"]["model"]
+        recipe = (f"{r['config']['model']['name']} {m['layer']}, d {m['hidden_size']}, {m['n_layers']} block(s), "
+                  f"`{r['config']['train']['loss']}`" + (f" ({r['tag']})" if r.get("tag") else ""))
+        stops = ", ".join(f"{s} ({e})" for s, e in zip(o["stopped_by"], o["epochs_run"]))
+        capped = " **capped**" if "cap" in o["stopped_by"] else ""
+        out.append(
+            f"| {r['dataset']} | {recipe} | {p['model']} {p['ndcg@10']:.4f} / {p['recall@10']:.4f} | "
+            f"{o['test_full_ndcg@10']:.4f} ± {o['std']['ndcg@10']:.4f} | "
+            f"{o['test_full_recall@10']:.4f} ± {o['std']['recall@10']:.4f} | "
+            f"{o['relative_to_published']['ndcg@10']:+.1%} / {o['relative_to_published']['recall@10']:+.1%} | "
+            f"{stops}{capped} | {o['seconds_per_epoch']:.1f} | {r['training_speed']['fraction_of_peak']:.1%} | "
+            f"{r['floors']['popularity']['test_full_ndcg@10']:.4f} / "
+            f"{r['floors']['markov_chain']['test_full_ndcg@10']:.4f} |")
+    out.append("")
+    for r in results:
+        mach = r["machine"]
+        out += [f"- **{r['dataset']}**: `{r['command']}` (configs {', '.join(r['config_files'])}); seeds "
+                f"{r['seeds']}, {r['parallel']} at a time, one thread each; {mach.get('cpu')}, torch {mach.get('torch')}, "
+                f"commit `{short_commit(mach.get('git_commit'))}`. Published: {r['published']['source']}. "
+                f"Seconds per epoch: training only (validation adds "
+                f"{sum(s['valid_seconds_per_epoch'] for s in r['ours']['per_seed']) / len(r['seeds']):.1f} s); "
+                f"training {r['training_speed']['gflops']:.1f} GFLOP/s against a {r['training_speed']['matmul_peak_gflops']:.0f} "
+                f"GFLOP/s 1024² matmul on one thread."]
+        out += [f"  - Protocol difference: {note}" for note in r.get("protocol_notes", [])]
+    return out + [""]
+
+
+def peer_section(r: dict) -> list:
+    c, peer = r["comparison"], r["rectools"]
+    cap = (f"RecTools was stopped by its wall-time cap after {peer['epochs_run']} epochs (**capped**): its best is "
+           "the best it reached in that time, not its converged accuracy." if r["rectools"]["capped"] else
+           f"RecTools stopped by patience after {peer['epochs_run']} epochs.")
+    return ["## recarch against RecTools's SASRec, side by side (`benchmarks/bench_peer_rectools.py`)", "",
+            f"`{r['command']}`: both train at the same time on the same machine, one thread each, with the same "
+            f"settings ({', '.join(f'{k} {v}' for k, v in r['settings'].items() if k not in ('threads', 'limit_val_batches'))}), "
+            f"RecTools {peer.get('versions', {}).get('rectools', '')} in its own virtualenv. {cap} "
+            f"Commit `{short_commit(r['machine'].get('git_commit'))}`.", "",
+            "| | recarch | RecTools |", "|---|---|---|",
+            f"| seconds per epoch (training + full-ranking validation) | {c['seconds_per_epoch']['ours']:.1f} | "
+            f"{c['seconds_per_epoch']['rectools']:.1f} |",
+            f"| seconds to RecTools's best validation NDCG@10 ({c['rectools_best_valid_ndcg@10']:.4f}) | "
+            f"{fmt(c['seconds_to_rectools_best']['ours'], 1)} | {fmt(c['seconds_to_rectools_best']['rectools'], 1)} |",
+            f"| test NDCG@10 / Recall@10 | {c['test_ndcg@10']['ours']:.4f} / {c['test_recall@10']['ours']:.4f} | "
+            f"{c['test_ndcg@10']['rectools']:.4f} / {c['test_recall@10']['rectools']:.4f} |", "",
+            f"Time to RecTools's best: {fmt(c['time_ratio'], 3)} of RecTools's.", ""]
