@@ -36,7 +36,7 @@ def test_per_sequence_negatives_score_each_position_against_its_sequence_set():
     torch.manual_seed(0)
     items = torch.randn(9, 4)
     hidden = torch.randn(2, 3, 4)
-    target = torch.tensor([[0, 3, 5], [2, 7, 1]])
+    target = torch.tensor([[0, 3, 5], [0, 7, 1]])  # a padded first column in every row: trimmed
     negatives = torch.tensor([[1, 3, 8, 8], [4, 2, 6, 5]])  # sequence 0 draws its own target 3 once
     got = sampled_softmax(hidden, target, items, negatives, reduction="sum")
     want = 0.0
@@ -54,3 +54,21 @@ def test_per_sequence_negatives_score_each_position_against_its_sequence_set():
     last = sampled_softmax(hidden[:, -1], target[:, -1], items, negatives, reduction="sum")
     assert math.isclose(last.item(), sampled_softmax(hidden[:, -1:], target[:, -1:], items, negatives,
                                                      reduction="sum").item(), rel_tol=1e-6)
+
+
+def test_chunked_full_ce_matches_cross_entropy_over_all_logits_with_gradients(monkeypatch):
+    import recarch.train.losses as losses
+
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 40)  # 8 rows: chunks of 5 columns over 23
+    torch.manual_seed(0)
+    hidden = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(23, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([1, 5, 22, 3, 3, 9, 17, 2])
+    got = full_ce(hidden, target, items, reduction="sum")
+    g_hidden, g_items = torch.autograd.grad(got, (hidden, items))
+    want = torch.nn.functional.cross_entropy(hidden @ items.T, target, reduction="sum")
+    w_hidden, w_items = torch.autograd.grad(want, (hidden, items))
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g_hidden, w_hidden)
+    torch.testing.assert_close(g_items, w_items)
+    torch.testing.assert_close(full_ce(hidden, target, items), want / 8)

@@ -22,7 +22,7 @@ def model(name="sasrec", attention="softmax", **kw):
 SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0, 0, 0, 0, 0, 0, 6]])
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("name", ["sasrec", "fdsa", "sasrecf"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
 def test_score_last_equals_the_last_position_of_the_full_pass(name, attention, layer):
@@ -34,7 +34,7 @@ def test_score_last_equals_the_last_position_of_the_full_pass(name, attention, l
     torch.testing.assert_close(last, full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
 def test_causal_no_position_sees_the_future_or_the_padding(attention, layer):
     m = model(attention=attention, layer=layer)
@@ -99,9 +99,9 @@ def test_gradients_reach_every_parameter():
     assert missing == []
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 def test_layer_types_join_the_residual_stream_as_defined(layer):
-    """post_norm LN(x + f(x)); pre_norm x + f(LN x); ligr x + σ(W_g x + b_g) ⊙ f(LN x) — on the FFN
+    """post_norm LN(x + f(x)); pre_norm x + f(LN x); sasrec LN(x) + f(LN x); ligr x + σ(W_g x + b_g) ⊙ f(LN x) — on the FFN
     with SwiGLU, f(a) = W2·(SiLU(W1 a) ⊙ W3 a), computed by hand from the module's weights."""
     torch.manual_seed(3)
     ffn = FeedForward(8, 12, dropout=0.0, layer=layer, activation="swiglu").eval()
@@ -114,6 +114,7 @@ def test_layer_types_join_the_residual_stream_as_defined(layer):
         f = lambda a: ffn.fc2(torch.nn.functional.silu(ffn.fc1(a)) * ffn.fc3(a))  # noqa: E731
         want = {"post_norm": lambda: norm(x + f(x)),
                 "pre_norm": lambda: x + f(norm(x)),
+                "sasrec": lambda: norm(x) + f(norm(x)),
                 "ligr": lambda: x + torch.sigmoid(ffn.skip_gate(x)) * f(norm(x))}[layer]()
         torch.testing.assert_close(ffn(x), want)
         assert (ffn.skip_gate is not None) == (layer == "ligr")
@@ -127,12 +128,13 @@ def test_xavier_init_scales_each_matrix_by_its_fan():
     assert float(model().encoder.layers[0].attention.query.weight.std()) < 0.03  # N(0, 0.02)
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("positions", ["forward", "inverse"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, layer):
+def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, layer, positions):
     """The models run embedding and layers on the real positions only; outputs and gradients match
     the padded computation (the supernet's path), for every position and for the last one."""
-    m = model(attention=attention, layer=layer, gates=2)
+    m = model(attention=attention, layer=layer, gates=2, positions=positions)
     right, lengths = to_right_padded(SEQ)
     real = torch.arange(8)[None, :] < lengths[:, None]
 
@@ -152,3 +154,16 @@ def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, layer)
     assert len(grads[0]) == len(grads[1]) > 10
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_inverse_positions_count_back_from_the_most_recent_item():
+    m = model(positions="inverse")
+    right, lengths = to_right_padded(SEQ)  # lengths 5, 8, 1
+    with torch.no_grad():
+        m.embedding.position.weight.copy_(torch.arange(8.0)[:, None].expand(8, 16))
+        m.embedding.item.weight.zero_()
+        m.embedding.norm = torch.nn.Identity()
+        m.embedding.dropout.p = 0.0
+        pos = m.embedding(right)[..., 0]
+    assert pos[0, :5].tolist() == [4, 3, 2, 1, 0] and pos[1].tolist() == [7, 6, 5, 4, 3, 2, 1, 0]
+    assert pos[2, 0] == 0

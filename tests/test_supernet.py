@@ -23,7 +23,7 @@ def supernet(attention="softmax", gates=2, layer="post_norm", **space):
     return net.eval()
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
 @pytest.mark.parametrize("gates", [0, 1, 2])
 @pytest.mark.parametrize("k,depth", [(0, 3), (1, 2), (2, 1), (2, 3)])
@@ -39,7 +39,7 @@ def test_derived_model_reproduces_the_supernet_on_its_path(attention, gates, k, 
         torch.testing.assert_close(derived(SEQ)[real], net(SEQ)[..., : net.widths[k][0]][real], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("attention", ["softmax", "linear"])
 def test_last_position_shortcut_matches_the_full_mixture(attention, layer):
     """hidden_last computes only the last position in the final exit layer; it must equal the last
@@ -61,7 +61,7 @@ def test_derived_model_is_physically_narrow():
     assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.parameters()) / 5
 
 
-@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "ligr"])
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 def test_full_width_full_depth_path_is_the_static_model(layer):
     net = supernet(gates=0, layer=layer)
     net.fix_path(0, 3)

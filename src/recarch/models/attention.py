@@ -87,7 +87,8 @@ class CausalSelfAttention(ResidualSublayer):
         (B, 1, D) for the position lengths-1 only."""
         d = x.shape[-1]
         a = self.sublayer_input(x)
-        k, v = sliced_linear(a, self.key, d), sliced_linear(a, self.value, d)
+        source = x if self.layer == "sasrec" else a  # what keys and values read
+        k, v = sliced_linear(source, self.key, d), sliced_linear(source, self.value, d)
         if packing is not None:
             k, v = packing.unpack(k), packing.unpack(v)
         if last_only:
@@ -110,4 +111,4 @@ class CausalSelfAttention(ResidualSublayer):
         ctx = ctx.transpose(1, 2).reshape(b, nq, d)
         if packing is not None and not last_only:
             ctx = packing.pack(ctx)
-        return self.join(x, sliced_linear(ctx, self.out, d))
+        return self.join(x, a, sliced_linear(ctx, self.out, d))

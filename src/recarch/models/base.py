@@ -29,8 +29,9 @@ class SeqModelConfig:
     attn_dropout: float = 0.2
     attention: Literal["softmax", "linear"] = "softmax"
     gates: Literal[0, 1, 2] = 0  # EASRec's data-aware gates per layer (0: none, plain SASRec)
-    layer: Literal["post_norm", "pre_norm", "ligr"] = "post_norm"  # how sublayers join the stream (models/sublayer.py)
+    layer: Literal["post_norm", "pre_norm", "sasrec", "ligr"] = "post_norm"  # how sublayers join the stream (models/sublayer.py)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"  # the FFN's
+    positions: Literal["forward", "inverse"] = "forward"  # learned positions from the first item, or back from the last (RecTools)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
 

@@ -66,7 +66,7 @@ class FeedForward(ResidualSublayer):
         out = sliced_linear(h, self.fc2, d)
         if self.gate2 is not None:
             out = out * self.gate2(e, d)
-        return self.join(x, out)
+        return self.join(x, a, out)
 
 
 class TransformerLayer(nn.Module):

@@ -20,6 +20,7 @@ class Packing:
         real = torch.arange(self.width, device=lengths.device)[None, :] < lengths[:, None]  # (B, L)
         self.index = real.flatten().nonzero().squeeze(1)  # (T,) rows of the flattened (B·L)
         self.positions = self.index % self.width  # (T,) each token's position in its sequence
+        self.inverse_positions = lengths[self.index // self.width] - 1 - self.positions  # (T,) counted from its end
         self.last = lengths.cumsum(0) - 1  # (B,) each sequence's last real token
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:

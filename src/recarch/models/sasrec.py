@@ -16,10 +16,13 @@ from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 
 
 class SequenceEmbedding(nn.Module):
-    """Item plus learned position embedding, LayerNorm, dropout."""
+    """Item plus learned position embedding, LayerNorm, dropout. Positions count from the first item
+    (``inverse=False``) or back from the last one (RecTools's: the most recent input is always 0)."""
 
-    def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float) -> None:
+    def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float,
+                 inverse: bool = False) -> None:
         super().__init__()
+        self.inverse = inverse
         # num_items=None: a stream that embeds something else and passes it as ``extra``
         self.item = nn.Embedding(num_items + 1, hidden, padding_idx=0) if num_items else None
         self.position = nn.Embedding(max_len, hidden)
@@ -32,7 +35,10 @@ class SequenceEmbedding(nn.Module):
         width: embed with the first ``width`` features only (an elastic, narrower candidate)."""
         if packing is not None:
             ids, extra = packing.pack(seq), (packing.pack(extra) if extra is not None else None)
-            position = self.position.weight[packing.positions]
+            position = self.position.weight[packing.inverse_positions if self.inverse else packing.positions]
+        elif self.inverse:
+            lengths = (seq > 0).sum(1, keepdim=True)
+            ids, position = seq, self.position((lengths - 1 - torch.arange(seq.shape[1], device=seq.device)).clamp(min=0))
         else:
             ids, position = seq, self.position.weight[: seq.shape[1]]
         x = (self.item(ids) if extra is None else extra) + position
@@ -48,7 +54,8 @@ class SASRec(SequentialRecommender):
     def __init__(self, num_items: int, cfg: SeqModelConfig) -> None:
         super().__init__()
         self.num_items, self.config = num_items, cfg
-        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout)
+        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout,
+                                           cfg.positions == "inverse")
         self.encoder = TransformerEncoder.from_config(cfg)
         self.init_weights(cfg.init_std)
 
