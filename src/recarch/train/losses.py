@@ -3,11 +3,11 @@
 ``full_ce`` scores every item; ``sampled_softmax`` scores the target against K uniformly drawn
 negatives, shared by the batch or drawn for every sequence (a negative equal to the target is masked).
 
-Why per sequence: with one set of K shared by the batch, an item row of the tied table gets a negative
-gradient in only K / I of the steps, and Adam, whose second moment then stays tiny for it, moves that
-row by about 30 learning rates after each rare gradient: on Amazon Beauty (I = 12k, K = 256) SASRec
-stalled at the Markov chain's accuracy. B·K draws per step reach nearly every row every step, as
-full cross entropy and RecTools's per-position sets do.
+Per sequence: B·K distinct draws a step instead of K, so nearly every row of the tied item table gets
+a negative gradient every step, as under the full cross entropy and RecTools's per-position sets. On
+Amazon Beauty (width 64, 12k items) shared sets plateaued at the Markov chain's test accuracy, while
+per-sequence sets learned faster over the first epochs (validation NDCG@10 0.0526 against 0.047 at
+epoch 17); the full cross entropy learned faster and further than both (0.061 at epoch 21).
 """
 from __future__ import annotations
 
