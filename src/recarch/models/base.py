@@ -93,7 +93,7 @@ class SequentialRecommender(nn.Module):
     def init_weights(self, std: float) -> None:
         """Linear and embedding weights N(0, std), or Xavier-normal with ``config.init: xavier``
         (SASRec's and RecTools's choice: every matrix, embeddings included); zero biases; LayerNorm 1, 0."""
-        xavier = getattr(self.config, "init", "normal") == "xavier"
+        xavier = self.config.init == "xavier"
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 if xavier:
