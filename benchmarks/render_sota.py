@@ -2,6 +2,7 @@
 RecTools peer run side by side (bench_peer_rectools.py)."""
 from __future__ import annotations
 
+from bench_sota import PROTOCOL_NOTES
 from render import fmt, short_commit
 
 
@@ -39,7 +40,7 @@ def sota_table(results: list) -> list:
                 f"{sum(s['valid_seconds_per_epoch'] for s in r['ours']['per_seed']) / len(r['seeds']):.1f} s); "
                 f"training {r['training_speed']['gflops']:.1f} GFLOP/s against a {r['training_speed']['matmul_peak_gflops']:.0f} "
                 f"GFLOP/s 1024² matmul on one thread."]
-        out += [f"  - Protocol difference: {note}" for note in r.get("protocol_notes", [])]
+        out += [f"  - Protocol difference: {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
     return out + [""]
 
 
