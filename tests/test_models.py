@@ -4,7 +4,7 @@ import torch
 from recarch.cost import analytic_transformer_flops, count_flops
 from recarch.models import SeqModelConfig, build_model
 from recarch.models.base import to_right_padded
-from recarch.models.attention import linear_attention, linrec_feature_map
+from recarch.models.attention import CausalSelfAttention, linear_attention, linrec_feature_map
 from recarch.models.layers import FeedForward
 from recarch.models.packing import Packing
 
@@ -24,9 +24,9 @@ SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0
 
 @pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
 @pytest.mark.parametrize("name", ["sasrec", "fdsa", "sasrecf"])
-@pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_score_last_equals_the_last_position_of_the_full_pass(name, attention, layer):
-    m = model(name, attention, layer=layer, activation="swiglu" if layer == "ligr" else "gelu")
+@pytest.mark.parametrize("attention,padding", [("softmax", "masked"), ("linear", "masked"), ("softmax", "visible")])
+def test_score_last_equals_the_last_position_of_the_full_pass(name, attention, padding, layer):
+    m = model(name, attention, layer=layer, activation="swiglu" if layer == "ligr" else "gelu", padding=padding)
     with torch.no_grad():
         full = m(SEQ)[:, -1] @ m.item_embeddings().T
         last = m.score_last(SEQ)
@@ -128,13 +128,49 @@ def test_xavier_init_scales_each_matrix_by_its_fan():
     assert float(model().encoder.layers[0].attention.query.weight.std()) < 0.03  # N(0, 0.02)
 
 
+@pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
+def test_visible_padding_is_attention_over_the_zeroed_padded_positions(layer):
+    """model.padding: visible computes what SASRec's and RecTools's code do: left-padded windows with
+    zero states at the padding and a causal mask only, so every real position also attends to the
+    N − n padded ones. Checked against that computation written out, in every (real) position."""
+    torch.manual_seed(5)
+    n, d = 8, 8
+    att = CausalSelfAttention(d, 2, dropout=0.0, attn_dropout=0.0, layer=layer, window=n).eval()
+    lengths = torch.tensor([5, 8, 1, 2])
+    with torch.no_grad():
+        for p in att.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+        real = torch.arange(n)[None, :] < lengths[:, None]
+        right = torch.randn(4, n, d) * real[..., None]  # right-padded, as the models hold sequences
+        left = torch.stack([r.roll(int(n - k), 0) for r, k in zip(right, lengths)])  # zero states first
+        a = att.sublayer_input(left)
+        source = left if layer == "sasrec" else a
+        q, k, v = (m(t).view(4, n, 2, 4).transpose(1, 2) for m, t in
+                   ((att.query, a), (att.key, source), (att.value, source)))
+        scores = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+        ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(4, n, d)
+        want = att.join(left, a, att.out(ctx))
+        got = att(right, lengths)
+        last = att(right, lengths, last_only=True)
+    for r, k in enumerate(lengths.tolist()):
+        torch.testing.assert_close(got[r, :k], want[r, n - k:], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(last[r, 0], want[r, -1], rtol=1e-5, atol=1e-5)
+    masked = CausalSelfAttention(d, 2, dropout=0.0, attn_dropout=0.0, layer=layer).eval()
+    masked.load_state_dict(att.state_dict())
+    with torch.no_grad():  # the padding keys matter where there is padding, nowhere else
+        assert not torch.allclose(masked(right, lengths)[0, :5], got[0, :5], atol=1e-3)
+        torch.testing.assert_close(masked(right, lengths)[1], got[1])
+
+
 @pytest.mark.parametrize("positions", ["forward", "inverse"])
 @pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
-@pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, layer, positions):
+@pytest.mark.parametrize("attention,padding,embedding_norm",
+                         [("softmax", "masked", True), ("linear", "masked", True), ("softmax", "visible", False)])
+def test_packed_layers_compute_exactly_what_the_padded_ones_do(attention, padding, embedding_norm, layer, positions):
     """The models run embedding and layers on the real positions only; outputs and gradients match
     the padded computation (the supernet's path), for every position and for the last one."""
-    m = model(attention=attention, layer=layer, gates=2, positions=positions)
+    m = model(attention=attention, layer=layer, gates=2, positions=positions, padding=padding,
+              embedding_norm=embedding_norm)
     right, lengths = to_right_padded(SEQ)
     real = torch.arange(8)[None, :] < lengths[:, None]
 
@@ -162,8 +198,14 @@ def test_inverse_positions_count_back_from_the_most_recent_item():
     with torch.no_grad():
         m.embedding.position.weight.copy_(torch.arange(8.0)[:, None].expand(8, 16))
         m.embedding.item.weight.zero_()
-        m.embedding.norm = torch.nn.Identity()
+        m.embedding.norm = None
         m.embedding.dropout.p = 0.0
         pos = m.embedding(right)[..., 0]
     assert pos[0, :5].tolist() == [4, 3, 2, 1, 0] and pos[1].tolist() == [7, 6, 5, 4, 3, 2, 1, 0]
     assert pos[2, 0] == 0
+
+
+def test_visible_padding_needs_softmax_attention():
+    from recarch.config import ConfigError
+    with pytest.raises(ConfigError, match="model.padding: visible needs model.attention: softmax"):
+        SeqModelConfig(attention="linear", padding="visible").validate()

@@ -9,10 +9,12 @@ torch.set_num_threads(1)
 SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0, 0, 0, 0, 0, 0, 6]])
 
 
-def supernet(attention="softmax", gates=2, layer="post_norm", positions="forward", **space):
+def supernet(attention="softmax", gates=2, layer="post_norm", positions="forward", padding="masked",
+             embedding_norm=True, **space):
     torch.manual_seed(0)
     cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=4, dropout=0.0,
-                         attn_dropout=0.0, attention=attention, layer=layer, positions=positions,
+                         attn_dropout=0.0, attention=attention, layer=layer, positions=positions, padding=padding,
+                         embedding_norm=embedding_norm,
                          activation="swiglu" if layer == "ligr" else "gelu")
     net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5, 0.75],
                                                     ffn_intensities=[0.0, 0.5, 0.75], gates=gates, **space))
@@ -61,11 +63,13 @@ def test_derived_model_is_physically_narrow():
     assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.parameters()) / 5
 
 
+@pytest.mark.parametrize("layer", ["pre_norm", "sasrec"])
 @pytest.mark.parametrize("k,depth", [(0, 3), (2, 1)])
-def test_the_recipe_derives_exactly_with_inverse_positions(k, depth):
-    """The tuned recipe's embedding (positions counted back from the last item) on the supernet's
-    padded path equals the derived model's packed one."""
-    net = supernet("softmax", 2, "pre_norm", positions="inverse")
+def test_the_recipe_derives_exactly_with_inverse_positions_and_visible_padding(k, depth, layer):
+    """The tuned recipe's embedding (positions counted back from the last item, no LayerNorm) and its
+    padding keys (the zero state's key at each candidate's width) on the supernet's padded path equal
+    the derived model's packed ones."""
+    net = supernet("softmax", 2, layer, positions="inverse", padding="visible", embedding_norm=False)
     net.fix_path(k, depth)
     derived = net.derive().eval()
     with torch.no_grad():

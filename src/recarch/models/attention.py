@@ -67,11 +67,16 @@ class CausalSelfAttention(ResidualSublayer):
     the first ``width / head_dim`` heads on the leading slices of every weight."""
 
     def __init__(self, hidden: int, n_heads: int, dropout: float, attn_dropout: float,
-                 kind: AttentionKind = "softmax", layer: LayerType = "post_norm", eps: float = 1e-12) -> None:
+                 kind: AttentionKind = "softmax", layer: LayerType = "post_norm", eps: float = 1e-12,
+                 window: int | None = None) -> None:
+        """window: N, to let each position attend to its window's N − n padded positions (see the
+        module's docstring); None masks padding."""
         super().__init__(hidden, dropout, layer, eps)
         if hidden % n_heads:
             raise ValueError(f"hidden_size {hidden} is not divisible by n_heads {n_heads}")
-        self.head_dim, self.kind, self.attn_dropout = hidden // n_heads, kind, attn_dropout
+        if window is not None and kind != "softmax":
+            raise ValueError("visible padding keys need softmax attention")
+        self.head_dim, self.kind, self.attn_dropout, self.window = hidden // n_heads, kind, attn_dropout, window
         self.query = nn.Linear(hidden, hidden)
         self.key = nn.Linear(hidden, hidden)
         self.value = nn.Linear(hidden, hidden)
@@ -80,6 +85,25 @@ class CausalSelfAttention(ResidualSublayer):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         return x.view(b, n, -1, self.head_dim).transpose(1, 2)
+
+    def _padding_key_value(self, d: int) -> tuple:
+        """(k₀, v₀), each (1, 1, d): what a padded position, whose state is zero, offers as key and value."""
+        zero = self.key.weight.new_zeros(1, 1, d)
+        source = zero if self.layer == "sasrec" else self.sublayer_input(zero)
+        return sliced_linear(source, self.key, d), sliced_linear(source, self.value, d)
+
+    def _with_padding_key(self, k, v, lengths: torch.Tensor, last_only: bool) -> tuple:
+        """k, v (B, L, D) -> the same with the padding key k₀, v₀ prepended, and the additive mask
+        (B, 1, L' queries, 1 + L): log(N − n) on the padding key, causal (or the real keys, for
+        ``last_only``) over the rest."""
+        (b, n, d), keys = k.shape, torch.arange(k.shape[1], device=k.device)
+        k0, v0 = self._padding_key_value(d)
+        k, v = torch.cat([k0.expand(b, 1, d), k], 1), torch.cat([v0.expand(b, 1, d), v], 1)
+        visible = (keys[None, None, :] < lengths[:, None, None]) if last_only else (keys[None, :] <= keys[:, None])[None]
+        real = torch.zeros(visible.shape, dtype=k.dtype, device=k.device).masked_fill(~visible, float("-inf"))
+        count = (self.window - lengths).clamp(min=0).to(k.dtype)  # N − n; log 0 = -inf: no padding key
+        sink = count.log()[:, None, None].expand(b, real.shape[1], 1)
+        return k, v, torch.cat([sink, real.expand(b, -1, -1)], 2)[:, None]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, last_only: bool = False,
                 packing: Packing | None = None):
@@ -98,8 +122,14 @@ class CausalSelfAttention(ResidualSublayer):
         if packing is not None and not last_only:
             q = packing.unpack(q)
         (b, n, _), nq = k.shape, q.shape[1]
+        mask = None
+        if self.window is not None:
+            k, v, mask = self._with_padding_key(k, v, lengths, last_only)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
-        if self.kind == "softmax":
+        if mask is not None:
+            ctx = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training and not last_only else 0.0)
+        elif self.kind == "softmax":
             if last_only:
                 real = torch.arange(n, device=x.device)[None, :] < lengths[:, None]
                 ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=real[:, None, None, :])

@@ -32,6 +32,8 @@ class SeqModelConfig:
     layer: Literal["post_norm", "pre_norm", "sasrec", "ligr"] = "post_norm"  # how sublayers join the stream (models/sublayer.py)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"  # the FFN's
     positions: Literal["forward", "inverse"] = "forward"  # learned positions from the first item, or back from the last (RecTools)
+    embedding_norm: bool = True  # LayerNorm on item + position (EASRec Eq. 3, RecBole); SASRec's and RecTools's code have none
+    padding: Literal["masked", "visible"] = "masked"  # visible: padded positions are keys, as in SASRec's and RecTools's code (models/attention.py)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
 
@@ -45,6 +47,9 @@ class SeqModelConfig:
         if self.hidden_size % self.n_heads:
             raise ConfigError(f"model.hidden_size {self.hidden_size} must be divisible by "
                               f"model.n_heads {self.n_heads}")
+        if self.padding == "visible" and self.attention != "softmax":
+            raise ConfigError("model.padding: visible needs model.attention: softmax "
+                              f"(found {self.attention!r}): linear attention has no padding keys")
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0):
             raise ConfigError("model.dropout and model.attn_dropout must be in [0, 1)")
 

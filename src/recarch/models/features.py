@@ -42,8 +42,7 @@ class FeatureRecommender(SequentialRecommender):
                  num_features: int) -> None:
         super().__init__()
         self.num_items, self.config = num_items, cfg
-        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout,
-                                           cfg.positions == "inverse")
+        self.embedding = SequenceEmbedding.from_config(num_items, cfg)
         self.features = FeaturePooling(item_features, num_features, cfg.hidden_size)
 
     def item_embeddings(self):
@@ -58,8 +57,7 @@ class FDSA(FeatureRecommender):
     def __init__(self, num_items: int, cfg: SeqModelConfig, item_features: torch.Tensor,
                  num_features: int) -> None:
         super().__init__(num_items, cfg, item_features, num_features)
-        self.feature_embedding = SequenceEmbedding(None, cfg.max_len, cfg.hidden_size, cfg.dropout,
-                                                   cfg.positions == "inverse")
+        self.feature_embedding = SequenceEmbedding.from_config(None, cfg)
         self.item_encoder, self.feature_encoder = _encoder(cfg), _encoder(cfg)
         self.concat = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size)
         self.init_weights(cfg.init_std)

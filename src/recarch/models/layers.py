@@ -72,9 +72,9 @@ class FeedForward(ResidualSublayer):
 class TransformerLayer(nn.Module):
     def __init__(self, hidden: int, inner: int, n_heads: int, dropout: float, attn_dropout: float,
                  kind: AttentionKind, gates: int = 0, layer: LayerType = "post_norm",
-                 activation: Activation = "gelu") -> None:
+                 activation: Activation = "gelu", window: int | None = None) -> None:
         super().__init__()
-        self.attention = CausalSelfAttention(hidden, n_heads, dropout, attn_dropout, kind, layer)
+        self.attention = CausalSelfAttention(hidden, n_heads, dropout, attn_dropout, kind, layer, window=window)
         self.ffn = FeedForward(hidden, inner, dropout, gates, layer, activation)
 
     def forward(self, x, lengths=None, last_only: bool = False, e=None, inner: int | None = None,
@@ -88,14 +88,15 @@ class TransformerLayer(nn.Module):
 
 class TransformerEncoder(nn.Module):
     """A stack of layers of one type; ``last_only`` makes the final layer compute the last real
-    position only. The pre-norm types end with a LayerNorm (``finish``), post-norm needs none."""
+    position only. The pre-norm types end with a LayerNorm (``finish``), post-norm needs none.
+    ``window``: N, when padded positions are visible keys (recarch.models.attention)."""
 
     def __init__(self, n_layers: int, hidden: int, inner: int, n_heads: int, dropout: float,
                  attn_dropout: float, kind: AttentionKind, gates: int = 0, layer: LayerType = "post_norm",
-                 activation: Activation = "gelu") -> None:
+                 activation: Activation = "gelu", window: int | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TransformerLayer(hidden, inner, n_heads, dropout, attn_dropout, kind, gates, layer, activation)
+            TransformerLayer(hidden, inner, n_heads, dropout, attn_dropout, kind, gates, layer, activation, window)
             for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden, eps=1e-12) if layer != "post_norm" else None
 
@@ -103,7 +104,8 @@ class TransformerEncoder(nn.Module):
     def from_config(cls, cfg, gates: int | None = None) -> "TransformerEncoder":
         """From a SeqModelConfig; ``gates`` overrides ``cfg.gates`` (streams that take none)."""
         return cls(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads, cfg.dropout, cfg.attn_dropout,
-                   cfg.attention, cfg.gates if gates is None else gates, cfg.layer, cfg.activation)
+                   cfg.attention, cfg.gates if gates is None else gates, cfg.layer, cfg.activation,
+                   cfg.max_len if cfg.padding == "visible" else None)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """The stack's output from the last layer's stream (the final LayerNorm, sliced to x's width)."""

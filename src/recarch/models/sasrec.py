@@ -1,8 +1,9 @@
 """SASRec (Kang & McAuley, ICDM 2018) with switchable softmax or LinRec linear attention, and
 optionally EASRec's data-aware gates (``gates: 1 | 2``) — the form a derived EASRec architecture takes.
 
-Embedding (EASRec Eq. 3-4): ``E = Dropout(LayerNorm(M[s] + P))``; scores ``r = H·Mᵀ`` with the item
-table M tied between input and output.
+Embedding (EASRec Eq. 3-4): ``E = Dropout(LayerNorm(M[s] + P))``, or ``Dropout(M[s] + P)`` with
+``model.embedding_norm: false`` (SASRec's and RecTools's code); scores ``r = H·Mᵀ`` with the item table
+M tied between input and output.
 """
 from __future__ import annotations
 
@@ -16,18 +17,24 @@ from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 
 
 class SequenceEmbedding(nn.Module):
-    """Item plus learned position embedding, LayerNorm, dropout. Positions count from the first item
-    (``inverse=False``) or back from the last one (RecTools's: the most recent input is always 0)."""
+    """Item plus learned position embedding, LayerNorm (unless ``norm=False``), dropout. Positions
+    count from the first item (``inverse=False``) or back from the last one (RecTools's: the most
+    recent input is always 0)."""
 
     def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float,
-                 inverse: bool = False) -> None:
+                 inverse: bool = False, norm: bool = True) -> None:
         super().__init__()
         self.inverse = inverse
         # num_items=None: a stream that embeds something else and passes it as ``extra``
         self.item = nn.Embedding(num_items + 1, hidden, padding_idx=0) if num_items else None
         self.position = nn.Embedding(max_len, hidden)
-        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12) if norm else None
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, num_items: int | None, cfg: SeqModelConfig) -> "SequenceEmbedding":
+        return cls(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout, cfg.positions == "inverse",
+                   cfg.embedding_norm)
 
     def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None,
                 packing: Packing | None = None) -> torch.Tensor:
@@ -43,8 +50,8 @@ class SequenceEmbedding(nn.Module):
             ids, position = seq, self.position.weight[: seq.shape[1]]
         x = (self.item(ids) if extra is None else extra) + position
         if width is not None:
-            return self.dropout(sliced_layer_norm(x[..., :width], self.norm))
-        return self.dropout(self.norm(x))
+            x = x[..., :width]
+        return self.dropout(x if self.norm is None else sliced_layer_norm(x, self.norm))
 
 
 @MODELS.register("sasrec")
@@ -54,8 +61,7 @@ class SASRec(SequentialRecommender):
     def __init__(self, num_items: int, cfg: SeqModelConfig) -> None:
         super().__init__()
         self.num_items, self.config = num_items, cfg
-        self.embedding = SequenceEmbedding(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout,
-                                           cfg.positions == "inverse")
+        self.embedding = SequenceEmbedding.from_config(num_items, cfg)
         self.encoder = TransformerEncoder.from_config(cfg)
         self.init_weights(cfg.init_std)
 
