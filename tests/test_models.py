@@ -209,3 +209,18 @@ def test_visible_padding_needs_softmax_attention():
     from recarch.config import ConfigError
     with pytest.raises(ConfigError, match="model.padding: visible needs model.attention: softmax"):
         SeqModelConfig(attention="linear", padding="visible").validate()
+
+
+@pytest.mark.parametrize("scale,norm", [(True, False), (False, False), (False, True)])
+def test_embedding_is_item_times_root_width_plus_position(scale, norm):
+    """SASRec's code: E = Dropout(M[s]·√d + P), no LayerNorm; EASRec's Eq. 3: Dropout(LayerNorm(M[s] + P))."""
+    m = model(embedding_scale=scale, embedding_norm=norm)
+    right, lengths = to_right_padded(SEQ)
+    with torch.no_grad():
+        m.embedding.item.weight.fill_(1.0)
+        m.embedding.position.weight.copy_(torch.arange(8.0)[:, None].expand(8, 16))
+        e = m.embedding(right)
+    want = (4.0 if scale else 1.0) + torch.arange(8.0)[:, None].expand(8, 16)
+    if norm:
+        want = torch.nn.functional.layer_norm(want, (16,), eps=1e-12)
+    torch.testing.assert_close(e[1], want)

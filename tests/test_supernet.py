@@ -10,11 +10,11 @@ SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0
 
 
 def supernet(attention="softmax", gates=2, layer="post_norm", positions="forward", padding="masked",
-             embedding_norm=True, **space):
+             embedding_norm=True, embedding_scale=False, **space):
     torch.manual_seed(0)
     cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=4, dropout=0.0,
                          attn_dropout=0.0, attention=attention, layer=layer, positions=positions, padding=padding,
-                         embedding_norm=embedding_norm,
+                         embedding_norm=embedding_norm, embedding_scale=embedding_scale,
                          activation="swiglu" if layer == "ligr" else "gelu")
     net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5, 0.75],
                                                     ffn_intensities=[0.0, 0.5, 0.75], gates=gates, **space))
@@ -66,10 +66,11 @@ def test_derived_model_is_physically_narrow():
 @pytest.mark.parametrize("layer", ["pre_norm", "sasrec"])
 @pytest.mark.parametrize("k,depth", [(0, 3), (2, 1)])
 def test_the_recipe_derives_exactly_with_inverse_positions_and_visible_padding(k, depth, layer):
-    """The tuned recipe's embedding (positions counted back from the last item, no LayerNorm) and its
-    padding keys (the zero state's key at each candidate's width) on the supernet's padded path equal
-    the derived model's packed ones."""
-    net = supernet("softmax", 2, layer, positions="inverse", padding="visible", embedding_norm=False)
+    """The tuned recipe's embedding (positions counted back from the last item, no LayerNorm, items
+    scaled by √width) and its padding keys (the zero state's key at each candidate's width) on the
+    supernet's padded path equal the derived model's packed ones."""
+    net = supernet("softmax", 2, layer, positions="inverse", padding="visible", embedding_norm=False,
+                   embedding_scale=True)
     net.fix_path(k, depth)
     derived = net.derive().eval()
     with torch.no_grad():

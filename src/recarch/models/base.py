@@ -33,6 +33,7 @@ class SeqModelConfig:
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"  # the FFN's
     positions: Literal["forward", "inverse"] = "forward"  # learned positions from the first item, or back from the last (RecTools)
     embedding_norm: bool = True  # LayerNorm on item + position (EASRec Eq. 3, RecBole); SASRec's and RecTools's code have none
+    embedding_scale: bool = False  # item embeddings times √d before the positions are added (SASRec's code)
     padding: Literal["masked", "visible"] = "masked"  # visible: padded positions are keys, as in SASRec's and RecTools's code (models/attention.py)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02

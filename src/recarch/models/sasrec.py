@@ -2,7 +2,8 @@
 optionally EASRec's data-aware gates (``gates: 1 | 2``) — the form a derived EASRec architecture takes.
 
 Embedding (EASRec Eq. 3-4): ``E = Dropout(LayerNorm(M[s] + P))``, or ``Dropout(M[s] + P)`` with
-``model.embedding_norm: false`` (SASRec's and RecTools's code); scores ``r = H·Mᵀ`` with the item table
+``model.embedding_norm: false`` (SASRec's and RecTools's code), with ``M[s]·√d`` under
+``model.embedding_scale`` (SASRec's code); scores ``r = H·Mᵀ`` with the item table
 M tied between input and output.
 """
 from __future__ import annotations
@@ -19,12 +20,13 @@ from recarch.models.base import MODELS, SeqModelConfig, SequentialRecommender
 class SequenceEmbedding(nn.Module):
     """Item plus learned position embedding, LayerNorm (unless ``norm=False``), dropout. Positions
     count from the first item (``inverse=False``) or back from the last one (RecTools's: the most
-    recent input is always 0)."""
+    recent input is always 0). ``scale``: item embeddings times √D first, D the width they run at
+    (SASRec's code)."""
 
     def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float,
-                 inverse: bool = False, norm: bool = True) -> None:
+                 inverse: bool = False, norm: bool = True, scale: bool = False) -> None:
         super().__init__()
-        self.inverse = inverse
+        self.inverse, self.scale = inverse, scale
         # num_items=None: a stream that embeds something else and passes it as ``extra``
         self.item = nn.Embedding(num_items + 1, hidden, padding_idx=0) if num_items else None
         self.position = nn.Embedding(max_len, hidden)
@@ -34,7 +36,7 @@ class SequenceEmbedding(nn.Module):
     @classmethod
     def from_config(cls, num_items: int | None, cfg: SeqModelConfig) -> "SequenceEmbedding":
         return cls(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout, cfg.positions == "inverse",
-                   cfg.embedding_norm)
+                   cfg.embedding_norm, cfg.embedding_scale)
 
     def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None,
                 packing: Packing | None = None) -> torch.Tensor:
@@ -48,9 +50,12 @@ class SequenceEmbedding(nn.Module):
             ids, position = seq, self.position((lengths - 1 - torch.arange(seq.shape[1], device=seq.device)).clamp(min=0))
         else:
             ids, position = seq, self.position.weight[: seq.shape[1]]
-        x = (self.item(ids) if extra is None else extra) + position
+        x = self.item(ids) if extra is None else extra
         if width is not None:
-            x = x[..., :width]
+            x, position = x[..., :width], position[..., :width]
+        if self.scale and extra is None:
+            x = x * x.shape[-1] ** 0.5
+        x = x + position
         return self.dropout(x if self.norm is None else sliced_layer_norm(x, self.norm))
 
 
