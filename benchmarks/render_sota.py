@@ -19,6 +19,7 @@ def sota_table(results: list) -> list:
     for r in results:
         o, p, m = r["ours"], r["published"], r["config"]["model"]
         recipe = (f"{r['config']['model']['name']} {m['layer']}, d {m['hidden_size']}, {m['n_layers']} block(s), "
+                  + ("padding keys, " if m.get("padding") == "visible" else "") +
                   f"`{r['config']['train']['loss']}`" + (f" ({r['tag']})" if r.get("tag") else ""))
         stops = ", ".join(f"{s} ({e})" for s, e in zip(o["stopped_by"], o["epochs_run"]))
         capped = " **capped**" if "cap" in o["stopped_by"] else ""
@@ -40,7 +41,7 @@ def sota_table(results: list) -> list:
                 f"{sum(s['valid_seconds_per_epoch'] for s in r['ours']['per_seed']) / len(r['seeds']):.1f} s); "
                 f"training {r['training_speed']['gflops']:.1f} GFLOP/s against a {r['training_speed']['matmul_peak_gflops']:.0f} "
                 f"GFLOP/s 1024² matmul on one thread."]
-        out += [f"  - Protocol difference: {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
+        out += [f"  - Protocol: {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
     return out + [""]
 
 
