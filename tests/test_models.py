@@ -60,13 +60,13 @@ def test_linear_attention_causal_form_matches_the_definition(n):
 
 
 @pytest.mark.parametrize("layer,activation", [("post_norm", "gelu"), ("pre_norm", "relu"), ("ligr", "swiglu")])
-@pytest.mark.parametrize("attention", ["softmax", "linear"])
-def test_counted_flops_match_the_analytic_formula(attention, layer, activation):
-    m = model(attention=attention, layer=layer, activation=activation)
+@pytest.mark.parametrize("attention,padding", [("softmax", "masked"), ("linear", "masked"), ("softmax", "visible")])
+def test_counted_flops_match_the_analytic_formula(attention, padding, layer, activation):
+    m = model(attention=attention, layer=layer, activation=activation, padding=padding)
     counted = count_flops(m, (SEQ[1:2],), method_name="score_last")["flops"]
     formula = analytic_transformer_flops(8, 16, 32, 2, 2, 30, attention=attention, score="last",
                                          linear_form="chunked", last_only=True, layer=layer,
-                                         activation=activation)["flops"]
+                                         activation=activation, padding_keys=padding == "visible")["flops"]
     assert counted == formula
 
 

@@ -139,7 +139,7 @@ def flops_per_sequence(model: nn.Module, seq_len: int, batch: int = 1,
 def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: int,
                          attention: Literal["softmax", "linear"] = "softmax",
                          linear_form: Literal["kv", "chunked"] = "kv", chunk: int = LINEAR_CHUNK,
-                         layer: str = "post_norm", activation: str = "gelu") -> dict:
+                         layer: str = "post_norm", activation: str = "gelu", padding_keys: bool = False) -> dict:
     """Matmul FLOPs of one transformer layer whose queries, output projection and FFN see
     n_q positions while keys and values see n_k (n_q = n_k = N for a full layer; n_q = 1 for a
     last-position-only layer). D = hidden, d = D/H per head.
@@ -154,7 +154,9 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
       i.e. 4·N'·(C·D + D²/H) for all heads;
     - FFN: 2·2·n_q·D·D_ff, plus 2·n_q·D·D_ff for SwiGLU's third matrix (``activation="swiglu"``);
     - LiGR's skip gates (``layer="ligr"``): 2·2·n_q·D² (one D×D gate per sublayer); the layer types
-      differ otherwise only in LayerNorms, which are free here."""
+      differ otherwise only in LayerNorms, which are free here;
+    - visible padding keys (``padding_keys``, softmax only): one more key and value, so n_k + 1 in the
+      attention, plus 2·2·D² to project the zero state (once per batch; counted whole per sequence)."""
     where = "analytic_layer_flops"
     if hidden % n_heads:
         raise ValueError(f"{where}: hidden {hidden} is not divisible by n_heads {n_heads}")
@@ -164,10 +166,12 @@ def analytic_layer_flops(n_q: int, n_k: int, hidden: int, inner: int, n_heads: i
         raise ValueError(f"{where}: linear_form must be 'kv' or 'chunked', got {linear_form!r}")
     if attention == "linear" and linear_form == "chunked" and n_q != n_k:
         raise ValueError(f"{where}: the chunked form is the full causal layer (n_q = n_k), got {n_q}, {n_k}")
-    projections = 2 * 2 * n_q * hidden * hidden + 2 * 2 * n_k * hidden * hidden
+    if padding_keys and attention != "softmax":
+        raise ValueError(f"{where}: padding keys need softmax attention")
+    projections = 2 * 2 * n_q * hidden * hidden + 2 * 2 * (n_k + padding_keys) * hidden * hidden
     d = hidden // n_heads
     if attention == "softmax":
-        attn = 2 * 2 * n_q * n_k * hidden
+        attn = 2 * 2 * n_q * (n_k + padding_keys) * hidden
     elif linear_form == "chunked":
         size = min(chunk, n_q)
         padded = -(-n_q // size) * size
@@ -185,7 +189,7 @@ def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: 
                                score: Literal["last", "all"] = "last",
                                linear_form: Literal["kv", "chunked"] = "kv",
                                last_only: bool = False, layer: str = "post_norm",
-                               activation: str = "gelu") -> dict:
+                               activation: str = "gelu", padding_keys: bool = False) -> dict:
     """Matmul FLOPs per sequence of a SASRec-style encoder (embedding lookups, LayerNorm, softmax,
     activations and masks are free), N = seq_len positions, tied item table of I+1 rows.
 
@@ -193,7 +197,8 @@ def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: 
     makes the final layer compute the last position only (n_q = 1), always in the "kv" form for
     linear attention — what recarch.models.attention.TransformerEncoder(last_only=True) does.
     Scoring against the item table: 2·D·(I+1) for the last position, N times that for "all".
-    ``layer`` and ``activation`` as in SeqModelConfig (see analytic_layer_flops).
+    ``layer`` and ``activation`` as in SeqModelConfig, ``padding_keys`` for ``padding: visible`` (see
+    analytic_layer_flops).
     Returns {"projections", "attention", "ffn", "skip_gates", "score", "flops", "unit"}."""
     if score not in ("last", "all"):
         raise ValueError(f"analytic_transformer_flops: score must be 'last' or 'all', got {score!r}")
@@ -202,7 +207,7 @@ def analytic_transformer_flops(seq_len: int, hidden: int, inner: int, n_layers: 
     if n_layers < 0 or seq_len < 1:
         raise ValueError(f"analytic_transformer_flops: need seq_len >= 1 and n_layers >= 0, "
                          f"got {seq_len}, {n_layers}")
-    kind = {"layer": layer, "activation": activation}
+    kind = {"layer": layer, "activation": activation, "padding_keys": padding_keys}
     full = analytic_layer_flops(seq_len, seq_len, hidden, inner, n_heads, attention, linear_form, **kind)
     layers = [full] * n_layers
     if last_only and n_layers:
