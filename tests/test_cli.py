@@ -88,14 +88,19 @@ def test_listing_commands(capsys):
 
 
 @needs_data
-def test_export_serves_the_models_top_k(tmp_path):
+@pytest.mark.parametrize("model", [["model.attention=linear"],
+                                   ["model.layer=sasrec", "model.padding=visible", "model.positions=inverse"]])
+def test_export_serves_the_models_top_k(tmp_path, model):
+    """The traced program (padded, no packing) gives the eager model's top-k: LinRec, and the recipe's
+    padding keys and inverse positions."""
     import torch
 
     from recarch import run
     from recarch.export import load_program
 
+    sets = [arg for key in model for arg in ("--set", key)]
     assert main(["--data-dir", str(DATA), "train", "--dataset", "ml-100k", "--out-dir", str(tmp_path), *SMALL,
-                 "--set", "train.epochs=1", "--set", "cost.enabled=false", "--set", "model.attention=linear"]) == 0
+                 "--set", "train.epochs=1", "--set", "cost.enabled=false", *sets]) == 0
     (run_dir,) = list(tmp_path.iterdir())
     assert main(["--data-dir", str(DATA), "export", str(run_dir), "--k", "7"]) == 0
     program = load_program(run_dir / "export").module()
