@@ -18,7 +18,7 @@ def sota_table(results: list) -> list:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         o, p, m = r["ours"], r["published"], r["config"]["model"]
-        recipe = (f"{r['config']['model']['name']} {m['layer']}, d {m['hidden_size']}, {m['n_layers']} block(s), "
+        recipe = (f"{m['name']}, {m['layer']} layers, d {m['hidden_size']}, {m['n_layers']} block(s), "
                   + ("padding keys, " if m.get("padding") == "visible" else "") +
                   f"`{r['config']['train']['loss']}`" + (f" ({r['tag']})" if r.get("tag") else ""))
         stops = ", ".join(f"{s} ({e})" for s, e in zip(o["stopped_by"], o["epochs_run"]))
