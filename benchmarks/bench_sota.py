@@ -8,7 +8,9 @@ floors, and the training speed as a fraction of this machine's matmul peak.
 
 Seeds run side by side in their own processes (``--parallel``, one thread each) in stable folders
 under ``benchmarks/.work/sota/``; rerunning the command resumes unfinished seeds from their last
-epoch and reuses finished ones. Writes ``benchmarks/results/sota-<dataset>[-<tag>].json``.
+epoch and reuses finished ones, and seeds already in the results file from an earlier run of the same recipe
+are kept rather than trained again (so the seeds of a long dataset can be added one session at a time).
+Writes ``benchmarks/results/sota-<dataset>[-<tag>].json``.
 Example: ``python benchmarks/bench_sota.py --dataset beauty --seeds 0 1 2 --parallel 2``.
 """
 from __future__ import annotations
@@ -101,6 +103,23 @@ def floors(cfg: run.RunConfig, data_dir) -> dict:
     return out
 
 
+def _recipe(config: dict) -> dict:
+    """A run config without its seed: what must match for an earlier seed's row to be reused."""
+    return {**config, "train": {k: v for k, v in config["train"].items() if k != "seed"}}
+
+
+def earlier_rows(path: Path, config: dict) -> dict:
+    """Per-seed rows of an earlier result at ``path`` trained with the same recipe, by seed; each row
+    keeps the commit it was trained at."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    if _recipe(earlier["config"]) != _recipe(config):
+        return {}
+    commit = earlier["machine"].get("git_commit")
+    return {row["seed"]: {"git_commit": commit, **row} for row in earlier["ours"]["per_seed"]}
+
+
 def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     history = json.loads((folder / "history.json").read_text())
@@ -113,6 +132,7 @@ def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
             "sequences_per_s": mean(h["sequences_per_s"] for h in history),
             "valid_seconds_per_epoch": mean(h["valid_seconds"] for h in history),
             "train_seconds": metrics["train_seconds"], "run_dir": str(folder.relative_to(ROOT)),
+            "git_commit": machine_info(1)["git_commit"],
             # [epoch, seconds since the start, validation score] per epoch
             "valid_curve": [[h["epoch"], round(h["elapsed_s"], 1), h[f"valid_{metric}"]] for h in history]}
 
@@ -132,13 +152,20 @@ def main(argv=None) -> int:
     files = recipe_files(args.dataset, args.config)
     cfg = seed_config(files, args.dataset, args.seeds[0], args.set)  # checked before anything starts
     work = HERE / ".work" / "sota" / name
+    path = Path(args.out_dir) / f"{name}.json"
+    config = yaml.safe_load(yaml.safe_dump(run.cfglib.to_dict(cfg)))
+    kept = {s: row for s, row in earlier_rows(path, config).items()
+            if s in args.seeds and not (work / f"seed{s}" / "metrics.json").exists()}
+    if kept:
+        print(f"{args.dataset}: seeds {sorted(kept)} kept from {path}")
     started = time.time()
     with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = [pool.submit(train_seed, files, args.dataset, s, args.set, str(work / f"seed{s}"), args.data_dir)
-                for s in args.seeds]
+                for s in args.seeds if s not in kept]
         for job in jobs:
             job.result()
-    rows = [seed_row(s, work / f"seed{s}", cfg.train.patience, cfg.train.valid_metric) for s in args.seeds]
+    rows = [kept.get(s) or seed_row(s, work / f"seed{s}", cfg.train.patience, cfg.train.valid_metric)
+            for s in args.seeds]
     ndcg = [r["test_full_ndcg@10"] for r in rows]
     recall = [r["test_full_recall@10"] for r in rows]
     flops = training_flops_per_sequence(cfg, args.data_dir)
@@ -163,12 +190,11 @@ def main(argv=None) -> int:
                            "fraction_of_peak": flops * seq_per_s / 1e9 / peak, "threads": 1,
                            "note": "training FLOPs counted on the real (packed) positions of one batch"},
         "floors": floors(cfg, args.data_dir),
-        "config": yaml.safe_load(yaml.safe_dump(run.cfglib.to_dict(cfg))),
+        "config": config,
         "config_files": [str(Path(f).relative_to(ROOT)) for f in files],
         "command": "python benchmarks/bench_sota.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine_info(1), "parallel": args.parallel, "wall_seconds": time.time() - started,
     }
-    path = Path(args.out_dir) / f"{name}.json"
     write_json_atomic(path, result)
     print(f"{args.dataset}: test full NDCG@10 {mean(ndcg):.4f} ± {result['ours']['std']['ndcg@10']:.4f} "
           f"(published {published['ndcg@10']}), stopped by {result['ours']['stopped_by']}; wrote {path}")

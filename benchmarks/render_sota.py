@@ -6,6 +6,13 @@ from bench_sota import PROTOCOL_NOTES
 from render import fmt, short_commit
 
 
+def _spread(ours: dict, metric: str) -> str:
+    """Mean ± std over seeds, or the single seed's value marked as such."""
+    if len(ours["per_seed"]) == 1:
+        return f"{ours[f'test_full_{metric}']:.4f} (**1 seed**)"
+    return f"{ours[f'test_full_{metric}']:.4f} ± {ours['std'][metric]:.4f}"
+
+
 def sota_table(results: list) -> list:
     """One row per sota-*.json: published beside ours (mean ± std over seeds), floors and speed."""
     out = ["## State of the art on identical files (`benchmarks/bench_sota.py`)", "",
@@ -25,8 +32,7 @@ def sota_table(results: list) -> list:
         capped = " **capped**" if "cap" in o["stopped_by"] else ""
         out.append(
             f"| {r['dataset']} | {recipe} | {p['model']} {p['ndcg@10']:.4f} / {p['recall@10']:.4f} | "
-            f"{o['test_full_ndcg@10']:.4f} ± {o['std']['ndcg@10']:.4f} | "
-            f"{o['test_full_recall@10']:.4f} ± {o['std']['recall@10']:.4f} | "
+            f"{_spread(o, 'ndcg@10')} | {_spread(o, 'recall@10')} | "
             f"{o['relative_to_published']['ndcg@10']:+.1%} / {o['relative_to_published']['recall@10']:+.1%} | "
             f"{stops}{capped} | {o['seconds_per_epoch']:.1f} | {r['training_speed']['fraction_of_peak']:.1%} | "
             f"{r['floors']['popularity']['test_full_ndcg@10']:.4f} / "

@@ -1,0 +1,42 @@
+"""bench_sota.py keeps the seeds of an earlier result only when it was trained with the same recipe."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_sota", ROOT / "benchmarks" / "bench_sota.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _module()
+
+
+def _result(path: Path, config: dict, seeds: list) -> None:
+    path.write_text(json.dumps({"config": config, "machine": {"git_commit": "abc123"},
+                                "ours": {"per_seed": [{"seed": s, "test_full_ndcg@10": 0.1 + s} for s in seeds]}}))
+
+
+def test_earlier_seeds_kept_for_the_same_recipe_whatever_its_seed(tmp_path):
+    config = {"model": {"hidden_size": 64}, "train": {"seed": 0, "lr": 0.001}}
+    path = tmp_path / "sota-x.json"
+    _result(path, config, [0, 1])
+    rows = bench.earlier_rows(path, {"model": {"hidden_size": 64}, "train": {"seed": 2, "lr": 0.001}})
+    assert sorted(rows) == [0, 1]
+    assert rows[1] == {"seed": 1, "test_full_ndcg@10": 1.1, "git_commit": "abc123"}
+
+
+def test_earlier_seeds_dropped_when_the_recipe_changed(tmp_path):
+    path = tmp_path / "sota-x.json"
+    _result(path, {"model": {"hidden_size": 64}, "train": {"seed": 0, "lr": 0.001}}, [0])
+    assert bench.earlier_rows(path, {"model": {"hidden_size": 256}, "train": {"seed": 0, "lr": 0.001}}) == {}
+    assert bench.earlier_rows(path, {"model": {"hidden_size": 64}, "train": {"seed": 0, "lr": 0.002}}) == {}
+    assert bench.earlier_rows(tmp_path / "missing.json", {"train": {}}) == {}
