@@ -224,3 +224,26 @@ def test_embedding_is_item_times_root_width_plus_position(scale, norm):
     if norm:
         want = torch.nn.functional.layer_norm(want, (16,), eps=1e-12)
     torch.testing.assert_close(e[1], want)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "fdsa", "sasrecf"])
+def test_item_dropout_drops_table_units_in_training_only(name):
+    """model.item_dropout: while training, the scored table and the embedded inputs lose units at rate p
+    (the rest scaled by 1/(1 − p)); evaluating, the model is the one without it."""
+    plain, dropped = model(name), model(name, item_dropout=0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(dropped.score_last(SEQ), plain.score_last(SEQ))
+        weight = dropped.embedding.item.weight
+        torch.testing.assert_close(dropped.item_embeddings(), weight)
+        dropped.train()
+        table = dropped.item_embeddings()
+        kept = table != 0
+        assert 0.4 < 1 - kept[1:].float().mean() < 0.6
+        torch.testing.assert_close(table[kept], 2 * weight[kept])
+        assert not torch.equal(dropped(SEQ), dropped(SEQ))  # the inputs are dropped too
+
+
+def test_item_dropout_must_be_a_rate():
+    from recarch.config import ConfigError
+    with pytest.raises(ConfigError, match=r"model.item_dropout must be in \[0, 1\), got 1.0"):
+        SeqModelConfig(item_dropout=1.0).validate()

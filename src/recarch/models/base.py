@@ -34,6 +34,7 @@ class SeqModelConfig:
     positions: Literal["forward", "inverse"] = "forward"  # learned positions from the first item, or back from the last (RecTools)
     embedding_norm: bool = True  # LayerNorm on item + position (EASRec Eq. 3, RecBole); SASRec's and RecTools's code have none
     embedding_scale: bool = False  # item embeddings times √d before the positions are added (SASRec's code)
+    item_dropout: float = 0.0  # dropout on item embeddings while training, at the inputs and on the scored table (RecTools's item net)
     padding: Literal["masked", "visible"] = "masked"  # visible: padded positions are keys, as in SASRec's and RecTools's code (models/attention.py)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
@@ -51,8 +52,9 @@ class SeqModelConfig:
         if self.padding == "visible" and self.attention != "softmax":
             raise ConfigError("model.padding: visible needs model.attention: softmax "
                               f"(found {self.attention!r}): linear attention has no padding keys")
-        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0):
-            raise ConfigError("model.dropout and model.attn_dropout must be in [0, 1)")
+        for key in ("dropout", "attn_dropout", "item_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"model.{key} must be in [0, 1), got {getattr(self, key)}")
 
 
 def to_right_padded(seq: torch.Tensor):

@@ -46,7 +46,7 @@ class FeatureRecommender(SequentialRecommender):
         self.features = FeaturePooling(item_features, num_features, cfg.hidden_size)
 
     def item_embeddings(self):
-        return self.embedding.item.weight
+        return self.embedding.table()
 
 
 @MODELS.register("fdsa")
@@ -84,5 +84,5 @@ class SASRecF(FeatureRecommender):
 
     def encode(self, seq, lengths, last_only=False):
         packing = packing_for(lengths, seq.shape[1])
-        fused = self.fuse(torch.cat([self.embedding.item(seq), self.features(seq)], dim=-1))
+        fused = self.fuse(torch.cat([self.embedding.lookup(seq), self.features(seq)], dim=-1))
         return self.encoder(self.embedding(seq, fused, packing=packing), lengths, last_only, packing=packing)

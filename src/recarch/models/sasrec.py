@@ -21,14 +21,17 @@ class SequenceEmbedding(nn.Module):
     """Item plus learned position embedding, LayerNorm (unless ``norm=False``), dropout. Positions
     count from the first item (``inverse=False``) or back from the last one (RecTools's: the most
     recent input is always 0). ``scale``: item embeddings times √D first, D the width they run at
-    (SASRec's code)."""
+    (SASRec's code). ``item_dropout``: dropout on item embeddings while training, both where they are
+    read (``lookup``) and on the table the hidden states are scored against (``table``), as RecTools's
+    item net drops units of its embedding table; here the two draw their own masks."""
 
     def __init__(self, num_items: int | None, max_len: int, hidden: int, dropout: float,
-                 inverse: bool = False, norm: bool = True, scale: bool = False) -> None:
+                 inverse: bool = False, norm: bool = True, scale: bool = False, item_dropout: float = 0.0) -> None:
         super().__init__()
         self.inverse, self.scale = inverse, scale
         # num_items=None: a stream that embeds something else and passes it as ``extra``
         self.item = nn.Embedding(num_items + 1, hidden, padding_idx=0) if num_items else None
+        self.item_dropout = nn.Dropout(item_dropout)
         self.position = nn.Embedding(max_len, hidden)
         self.norm = nn.LayerNorm(hidden, eps=1e-12) if norm else None
         self.dropout = nn.Dropout(dropout)
@@ -36,7 +39,15 @@ class SequenceEmbedding(nn.Module):
     @classmethod
     def from_config(cls, num_items: int | None, cfg: SeqModelConfig) -> "SequenceEmbedding":
         return cls(num_items, cfg.max_len, cfg.hidden_size, cfg.dropout, cfg.positions == "inverse",
-                   cfg.embedding_norm, cfg.embedding_scale)
+                   cfg.embedding_norm, cfg.embedding_scale, cfg.item_dropout)
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Item embeddings of ``ids`` (dropped out while training with ``item_dropout``)."""
+        return self.item_dropout(self.item(ids))
+
+    def table(self) -> torch.Tensor:
+        """The (I+1, D) output table (dropped out while training with ``item_dropout``)."""
+        return self.item_dropout(self.item.weight)
 
     def forward(self, seq: torch.Tensor, extra: torch.Tensor | None = None, width: int | None = None,
                 packing: Packing | None = None) -> torch.Tensor:
@@ -50,7 +61,7 @@ class SequenceEmbedding(nn.Module):
             ids, position = seq, self.position((lengths - 1 - torch.arange(seq.shape[1], device=seq.device)).clamp(min=0))
         else:
             ids, position = seq, self.position.weight[: seq.shape[1]]
-        x = self.item(ids) if extra is None else extra
+        x = self.lookup(ids) if extra is None else extra
         if width is not None:
             x, position = x[..., :width], position[..., :width]
         if self.scale and extra is None:
@@ -76,4 +87,4 @@ class SASRec(SequentialRecommender):
         return self.encoder(e, lengths, last_only, e if self.config.gates else None, packing)
 
     def item_embeddings(self):
-        return self.embedding.item.weight
+        return self.embedding.table()

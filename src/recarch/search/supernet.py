@@ -127,7 +127,7 @@ class EASRecSupernet(SequentialRecommender):
         return out
 
     def item_embeddings(self):
-        return self.backbone.embedding.item.weight
+        return self.backbone.item_embeddings()
 
     # ---- derive ---------------------------------------------------------------------------------
     def chosen(self) -> tuple:
