@@ -81,13 +81,22 @@ def seed_config(files: list, dataset: str, seed: int, sets: list) -> run.RunConf
                                        "train.progress=false", *sets])
 
 
+def check_same_recipe(folder: Path, cfg: run.RunConfig) -> None:
+    """A seed's folder is reused or resumed only if it was trained with ``cfg`` (keys added since read
+    as their defaults); anything else would pass one recipe's scores off as another's."""
+    saved = folder / "config.yaml"
+    if saved.exists() and run.cfglib.to_dict(run.load_run_config([str(saved)])) != run.cfglib.to_dict(cfg):
+        raise SystemExit(f"{folder} holds a run of another recipe (see {saved}); move it away to train this one")
+
+
 def train_seed(files: list, dataset: str, seed: int, sets: list, folder: str, data_dir) -> dict:
     """One seed in this (child) process: resumes from ``folder`` when it holds a checkpoint."""
     torch.set_num_threads(1)
     folder = Path(folder)
+    cfg = seed_config(files, dataset, seed, sets)
+    check_same_recipe(folder, cfg)
     if (folder / "metrics.json").exists():
         return json.loads((folder / "metrics.json").read_text())
-    cfg = seed_config(files, dataset, seed, sets)
     resume = (folder / "checkpoints" / "last.pt").exists()
     return run.train(cfg, data_dir=data_dir, run_dir=folder, resume=resume, echo=False)
 

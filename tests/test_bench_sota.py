@@ -40,3 +40,17 @@ def test_earlier_seeds_dropped_when_the_recipe_changed(tmp_path):
     assert bench.earlier_rows(path, {"model": {"hidden_size": 256}, "train": {"seed": 0, "lr": 0.001}}) == {}
     assert bench.earlier_rows(path, {"model": {"hidden_size": 64}, "train": {"seed": 0, "lr": 0.002}}) == {}
     assert bench.earlier_rows(tmp_path / "missing.json", {"train": {}}) == {}
+
+
+def test_a_seed_folder_of_another_recipe_is_refused(tmp_path):
+    import pytest
+    import yaml
+    from recarch import run
+
+    files = bench.recipe_files("toys", "configs/sasrec-plus.yaml")
+    cfg = bench.seed_config(files, "toys", 0, [])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(run.cfglib.to_dict(cfg)))
+    bench.check_same_recipe(tmp_path, cfg)  # the same recipe: reused
+    bench.check_same_recipe(tmp_path / "fresh", cfg)  # no folder yet: trained
+    with pytest.raises(SystemExit, match="holds a run of another recipe"):
+        bench.check_same_recipe(tmp_path, bench.seed_config(files, "toys", 0, ["model.item_dropout=0.0"]))
