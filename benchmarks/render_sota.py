@@ -26,7 +26,8 @@ def sota_table(results: list) -> list:
     for r in results:
         o, p, m = r["ours"], r["published"], r["config"]["model"]
         recipe = (f"{m['name']}, {m['layer']} layers, d {m['hidden_size']}, {m['n_layers']} block(s), "
-                  + ("padding keys, " if m.get("padding") == "visible" else "") +
+                  + ("padding keys, " if m.get("padding") == "visible" else "")
+                  + (f"item dropout {m['item_dropout']}, " if m.get("item_dropout") else "") +
                   f"`{r['config']['train']['loss']}`" + (f" ({r['tag']})" if r.get("tag") else ""))
         stops = ", ".join(f"{s} ({e})" for s, e in zip(o["stopped_by"], o["epochs_run"]))
         capped = " **capped**" if "cap" in o["stopped_by"] else ""
