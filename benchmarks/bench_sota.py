@@ -55,7 +55,7 @@ def _s3_notes(kept: str) -> list:
         "they train RecTools's SASRec; we rank every user's test item.",
         "Model and loss: their SASRec+SS (configs/paper/loo/s3_vanilla.yaml) is width 256 and scores each "
         "position against its own 256 uniform negatives; configs/sasrec-plus.yaml is width 64 with the full "
-        "softmax over all items (SASRec+), configs/sasrec-ss.yaml width 64 with 256 negatives per sequence.",
+        "softmax over all items (SASRec+), configs/sasrec-ss.yaml width 64 with 256 negatives per position.",
     ]
 
 

@@ -72,3 +72,22 @@ def test_chunked_full_ce_matches_cross_entropy_over_all_logits_with_gradients(mo
     torch.testing.assert_close(g_hidden, w_hidden)
     torch.testing.assert_close(g_items, w_items)
     torch.testing.assert_close(full_ce(hidden, target, items), want / 8)
+
+
+def test_per_position_negatives_score_each_position_against_its_own_set():
+    """(B, N, K) sets (RecTools's): position (b, n) is scored against set (b, n) only, padded positions'
+    sets unused; in the last-position regime the trainer's (B, K) draw is the same thing."""
+    torch.manual_seed(0)
+    items = torch.randn(9, 4)
+    hidden = torch.randn(2, 3, 4)
+    target = torch.tensor([[0, 3, 5], [0, 7, 1]])
+    negatives = torch.randint(1, 9, (2, 3, 5))
+    negatives[0, 1, 0] = 3  # a draw equal to its position's target is masked
+    got = sampled_softmax(hidden, target, items, negatives, reduction="sum")
+    want = 0.0
+    for b in range(2):
+        for n in range(1, 3):
+            t, h = int(target[b, n]), hidden[b, n]
+            neg = [float(h @ items[j]) for j in negatives[b, n].tolist() if j != t]
+            want += float(-torch.log_softmax(torch.tensor([float(h @ items[t])] + neg), 0)[0])
+    assert math.isclose(got.item(), want, rel_tol=1e-5)

@@ -22,13 +22,13 @@ def cyclic_dataset(users=60, items=12, length=9, seed=0):
                            np.array([""] + [str(i) for i in range(1, items + 1)]))
 
 
-def make(tmp_path, epochs, regime="all_positions", lr=1e-2, loss="full_ce", **kw):
+def make(tmp_path, epochs, regime="all_positions", lr=1e-2, loss="full_ce", negatives="batch", **kw):
     data = cyclic_dataset()
     torch.manual_seed(0)
     model = build_model(SeqModelConfig(max_len=8, hidden_size=16, inner_size=32, n_layers=1, n_heads=2,
                                        **kw), data.num_items)
     cfg = TrainConfig(regime=regime, batch_size=16, lr=lr, epochs=epochs, patience=0, seed=3, loss=loss,
-                      num_negatives=6,
+                      num_negatives=6, negatives=negatives,
                       valid_protocol="full", progress=False)
     ev = Evaluator(data, 8, protocols=["full"], ks=[1, 10])
     batches = TrainBatches(data, 8, regime, cfg.batch_size, cfg.seed)
@@ -46,8 +46,11 @@ def test_learns_a_deterministic_sequence(tmp_path, regime, attention):
     assert before < 0.3 and after > 0.75
 
 
-def test_sampled_softmax_learns_too(tmp_path):
-    trainer, model, ev = make(tmp_path, epochs=20, loss="sampled_softmax", dropout=0.0, attn_dropout=0.0)
+@pytest.mark.parametrize("regime", ["all_positions", "last_position"])
+@pytest.mark.parametrize("negatives", ["batch", "sequence", "position"])
+def test_sampled_softmax_learns_too(tmp_path, negatives, regime):
+    trainer, model, ev = make(tmp_path, epochs=20, regime=regime, loss="sampled_softmax", negatives=negatives,
+                              dropout=0.0, attn_dropout=0.0)
     trainer.fit()
     trainer.load_best()
     assert ev.evaluate(model, "test")["full"]["recall@1"] > 0.75

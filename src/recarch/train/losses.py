@@ -79,10 +79,15 @@ def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Ten
     """Cross entropy of the target against K sampled negatives.
 
     hidden (B, N, D) with target (B, N) (0 = no target), or hidden (M, D) with target (M,); negatives
-    (K,) shared by every row, or (B, K) one set per sequence, shared by its positions. Per-sequence
-    sets score by one batched product over the padded positions, so B·K distinct draws cost little
-    more than K shared ones."""
-    if negatives.dim() == 2:
+    (K,) shared by every row, (B, K) one set per sequence, shared by its positions, or (B, N, K) one
+    set per position (RecTools's). Per-sequence sets score by one batched product over the padded
+    positions, so B·K distinct draws cost little more than K shared ones; per-position sets gather
+    M·K embeddings."""
+    if negatives.dim() == 3:
+        negatives = negatives[target > 0]  # (M, K)
+        hidden, target = select_targets(hidden, target)
+        neg = torch.bmm(items[negatives], hidden[:, :, None])[:, :, 0]  # (M, K)
+    elif negatives.dim() == 2:
         emb = items[negatives]  # (B, K, D)
         if hidden.dim() == 3:
             n = max(int((target > 0).sum(1).max()), 1)  # targets are left-padded: the last n columns hold them all

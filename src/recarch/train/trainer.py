@@ -38,7 +38,7 @@ class TrainConfig:
     regime: Literal["all_positions", "last_position"] = "all_positions"
     loss: Literal["full_ce", "sampled_softmax"] = "full_ce"
     num_negatives: int = 256  # sampled_softmax only
-    negatives: Literal["batch", "sequence"] = "batch"  # one set of num_negatives shared by the batch, or one per sequence
+    negatives: Literal["batch", "sequence", "position"] = "batch"  # one set of num_negatives shared by the batch, one per sequence, or one per position (RecTools's)
     batch_size: int = 128
     optimizer: str = "adam"  # adam | adagrad (NASRec's supernet optimizer) | sgd
     lr: float = 1e-3
@@ -138,9 +138,9 @@ class Trainer:
         count = int((target > 0).sum()) if target.dim() == 2 else len(target)
         negatives = None
         if self.cfg.loss == "sampled_softmax":  # drawn before sharding: every rank stays in step
-            shape = (self.cfg.num_negatives,) if self.cfg.negatives == "batch" else (len(seq), self.cfg.num_negatives)
-            negatives = draw_negatives(self.model.num_items, shape, self.sampler, self.device)
-            if negatives.dim() == 2:
+            shape = {"batch": (), "sequence": (len(seq),), "position": tuple(target.shape)}[self.cfg.negatives]
+            negatives = draw_negatives(self.model.num_items, (*shape, self.cfg.num_negatives), self.sampler, self.device)
+            if negatives.dim() > 1:
                 negatives = self.dist.shard(negatives)
         seq, target = self.dist.shard(seq), self.dist.shard(target)
         if len(seq) == 0:
