@@ -76,7 +76,7 @@ def test_chunked_full_ce_matches_cross_entropy_over_all_logits_with_gradients(mo
 
 def test_per_position_negatives_score_each_position_against_its_own_set():
     """(B, N, K) sets (RecTools's): position (b, n) is scored against set (b, n) only, padded positions'
-    sets unused; in the last-position regime the trainer's (B, K) draw is the same thing."""
+    sets unused."""
     torch.manual_seed(0)
     items = torch.randn(9, 4)
     hidden = torch.randn(2, 3, 4)
