@@ -109,3 +109,21 @@ def test_bad_yaml_and_bad_override(tmp_path):
         load_run_config([f])
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["train.lr"])
+
+
+def test_a_search_recipe_sets_supernet_retrain_and_baseline_alike(tmp_path):
+    """``recipe:`` (read from the preset's folder) fills model, train and retrain; the preset overrides it."""
+    (tmp_path / "tuned.yaml").write_text("data:\n  dataset: beauty\nmodel:\n  hidden_size: 48\n  n_heads: 1\n"
+                                         "  item_dropout: 0.2\ntrain:\n  loss: full_ce\n  patience: 20\n")
+    (tmp_path / "over.yaml").write_text("model:\n  n_layers: 3\n")
+    preset = tmp_path / "search.yaml"
+    preset.write_text("recipe: [tuned.yaml, over.yaml]\ntrain:\n  epochs: 7\n")
+    cfg = load_search_config([preset], ["retrain.lr=0.01"])
+    assert (cfg.data.dataset, cfg.model.hidden_size, cfg.model.item_dropout, cfg.model.n_layers) == ("beauty", 48, 0.2, 3)
+    assert (cfg.train.loss, cfg.train.patience, cfg.train.epochs) == ("full_ce", 20, 7)
+    assert (cfg.retrain.loss, cfg.retrain.patience, cfg.retrain.lr) == ("full_ce", 20, 0.01)
+    assert cfg.retrain.epochs == cfg.run_config(cfg.model).train.epochs != 7
+    (tmp_path / "bad.yaml").write_text("space:\n  gates: 0\n")
+    preset.write_text("recipe: bad.yaml\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*expected a run config"):
+        load_search_config([preset])

@@ -10,14 +10,14 @@ SEQ = torch.tensor([[0, 0, 0, 4, 9, 2, 7, 1], [3, 5, 8, 13, 21, 2, 7, 30], [0, 0
 
 
 def supernet(attention="softmax", gates=2, layer="post_norm", positions="forward", padding="masked",
-             embedding_norm=True, embedding_scale=False, **space):
+             embedding_norm=True, embedding_scale=False, n_heads=4, intensities=(0.0, 0.5, 0.75), **space):
     torch.manual_seed(0)
-    cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=4, dropout=0.0,
+    cfg = SeqModelConfig(max_len=8, hidden_size=32, inner_size=48, n_layers=3, n_heads=n_heads, dropout=0.0,
                          attn_dropout=0.0, attention=attention, layer=layer, positions=positions, padding=padding,
                          embedding_norm=embedding_norm, embedding_scale=embedding_scale,
                          activation="swiglu" if layer == "ligr" else "gelu")
-    net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.5, 0.75],
-                                                    ffn_intensities=[0.0, 0.5, 0.75], gates=gates, **space))
+    net = EASRecSupernet(30, cfg, SearchSpaceConfig(attn_intensities=list(intensities),
+                                                    ffn_intensities=list(intensities), gates=gates, **space))
     with torch.no_grad():  # non-trivial gates and LayerNorms, so slicing errors would show
         for name, p in net.backbone.named_parameters():
             if "norm" in name or "gate" in name:
@@ -63,16 +63,19 @@ def test_derived_model_is_physically_narrow():
     assert sum(p.numel() for p in derived.parameters()) < sum(p.numel() for p in net.parameters()) / 5
 
 
+@pytest.mark.parametrize("n_heads", [4, 1])
 @pytest.mark.parametrize("layer", ["pre_norm", "sasrec"])
-@pytest.mark.parametrize("k,depth", [(0, 3), (2, 1)])
-def test_the_recipe_derives_exactly_with_inverse_positions_and_visible_padding(k, depth, layer):
+@pytest.mark.parametrize("k,depth", [(0, 3), (1, 2), (2, 1)])
+def test_the_recipe_derives_exactly_with_inverse_positions_and_visible_padding(k, depth, layer, n_heads):
     """The tuned recipe's embedding (positions counted back from the last item, no LayerNorm, items
     scaled by √width) and its padding keys (the zero state's key at each candidate's width) on the
-    supernet's padded path equal the derived model's packed ones."""
+    supernet's padded path equal the derived model's packed ones; a single-head model (the recipe's)
+    narrows its head to each width (24, 8), heads of 8 are dropped instead."""
     net = supernet("softmax", 2, layer, positions="inverse", padding="visible", embedding_norm=False,
-                   embedding_scale=True)
+                   embedding_scale=True, n_heads=n_heads, intensities=(0.0, 0.25, 0.75))
     net.fix_path(k, depth)
     derived = net.derive().eval()
+    assert derived.config.n_heads == (1 if n_heads == 1 else net.widths[k][0] // 8)
     with torch.no_grad():
         torch.testing.assert_close(derived.score_last(SEQ), net.score_last(SEQ), atol=1e-5, rtol=1e-5)
 

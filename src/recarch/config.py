@@ -147,13 +147,25 @@ def read_yaml(path: str | Path) -> Dict[str, Any]:
     return data
 
 
-def load(cls: Type[C], files: Iterable[str | Path] = (), sets: Iterable[str] = (),
-         options: Optional[Dict[str, Any]] = None) -> C:
-    """Defaults <- each YAML file in order <- ``options`` (a command's own flags, e.g. ``--dataset``, as a
-    nested dict) <- ``--set`` overrides: a flag beats a preset file, ``--set`` beats both."""
+def gather(files: Iterable[str | Path] = (), sets: Iterable[str] = (),
+           options: Optional[Dict[str, Any]] = None, paths: Iterable[str] = ()) -> Dict[str, Any]:
+    """Each YAML file in order <- ``options`` (a command's own flags, e.g. ``--dataset``, as a nested
+    dict) <- ``--set`` overrides: a flag beats a preset file, ``--set`` beats both. A top-level key in
+    ``paths`` names files: relative names in a preset are read from that preset's folder."""
     data: Dict[str, Any] = {}
     for f in files:
-        data = merge(data, read_yaml(f))
+        one = read_yaml(f)
+        for key in paths:
+            if key in one:
+                names = one[key] if isinstance(one[key], list) else [one[key]]
+                one[key] = [str(Path(f).parent / n) if isinstance(n, str) and not Path(n).is_absolute() else n
+                            for n in names]
+        data = merge(data, one)
     data = merge(data, options or {})
-    data = merge(data, parse_overrides(sets))
-    return from_dict(cls, data)
+    return merge(data, parse_overrides(sets))
+
+
+def load(cls: Type[C], files: Iterable[str | Path] = (), sets: Iterable[str] = (),
+         options: Optional[Dict[str, Any]] = None) -> C:
+    """Defaults <- :func:`gather` (preset files <- flags <- ``--set``)."""
+    return from_dict(cls, gather(files, sets, options))

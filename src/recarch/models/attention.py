@@ -64,7 +64,8 @@ def last_position(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class CausalSelfAttention(ResidualSublayer):
     """Multi-head self-attention with its output projection, joined to the residual stream as
     ``layer`` says (see :class:`ResidualSublayer`). Elastic: an input narrower than ``hidden`` runs
-    the first ``width / head_dim`` heads on the leading slices of every weight."""
+    the first ``width / head_dim`` heads on the leading slices of every weight; a single head narrows
+    instead (one head of the input's width)."""
 
     def __init__(self, hidden: int, n_heads: int, dropout: float, attn_dropout: float,
                  kind: AttentionKind = "softmax", layer: LayerType = "post_norm", eps: float = 1e-12,
@@ -83,8 +84,9 @@ class CausalSelfAttention(ResidualSublayer):
         self.out = nn.Linear(hidden, hidden)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, -1, self.head_dim).transpose(1, 2)
+        b, n, d = x.shape
+        heads = max(d // self.head_dim, 1)
+        return x.view(b, n, heads, d // heads).transpose(1, 2)
 
     def _padding_key_value(self, d: int) -> tuple:
         """(k₀, v₀), each (1, 1, d): what a padded position, whose state is zero, offers as key and value."""

@@ -61,8 +61,27 @@ class SearchRunConfig:
                              out_dir=self.out_dir)
 
 
+RECIPE_SECTIONS = ("data", "model", "train", "eval", "cost")
+
+
+def recipe_defaults(files) -> Dict[str, Any]:
+    """A search's defaults from a tuned run config (``recipe:``, e.g. configs/sasrec-plus.yaml; a list is
+    read in order): its model is the supernet's full size and the baseline, its train section trains the
+    supernet and retrains the derived model and the baseline alike; the search's own keys override it."""
+    data = cfglib.gather(files)
+    extra = sorted(set(data) - set(RECIPE_SECTIONS))
+    if extra:
+        raise cfglib.ConfigError(f"recipe {', '.join(map(str, files))}: expected a run config (sections "
+                                 f"{', '.join(RECIPE_SECTIONS)}), found {', '.join(extra)}")
+    return {**data, "retrain": data["train"]} if "train" in data else data
+
+
 def load_search_config(files=(), sets=(), options=None) -> SearchRunConfig:
-    cfg = cfglib.load(SearchRunConfig, files, sets, options)
+    data = cfglib.gather(files, sets, options, paths=("recipe",))
+    recipe = data.pop("recipe", None)
+    if recipe:
+        data = cfglib.merge(recipe_defaults(recipe if isinstance(recipe, list) else [recipe]), data)
+    cfg = cfglib.from_dict(SearchRunConfig, data)
     cfg.run_config(cfg.model).validate()  # protocols and the validation metric
     return cfg
 

@@ -39,8 +39,9 @@ class SearchSpaceConfig:
 
 
 def candidate_widths(model: SeqModelConfig, space: SearchSpaceConfig) -> List[tuple]:
-    """(d_k, f_k) per candidate; d_k must hold whole heads of the full model's head size."""
-    head = model.hidden_size // model.n_heads
+    """(d_k, f_k) per candidate; d_k must hold whole heads of the full model's head size (a single-head
+    model narrows its one head to any width)."""
+    head = model.hidden_size // model.n_heads if model.n_heads > 1 else 1
     out = []
     for p, q in zip(space.attn_intensities, space.ffn_intensities):
         d, f = round(model.hidden_size * (1 - p)), round(model.inner_size * (1 - q))
@@ -136,8 +137,8 @@ class EASRecSupernet(SequentialRecommender):
 
     def derived_config(self, k: int, depth: int) -> SeqModelConfig:
         d, f = self.widths[k]
-        head = self.config.hidden_size // self.config.n_heads
-        return replace(self.config, name="sasrec", hidden_size=d, inner_size=f, n_layers=depth, n_heads=d // head)
+        heads = max(d * self.config.n_heads // self.config.hidden_size, 1)
+        return replace(self.config, name="sasrec", hidden_size=d, inner_size=f, n_layers=depth, n_heads=heads)
 
     def derive(self, k: int | None = None, depth: int | None = None) -> SASRec:
         """A plain SASRec (with gates) at the physical widths of candidate k and depth L, holding the
