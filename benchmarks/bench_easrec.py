@@ -6,19 +6,27 @@ Example: ``python benchmarks/bench_easrec.py --datasets ml-100k [--part main|gat
 Each dataset runs with its preset in ``configs/`` (capped epochs sized for a 2-core CPU); ``--set``
 overrides it. With ``--seeds N`` the main comparison is repeated for seeds seed … seed+N−1. A run with other
 settings is named with ``--variant NAME`` (its own work folders and ``easrec-<dataset>-<attention>-NAME.json``),
-e.g. ``--variant converged --set retrain.epochs=400 --set retrain.patience=20``.
+e.g. ``--variant converged --set retrain.epochs=400 --set retrain.patience=20``. ``--preset FILE`` replaces
+the dataset's preset, e.g. the tuned recipe's search (issue 24):
+``--datasets beauty --preset configs/easrec-sota.yaml --variant sota --seed 0 --seeds 3 --parallel 2 --threads 1``.
+With ``--reuse`` a finished seed is kept and an unfinished one resumes from its checkpoints, so a long
+benchmark can be added to one session at a time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+import yaml
 
+from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.io import write_json_atomic
 from recarch.search.job import load_search_config, search
@@ -31,18 +39,22 @@ LAMBDAS = [0.01, 0.05, 0.1, 0.5, 1.0]
 
 
 def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> dict:
-    preset = [HERE.parent / PRESETS[dataset]] if dataset in PRESETS else []
+    torch.set_num_threads(args.threads)  # also in a pool's child process
+    preset = [args.preset] if args.preset else [HERE.parent / PRESETS[dataset]] if dataset in PRESETS else []
     seed = args.seed if seed is None else seed
     cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}",
                                       f"train.threads={args.threads}", f"retrain.threads={args.threads}",
                                       "train.progress=false", "retrain.progress=false", *args.set, *sets])
     run_dir = HERE / ".work" / "easrec" / f"{dataset}-{tag}"
-    if args.reuse and (run_dir / "summary.json").exists():  # a finished run of an earlier invocation
+    resume = args.reuse and (run_dir / "config.yaml").exists()
+    if resume and yaml.safe_load((run_dir / "config.yaml").read_text()) != cfglib.to_dict(cfg):
+        raise SystemExit(f"{run_dir} holds a run with other settings; remove it or drop --reuse")
+    if resume and (run_dir / "summary.json").exists():  # a finished run of an earlier invocation
         summary = json.loads((run_dir / "summary.json").read_text())
         summary.update(wall_seconds=None, reused=True)
     else:
         started = time.perf_counter()
-        summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet)
+        summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet, resume=resume)
         summary["wall_seconds"] = time.perf_counter() - started
     summary["settings"] = sets
     return summary
@@ -81,7 +93,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--seeds", type=int, default=1, help="repeat the main comparison for this many seeds")
-    ap.add_argument("--reuse", action="store_true", help="reuse runs already finished in benchmarks/.work/easrec")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep runs finished in benchmarks/.work/easrec and resume unfinished ones")
+    ap.add_argument("--preset", help="search preset for every dataset (default: each dataset's in configs/)")
+    ap.add_argument("--parallel", type=int, default=1, help="seeds trained at once, each in its own process")
     ap.add_argument("--variant", default="", help="name of a main comparison with other settings (--set)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--data-dir", default=None)
@@ -95,12 +110,12 @@ def main(argv=None) -> int:
                   "machine": machine_info(args.threads), "variant": args.variant, "overrides": args.set}
         attention = [f"model.attention={args.attention}"]
         if args.part == "main":
-            runs = []
-            for seed in range(args.seed, args.seed + args.seeds):
-                tag = f"{args.attention}-main" + (f"-{args.variant}" if args.variant else "") + \
-                      ("" if seed == args.seed else f"-seed{seed}")
-                run = one(dataset, args, tag, attention, seed)
-                runs.append({**run, "seed": seed, "ratios": ratios(run)})
+            seeds = range(args.seed, args.seed + args.seeds)
+            tags = [f"{args.attention}-main" + (f"-{args.variant}" if args.variant else "") +
+                    ("" if seed == args.seed else f"-seed{seed}") for seed in seeds]
+            with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(one, [dataset] * len(tags), [args] * len(tags), tags, [attention] * len(tags), seeds))
+            runs = [{**run, "seed": seed, "ratios": ratios(run)} for run, seed in zip(done, seeds)]
             result["main"] = runs[0]
             if len(runs) > 1:
                 result["seeds"] = seed_summary(runs)

@@ -91,3 +91,38 @@ def test_trajectory_plot_labels_candidates_by_their_widths(tmp_path, monkeypatch
                for e in (1, 2)]
     assert plot_trajectory(history, tmp_path / "t.png", [(64, 256), (32, 128), (16, 64)])
     assert legends[:3] == ["width 64, FFN 256", "width 32, FFN 128", "width 16, FFN 64"]
+
+
+@needs_data
+def test_a_search_killed_in_each_phase_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    """Killed in the supernet's second epoch, then in the retrain's, then in the baseline's:
+    ``recarch search --resume`` keeps what finished and ends with the same architecture, controllers and
+    test scores as a run never stopped."""
+    from recarch.train import Trainer
+
+    torch.set_num_threads(1)
+    sets = TINY + ["data.dataset=ml-100k", "retrain.epochs=2", "cost.enabled=false"]
+    whole = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "whole", echo=False)
+    epoch = Trainer.train_epoch
+    for phase in ("search", "retrain", "baseline"):
+        def killed(self, n, phase=phase):
+            if n == 2 and self.run_dir.name == phase:
+                raise KeyboardInterrupt
+            return epoch(self, n)
+
+        monkeypatch.setattr(Trainer, "train_epoch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            if phase == "search":
+                search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "cut", echo=False)
+            else:
+                main(["--data-dir", str(DATA), "search", "--resume", str(tmp_path / "cut")])
+        monkeypatch.setattr(Trainer, "train_epoch", epoch)
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    assert main(["--data-dir", str(DATA), "search", "--resume", str(tmp_path / "cut")]) == 0
+    resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    arch = [json.loads((tmp_path / d / "arch.json").read_text()) for d in ("whole", "cut")]
+    assert arch[0]["alpha_softmax"] == arch[1]["alpha_softmax"] and arch[0]["model"] == arch[1]["model"]
+    for a, b in zip(whole["rows"], resumed["rows"]):
+        assert (a["model"], a["full_ndcg@10"], a["pop100_ndcg@10"]) == (b["model"], b["full_ndcg@10"], b["pop100_ndcg@10"])
+    for log in ("log.txt", "retrain/log.txt", "baseline/log.txt"):  # each once: a finished phase is kept
+        assert (tmp_path / "cut" / log).read_text().count("resumed after epoch") == 1

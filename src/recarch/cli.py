@@ -52,8 +52,11 @@ def _search(args) -> int:
 
     options = _options(args, dataset="data.dataset", out_dir="out_dir", budget_flops="budget_flops", budget_ms="budget_ms",
                  strategy="strategy")
-    cfg = load_search_config(args.config, args.set, options)
-    summary = search(cfg, data_dir=args.data_dir)
+    if args.resume:
+        cfg = load_search_config([Path(args.resume) / "config.yaml"], args.set)
+    else:
+        cfg = load_search_config(args.config, args.set, options)
+    summary = search(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
         print(f"results in {summary['run_dir']} (arch.json, summary.json, search/, retrain/, baseline/)")
     return 0
@@ -276,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--budget-flops", type=float, help="derive within this fraction of the full model's encoder FLOPs")
     budget.add_argument("--budget-ms", type=float, help="derive within this many measured CPU ms per batch (encoder)")
     s.add_argument("--out-dir")
+    s.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted search run in RUN_DIR")
     s.set_defaults(func=_search)
 
     r = sub.add_parser("retrain", help="retrain a derived architecture (arch.json from `recarch search`)")

@@ -128,18 +128,54 @@ def plot_trajectory(history, path: Path, widths) -> bool:
 
 
 def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
-           echo: bool = True) -> Dict[str, Any]:
-    """Under ``torchrun`` every rank searches and retrains its shard of each batch; rank 0 writes."""
+           echo: bool = True, resume: bool = False) -> Dict[str, Any]:
+    """Under ``torchrun`` every rank searches and retrains its shard of each batch; rank 0 writes.
+
+    resume: go on with the run in ``run_dir``: a derived architecture (``arch.json``) is kept, an
+    unfinished phase continues from its last checkpoint, a finished retrain or baseline is kept."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)),
                   retrain=replace(cfg.retrain, device=dist.device(cfg.retrain.device)))
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     default = Path(cfg.out_dir) / f"{cfg.strategy}-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
     run_dir = Path(dist.broadcast(str(run_dir or default)))
-    if dist.is_main:
+    if dist.is_main and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
+    if resume and (run_dir / "arch.json").exists():
+        arch = json.loads((run_dir / "arch.json").read_text())
+        log(f"phase 1-2/4: kept the derived architecture in {run_dir / 'arch.json'}")
+    else:
+        arch = search_and_derive(cfg, data_dir, run_dir, log, dist, resume)
+    derived_config = cfglib.from_dict(SeqModelConfig, arch["model"])
+
+    log("phase 3/4: retrain")
+    retrained = train_phase(cfg.run_config(derived_config), data_dir, run_dir / "retrain", echo, resume,
+                            init_weights=run_dir / "derived.pt" if cfg.inherit else None)
+    baseline = None
+    if cfg.baseline:
+        log("phase 4/4: hand-sized SASRec baseline")
+        baseline = train_phase(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo, resume)
+    if not dist.is_main:
+        return {"run_dir": str(run_dir)}
+    summary = summarise(run_dir, arch, retrained, baseline, arch["search_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
+    write_json_atomic(run_dir / "summary.json", summary)
+    log("\n" + format_summary(summary))
+    return summary
+
+
+def train_phase(cfg: run.RunConfig, data_dir, folder: Path, echo: bool, resume: bool, init_weights=None) -> Dict[str, Any]:
+    """run.train into ``folder``; on resume, a finished run (metrics and cost written) is kept as it stands
+    and an unfinished one goes on from its last checkpoint."""
+    if resume and (folder / "metrics.json").exists() and ((folder / "cost.json").exists() or not cfg.cost.enabled):
+        return {"run_dir": str(folder), **json.loads((folder / "metrics.json").read_text())}
+    resume = resume and (folder / "checkpoints" / "last.pt").exists()
+    return run.train(cfg, data_dir, folder, echo=echo, resume=resume, init_weights=init_weights)
+
+
+def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
+    """Phases 1 and 2: train the supernet and its controllers, derive; writes derived.pt and arch.json."""
     base = cfg.run_config(cfg.model)
     data = run.load_dataset(base, data_dir)
     evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
@@ -162,7 +198,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
              if cfg.architect.arch_data == "valid" else None)
     trainer.hooks = strategy(net, constraint, cfg.architect, trainer.loss, valid, dist)
-    fit = trainer.fit()
+    fit = trainer.fit(resume=resume and trainer.can_resume())
     trainer.load_best()
     if dist.is_main:
         write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
@@ -190,20 +226,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     dist.barrier()
     log(f"derived: width {derived.config.hidden_size}, ffn {derived.config.inner_size}, "
         f"{depth} layer(s), {derived.config.n_heads} head(s), gates {derived.config.gates}")
-
-    log("phase 3/4: retrain")
-    retrained = run.train(cfg.run_config(derived.config), data_dir, run_dir / "retrain", echo=echo,
-                          init_weights=run_dir / "derived.pt" if cfg.inherit else None)
-    baseline = None
-    if cfg.baseline:
-        log("phase 4/4: hand-sized SASRec baseline")
-        baseline = run.train(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo=echo)
-    if not dist.is_main:
-        return {"run_dir": str(run_dir)}
-    summary = summarise(run_dir, arch, retrained, baseline, fit["train_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
-    write_json_atomic(run_dir / "summary.json", summary)
-    log("\n" + format_summary(summary))
-    return summary
+    return arch
 
 
 def _row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
