@@ -20,6 +20,7 @@ from torch import nn
 from recarch.config import ConfigError
 from recarch.models.attention import last_position
 from recarch.models.base import SeqModelConfig, SequentialRecommender
+from recarch.models.packing import packing_for
 from recarch.models.sasrec import SASRec
 
 
@@ -113,19 +114,22 @@ class EASRecSupernet(SequentialRecommender):
     def encode(self, seq, lengths, last_only=False):
         (w, active), (v, exits) = self._gates(self.alpha), self._gates(self.beta)
         full = self.config.hidden_size
-        embed = {k: self.backbone.embedding(seq, width=self.widths[k][0]) for k in active}
+        packing = packing_for(lengths, seq.shape[1])  # every stream runs on the real positions only
+        embed = {k: self.backbone.embedding(seq, width=self.widths[k][0], packing=packing) for k in active}
         h = sum(w[k] * _pad(embed[k], full) for k in active)
         last = max(exits)  # layers past the last exit cannot change the output
         encoder, out = self.backbone.encoder, 0.0
         for l, layer in enumerate(encoder.layers[: last + 1]):
             final = last_only and l == last  # later layers need every position; the last exit only one
-            streams = {k: layer(h[..., : self.widths[k][0]], lengths, final,
-                                embed[k] if self.config.gates else None, self.widths[k][1]) for k in active}
+            streams = {k: layer(h[..., : self.widths[k][0]], lengths, final, embed[k] if self.config.gates else None,
+                                self.widths[k][1], packing=packing) for k in active}
             h = sum(w[k] * _pad(streams[k], full) for k in active)
             # an exit ends the stack there: the pre-norm types' final LayerNorm at each candidate's width
             exit_h = h if encoder.norm is None else sum(w[k] * _pad(encoder.finish(streams[k]), full) for k in active)
-            out = out + v[l] * (last_position(exit_h, lengths) if last_only and not final else exit_h)
-        return out
+            if last_only and not final:
+                exit_h = packing.last_tokens(exit_h) if packing is not None else last_position(exit_h, lengths)
+            out = out + v[l] * exit_h
+        return out if packing is None or last_only else packing.unpack(out, full=True)
 
     def item_embeddings(self):
         return self.backbone.item_embeddings()
