@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="keep runs finished in benchmarks/.work/easrec and resume unfinished ones")
     ap.add_argument("--preset", help="search preset for every dataset (default: each dataset's in configs/)")
-    ap.add_argument("--parallel", type=int, default=1, help="seeds trained at once, each in its own process")
+    ap.add_argument("--parallel", type=int, default=1, help="runs (dataset × seed) trained at once, each in its own process")
     ap.add_argument("--variant", default="", help="name of a main comparison with other settings (--set)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--data-dir", default=None)
@@ -104,29 +104,32 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    for dataset in args.datasets:
-        result = {"benchmark": "easrec", "dataset": dataset, "seed": args.seed, "attention": args.attention,
-                  "command": "python benchmarks/bench_easrec.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "machine": machine_info(args.threads), "variant": args.variant, "overrides": args.set}
-        attention = [f"model.attention={args.attention}"]
-        if args.part == "main":
-            seeds = range(args.seed, args.seed + args.seeds)
-            tags = [f"{args.attention}-main" + (f"-{args.variant}" if args.variant else "") +
-                    ("" if seed == args.seed else f"-seed{seed}") for seed in seeds]
-            with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-                done = list(pool.map(one, [dataset] * len(tags), [args] * len(tags), tags, [attention] * len(tags), seeds))
-            runs = [{**run, "seed": seed, "ratios": ratios(run)} for run, seed in zip(done, seeds)]
-            result["main"] = runs[0]
-            if len(runs) > 1:
-                result["seeds"] = seed_summary(runs)
-        elif args.part == "gates":
-            result["gates"] = [one(dataset, args, f"{args.attention}-gates{g}", attention + [f"space.gates={g}", "baseline=false"])
-                               for g in (2, 1, 0)]
-        else:
-            result["lambda"] = [one(dataset, args, f"{args.attention}-lam{lam}", attention + [f"architect.lam={lam}", "baseline=false"])
-                                for lam in LAMBDAS]
-        suffix = ("" if args.part == "main" else f"-{args.part}") + (f"-{args.variant}" if args.variant else "")
-        write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}{suffix}.json", result)
+    attention = [f"model.attention={args.attention}"]
+    seeds = range(args.seed, args.seed + args.seeds)
+    tags = [f"{args.attention}-main" + (f"-{args.variant}" if args.variant else "") +
+            ("" if seed == args.seed else f"-seed{seed}") for seed in seeds]
+    with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # every (dataset, seed) of the main comparison queued at once, so no process waits for a dataset
+        main_runs = {dataset: [pool.submit(one, dataset, args, tag, attention, seed) for tag, seed in zip(tags, seeds)]
+                     for dataset in args.datasets} if args.part == "main" else {}
+        for dataset in args.datasets:
+            result = {"benchmark": "easrec", "dataset": dataset, "seed": args.seed, "attention": args.attention,
+                      "command": "python benchmarks/bench_easrec.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                      "machine": machine_info(args.threads), "variant": args.variant, "overrides": args.set}
+            if args.part == "main":
+                runs = [{**job.result(), "seed": seed, "ratios": ratios(job.result())}
+                        for job, seed in zip(main_runs[dataset], seeds)]
+                result["main"] = runs[0]
+                if len(runs) > 1:
+                    result["seeds"] = seed_summary(runs)
+            elif args.part == "gates":
+                result["gates"] = [one(dataset, args, f"{args.attention}-gates{g}", attention + [f"space.gates={g}", "baseline=false"])
+                                   for g in (2, 1, 0)]
+            else:
+                result["lambda"] = [one(dataset, args, f"{args.attention}-lam{lam}", attention + [f"architect.lam={lam}", "baseline=false"])
+                                    for lam in LAMBDAS]
+            suffix = ("" if args.part == "main" else f"-{args.part}") + (f"-{args.variant}" if args.variant else "")
+            write_json_atomic(Path(args.out_dir) / f"easrec-{dataset}-{args.attention}{suffix}.json", result)
     return 0
 
 
