@@ -9,6 +9,8 @@ settings is named with ``--variant NAME`` (its own work folders and ``easrec-<da
 e.g. ``--variant converged --set retrain.epochs=400 --set retrain.patience=20``. ``--preset FILE`` replaces
 the dataset's preset, e.g. the tuned recipe's search (issue 24):
 ``--datasets beauty --preset configs/easrec-sota.yaml --variant sota --seed 0 --seeds 3 --parallel 2 --threads 1``.
+``--baseline-runs`` takes the tuned model from bench_sota.py's seed runs of the same recipe (checked
+setting by setting) rather than training it again; its cost is measured again in the search's run.
 With ``--reuse`` a finished seed is kept and an unfinished one resumes from its checkpoints, so a long
 benchmark can be added to one session at a time.
 """
@@ -21,6 +23,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,6 +48,11 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
     cfg = load_search_config(preset, [f"data.dataset={dataset}", f"train.seed={seed}", f"retrain.seed={seed}",
                                       f"train.threads={args.threads}", f"retrain.threads={args.threads}",
                                       "train.progress=false", "retrain.progress=false", *args.set, *sets])
+    if args.baseline_runs and "baseline=false" not in sets:
+        source = Path(args.baseline_runs.format(dataset=dataset, seed=seed))
+        if not (source / "metrics.json").exists():
+            raise SystemExit(f"--baseline-runs: no finished run at {source}")
+        cfg = replace(cfg, baseline_run=str(source.resolve()))
     run_dir = HERE / ".work" / "easrec" / f"{dataset}-{tag}"
     resume = args.reuse and (run_dir / "config.yaml").exists()
     if resume and yaml.safe_load((run_dir / "config.yaml").read_text()) != cfglib.to_dict(cfg):
@@ -96,6 +104,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="keep runs finished in benchmarks/.work/easrec and resume unfinished ones")
     ap.add_argument("--preset", help="search preset for every dataset (default: each dataset's in configs/)")
+    ap.add_argument("--baseline-runs", metavar="PATTERN",
+                    help="take the hand-sized model from these finished runs of the same settings instead of "
+                         "training it, e.g. 'benchmarks/.work/sota/sota-{dataset}/seed{seed}' (bench_sota.py's)")
     ap.add_argument("--parallel", type=int, default=1, help="runs (dataset × seed) trained at once, each in its own process")
     ap.add_argument("--variant", default="", help="name of a main comparison with other settings (--set)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from recarch.cli import main
+from recarch.config import ConfigError
 from recarch.search.job import choose, load_search_config, search
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -126,3 +127,22 @@ def test_a_search_killed_in_each_phase_resumes_to_the_uninterrupted_result(tmp_p
         assert (a["model"], a["full_ndcg@10"], a["pop100_ndcg@10"]) == (b["model"], b["full_ndcg@10"], b["pop100_ndcg@10"])
     for log in ("log.txt", "retrain/log.txt", "baseline/log.txt"):  # each once: a finished phase is kept
         assert (tmp_path / "cut" / log).read_text().count("resumed after epoch") == 1
+
+
+@needs_data
+def test_the_baseline_can_be_a_finished_run_of_the_same_settings(tmp_path):
+    """``baseline_run``: the hand-sized model's finished run is adopted (its scores kept, its cost measured
+    again) instead of trained again; one trained with other settings is refused before the search starts."""
+    torch.set_num_threads(1)
+    sets = TINY + ["data.dataset=ml-100k", "cost.memory=false"]
+    first = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "a", echo=False)
+    again = search(load_search_config(sets=sets + [f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
+                   data_dir=str(DATA), run_dir=tmp_path / "b", echo=False)
+    assert first["rows"][1]["full_ndcg@10"] == again["rows"][1]["full_ndcg@10"]
+    assert first["rows"][1]["flops_per_sequence"] == again["rows"][1]["flops_per_sequence"]
+    assert (tmp_path / "b" / "baseline" / "cost.json").exists() and not (tmp_path / "b" / "baseline.partial").exists()
+    assert "baseline: the finished run" in (tmp_path / "b" / "log.txt").read_text()
+    with pytest.raises(ConfigError, match="other settings.*train.lr"):
+        search(load_search_config(sets=sets + ["retrain.lr=0.01", f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
+               data_dir=str(DATA), run_dir=tmp_path / "c", echo=False)
+    assert not (tmp_path / "c").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -43,6 +44,9 @@ class SearchRunConfig:
     budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
     budget_ms: Optional[float] = None  # or within this many CPU ms per batch of cost.batch_size (encoder)
     baseline: bool = True  # also train the hand-sized SASRec for the summary
+    # or take it from this finished run folder (trained with the same data, model, retrain and eval
+    # settings, e.g. a recipe's seed run); its cost is measured again in this run
+    baseline_run: Optional[str] = None
     out_dir: str = "runs"
 
     def validate(self) -> None:
@@ -139,6 +143,8 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     default = Path(cfg.out_dir) / f"{cfg.strategy}-{cfg.model.attention}-{cfg.data.dataset}-{stamp}"
     run_dir = Path(dist.broadcast(str(run_dir or default)))
+    if cfg.baseline and cfg.baseline_run:  # before any work: a mismatch found after the search would waste it
+        check_adoptable(cfg.run_config(replace(cfg.model, gates=0)), Path(cfg.baseline_run))
     if dist.is_main and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
@@ -156,7 +162,13 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     baseline = None
     if cfg.baseline:
         log("phase 4/4: hand-sized SASRec baseline")
-        baseline = train_phase(cfg.run_config(replace(cfg.model, gates=0)), data_dir, run_dir / "baseline", echo, resume)
+        base_cfg = cfg.run_config(replace(cfg.model, gates=0))
+        finished = resume and (run_dir / "baseline" / "cost.json").exists()
+        if cfg.baseline_run and not finished and dist.is_main:
+            adopt_run(base_cfg, Path(cfg.baseline_run), run_dir / "baseline", data_dir)
+            log(f"baseline: the finished run {cfg.baseline_run}, its cost measured again here")
+        dist.barrier()
+        baseline = train_phase(base_cfg, data_dir, run_dir / "baseline", echo, resume or bool(cfg.baseline_run))
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
     summary = summarise(run_dir, arch, retrained, baseline, arch["search_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
@@ -172,6 +184,42 @@ def train_phase(cfg: run.RunConfig, data_dir, folder: Path, echo: bool, resume: 
         return {"run_dir": str(folder), **json.loads((folder / "metrics.json").read_text())}
     resume = resume and (folder / "checkpoints" / "last.pt").exists()
     return run.train(cfg, data_dir, folder, echo=echo, resume=resume, init_weights=init_weights)
+
+
+IGNORED_TRAIN_KEYS = ("threads", "progress", "device")  # how a run was computed, not what it computed
+
+
+def check_adoptable(cfg: run.RunConfig, source: Path) -> None:
+    """That ``source`` is a finished run of ``cfg``'s settings but for the cost section and the
+    training's threads, progress bar and device."""
+    saved = cfglib.read_yaml(source / "config.yaml")
+    if not (source / "metrics.json").exists() or not (source / "checkpoints" / "best.pt").exists():
+        raise cfglib.ConfigError(f"baseline_run: {source} is not a finished run (metrics.json and "
+                                 "checkpoints/best.pt expected)")
+    wanted = cfglib.to_dict(cfg)
+    for section in (wanted, saved):
+        section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in IGNORED_TRAIN_KEYS}
+    differ = [f"{section}.{key}" for section in ("data", "model", "train", "eval")
+              for key in sorted(set(wanted[section]) | set(saved.get(section, {})))
+              if wanted[section].get(key) != saved.get(section, {}).get(key)]
+    if differ:
+        raise cfglib.ConfigError(f"baseline_run: {source} was trained with other settings ({', '.join(differ)})")
+
+
+def adopt_run(cfg: run.RunConfig, source: Path, folder: Path, data_dir) -> None:
+    """Copy the finished run ``source`` of ``cfg`` into ``folder``, its cost measured again here."""
+    check_adoptable(cfg, source)
+    scratch = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(source, scratch, ignore=shutil.ignore_patterns("last.pt", "cost.json"))
+    write_text_atomic(scratch / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    data = run.load_dataset(cfg, data_dir)
+    model = run.make_model(cfg, data)
+    model.load_state_dict(checkpoint.load(scratch / "checkpoints" / "best.pt")["model"])
+    model.eval()
+    write_json_atomic(scratch / "cost.json", run.measure_cost(scratch, model, run.make_evaluator(cfg, data), cfg, data))
+    shutil.rmtree(folder, ignore_errors=True)  # a baseline begun here before is replaced by the finished one
+    scratch.rename(folder)
 
 
 def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
