@@ -146,3 +146,13 @@ def test_the_baseline_can_be_a_finished_run_of_the_same_settings(tmp_path):
         search(load_search_config(sets=sets + ["retrain.lr=0.01", f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
                data_dir=str(DATA), run_dir=tmp_path / "c", echo=False)
     assert not (tmp_path / "c").exists()
+
+
+@needs_data
+def test_warmup_epochs_train_the_weights_before_the_controllers_move(tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_search_config(sets=TINY + ["baseline=false", "data.dataset=ml-100k", "train.epochs=3",
+                                          "architect.warmup_epochs=2", "cost.enabled=false"])
+    search(cfg, data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
+    alpha = [h["alpha_softmax"] for h in json.loads((tmp_path / "s" / "search" / "trajectory.json").read_text())]
+    assert alpha[0] == alpha[1] == [0.5, 0.5] and alpha[2] != alpha[1]

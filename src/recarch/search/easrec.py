@@ -36,10 +36,14 @@ class ArchitectConfig:
     # stop the search once argmax (α, β) — the architecture derive would pick — has stayed the same
     # for this many epochs (0: off, the paper); DARTS+'s "stable ranking" criterion (Liang et al., 2019)
     arch_patience: int = 0
+    # train the weights alone for this many epochs before the first architecture step, so that the
+    # controllers compare trained candidates rather than the resource term alone (FBNet, ProxylessNAS)
+    warmup_epochs: int = 0
 
     def validate(self) -> None:
-        if self.arch_every < 1 or self.batch_size < 1 or self.arch_patience < 0:
-            raise ConfigError("architect.arch_every and architect.batch_size must be ≥ 1, architect.arch_patience ≥ 0")
+        if self.arch_every < 1 or self.batch_size < 1 or self.arch_patience < 0 or self.warmup_epochs < 0:
+            raise ConfigError("architect.arch_every and architect.batch_size must be ≥ 1, architect.arch_patience "
+                              "and architect.warmup_epochs ≥ 0")
         if not 0 < self.tau_min <= self.tau_start:
             raise ConfigError("search: expected 0 < tau_min ≤ tau_start")
 
@@ -85,14 +89,18 @@ class EASRecArchitect(TrainHooks):
         self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr)
         self.last_resource = float("nan")
         self.stable = {"chosen": None, "epochs": 0}  # how long argmax (α, β) has not moved
+        self.epochs_done = 0
         supernet.tau = cfg.tau_start
+
+    def warming_up(self) -> bool:
+        return self.epochs_done < self.cfg.warmup_epochs
 
     def resource(self) -> torch.Tensor:
         return self.constraint(self.net.candidate_weights(), self.net.depth_weights())
 
     def after_step(self, step: int, seq: torch.Tensor, target: torch.Tensor) -> None:
         self.net.tau = max(self.cfg.tau_min, self.cfg.tau_start - self.cfg.tau_decay * step)
-        if step % self.cfg.arch_every:
+        if step % self.cfg.arch_every or self.warming_up():
             return
         if self.cfg.arch_data == "valid":
             device = self.net.alpha.device
@@ -121,8 +129,9 @@ class EASRecArchitect(TrainHooks):
                           "resource": float(self.constraint(w, v)),
                           "expected_layer_flops": self.constraint.expected_flops(w, v),
                           "chosen": list(self.net.chosen())})
-        same = stats["chosen"] == self.stable["chosen"]
+        same = stats["chosen"] == self.stable["chosen"] and not self.warming_up()  # counted from the first step
         self.stable = {"chosen": stats["chosen"], "epochs": self.stable["epochs"] + 1 if same else 0}
+        self.epochs_done = epoch
 
     def stop_reason(self):
         n = self.cfg.arch_patience
@@ -132,11 +141,13 @@ class EASRecArchitect(TrainHooks):
 
     def state_dict(self) -> Dict:
         return {"optimizer": self.optimizer.state_dict(), "tau": self.net.tau,
-                "drawn": self.valid.drawn if self.valid else 0, "stable": dict(self.stable)}
+                "drawn": self.valid.drawn if self.valid else 0, "stable": dict(self.stable),
+                "epochs_done": self.epochs_done}
 
     def load_state_dict(self, state: Dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.net.tau = state["tau"]
         self.stable = dict(state["stable"])
+        self.epochs_done = state["epochs_done"]
         if self.valid:
             self.valid.drawn = state["drawn"]

@@ -28,6 +28,8 @@ class RecNASArchitect(EASRecArchitect):
         self.net.tau = tau  # τ follows the per-epoch schedule below, not EASRec's per-step one
 
     def after_epoch(self, epoch: int, stats: Dict) -> None:
+        if self.warming_up():  # neither prune nor anneal before the controllers have stepped
+            return super().after_epoch(epoch, stats)
         with torch.no_grad():
             for logits in self.net.arch_parameters():
                 p = torch.softmax(logits / self.net.tau, 0)
