@@ -129,6 +129,12 @@ def earlier_rows(path: Path, config: dict) -> dict:
     return {row["seed"]: {"git_commit": commit, **row} for row in earlier["ours"]["per_seed"]}
 
 
+def finished_at(folder: Path):
+    """The commit a seed's run finished at (its cost report's), else the current one."""
+    cost = folder / "cost.json"
+    return json.loads(cost.read_text())["machine"]["git_commit"] if cost.exists() else machine_info(1)["git_commit"]
+
+
 def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     history = json.loads((folder / "history.json").read_text())
@@ -141,7 +147,7 @@ def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
             "sequences_per_s": mean(h["sequences_per_s"] for h in history),
             "valid_seconds_per_epoch": mean(h["valid_seconds"] for h in history),
             "train_seconds": metrics["train_seconds"], "run_dir": str(folder.relative_to(ROOT)),
-            "git_commit": machine_info(1)["git_commit"],
+            "git_commit": finished_at(folder),
             # [epoch, seconds since the start, validation score] per epoch
             "valid_curve": [[h["epoch"], round(h["elapsed_s"], 1), h[f"valid_{metric}"]] for h in history]}
 
