@@ -63,7 +63,7 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
     else:
         started = time.perf_counter()
         summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet, resume=resume)
-        summary["wall_seconds"] = time.perf_counter() - started
+        summary.update(wall_seconds=time.perf_counter() - started, resumed=resume)  # this invocation's part
     summary["settings"] = sets
     return summary
 

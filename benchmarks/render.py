@@ -105,7 +105,8 @@ def seq_section(r: dict, anchors: dict) -> list:
 
 def easrec_section(r: dict) -> list:
     part = "" if "main" in r else (" — gate ablation" if "gates" in r else " — λ sweep")
-    variant = f" — {r['variant']} ({', '.join(r['overrides'])})" if r.get("variant") else ""
+    overrides = f" ({', '.join(r['overrides'])})" if r.get("overrides") else ""
+    variant = f" — {r['variant']}{overrides}" if r.get("variant") else ""
     out = [f"### {r['dataset']} ({r['attention']} attention){part}{variant}", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", ""]
     if "main" in r:
@@ -128,7 +129,8 @@ def easrec_main(m: dict) -> list:
     out = ["| model | d / d_ff / layers / gates | pop100 NDCG@10 | full NDCG@10 | MFLOPs/seq | params | "
            "inference s (test set) | peak MB | train s |", "|---|---|---|---|---|---|---|---|---|"]
     for row in m["rows"]:
-        out.append(f"| {row['model']} | {row['hidden']} / {row['inner']} / {row['layers']} / {row['gates']} | "
+        capped = " (**capped**)" if row.get("stopped_by") == "cap" else ""
+        out.append(f"| {row['model']}{capped} | {row['hidden']} / {row['inner']} / {row['layers']} / {row['gates']} | "
                    f"{fmt(row['pop100_ndcg@10'])} | {fmt(row['full_ndcg@10'])} | {row['flops_per_sequence'] / 1e6:.2f} | "
                    f"{row['params']:,} | {fmt(row['inference_seconds'], 3)} | {fmt(row['peak_memory_mb'], 0)} | "
                    f"{row['train_seconds']:.0f} |")

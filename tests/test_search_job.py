@@ -32,6 +32,7 @@ def test_search_derives_retrains_and_summarises(tmp_path):
     assert len(trajectory) == 2 and trajectory[0]["alpha_softmax"] != trajectory[1]["alpha_softmax"]
     assert (run_dir / "search" / "trajectory.png").exists()
     assert summary["rows"][0]["pop100_ndcg@10"] > 0
+    assert summary["rows"][0]["stopped_by"] == "cap"  # 1 epoch, still improving: not evidence of convergence
     # the derived architecture retrains from the command line, from its inherited weights
     out = tmp_path / "retrain"
     assert main(["--data-dir", str(DATA), "retrain", str(run_dir / "arch.json"), "--out-dir", str(out),
