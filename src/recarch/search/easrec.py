@@ -37,7 +37,7 @@ class ArchitectConfig:
     # for this many epochs (0: off, the paper); DARTS+'s "stable ranking" criterion (Liang et al., 2019)
     arch_patience: int = 0
     # train the weights alone for this many epochs before the first architecture step, so that the
-    # controllers compare trained candidates rather than the resource term alone (FBNet, ProxylessNAS)
+    # controllers compare trained candidates, not random ones (FBNet's and ProxylessNAS's warm-up)
     warmup_epochs: int = 0
 
     def validate(self) -> None:
