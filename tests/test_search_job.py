@@ -8,7 +8,8 @@ import torch
 
 from recarch.cli import main
 from recarch.config import ConfigError
-from recarch.search.job import choose, load_search_config, search
+from recarch.search.derive import choose
+from recarch.search.job import load_search_config, search
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
@@ -42,20 +43,15 @@ def test_search_derives_retrains_and_summarises(tmp_path):
 
 
 def test_budget_picks_the_most_probable_architecture_that_fits():
-    class Net:
-        alpha = torch.tensor([2.0, 1.0, 0.0])  # prefers the widest candidate
-        beta = torch.tensor([0.0, 1.0])  # prefers depth 2
-
-        def chosen(self):
-            return 0, 2
-
+    alpha = torch.tensor([2.0, 1.0, 0.0])  # prefers the widest candidate
+    beta = torch.tensor([0.0, 1.0])  # prefers depth 2
     flops = [100, 40, 10]
-    assert choose(Net(), flops, None) == (0, 2)
-    assert choose(Net(), flops, 80) == (1, 2)  # 2 layers of 40
-    assert choose(Net(), flops, 20) == (2, 2)
-    assert choose(Net(), flops, 10) == (2, 1)
+    assert choose(alpha, beta, flops, None) == (0, 2)
+    assert choose(alpha, beta, flops, 80) == (1, 2)  # 2 layers of 40
+    assert choose(alpha, beta, flops, 20) == (2, 2)
+    assert choose(alpha, beta, flops, 10) == (2, 1)
     with pytest.raises(ValueError, match="no architecture in the search space fits"):
-        choose(Net(), flops, 5)
+        choose(alpha, beta, flops, 5)
 
 
 def test_candidate_latency_is_measured_and_ordered():

@@ -1,5 +1,5 @@
 """Architecture search: EASRec's elastic supernet, resource constraint, strategies and the search job."""
-from recarch.search import darts, proxylessnas, recnas  # noqa: F401  (registration)
+from recarch.search import darts, oneshot, proxylessnas, recnas  # noqa: F401  (registration)
 from recarch.search.easrec import STRATEGIES, ArchitectConfig, EASRecArchitect
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, candidate_widths, relax
 

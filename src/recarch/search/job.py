@@ -11,7 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Literal, Optional
 
 import torch
 import yaml
@@ -24,7 +24,9 @@ from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
 from recarch.registry import suggest
 from recarch.search import STRATEGIES
+from recarch.search.derive import fitting_paths, most_probable
 from recarch.search.easrec import ArchitectConfig, ValidationStream
+from recarch.search.sandwich import SandwichTrainer, SupernetTrainingConfig, path_name, score_paths
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
@@ -39,6 +41,10 @@ class SearchRunConfig:
     cost: run.CostConfig = field(default_factory=run.CostConfig)
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
+    supernet: SupernetTrainingConfig = field(default_factory=SupernetTrainingConfig)  # how its weights train
+    # which path is derived within the budget: argmax (α, β) (Eq. 18) or the best validation score on
+    # the supernet's weights (recarch.search.derive)
+    derive_by: Literal["controllers", "validation"] = "controllers"
     strategy: str = "easrec"  # a registered search strategy (recarch.search.easrec.STRATEGIES)
     inherit: bool = True  # retrain from the supernet's weights (the paper) or from scratch (released code)
     budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
@@ -59,6 +65,8 @@ class SearchRunConfig:
             raise cfglib.ConfigError(f"budget_ms: expected milliseconds > 0, got {self.budget_ms}")
         if self.budget_ms is not None and self.budget_flops is not None:
             raise cfglib.ConfigError("give budget_flops or budget_ms, not both")
+        if not STRATEGIES.get(self.strategy).has_controllers and self.derive_by == "controllers":
+            raise cfglib.ConfigError(f"strategy {self.strategy} trains no controllers: set derive_by: validation")
 
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
@@ -90,21 +98,6 @@ def load_search_config(files=(), sets=(), options=None) -> SearchRunConfig:
     return cfg
 
 
-def choose(net: EASRecSupernet, layer_cost, limit: Optional[float]) -> tuple:
-    """argmax α, argmax β (Eq. 18); under a limit on the encoder's cost (L · cost of one layer of
-    candidate k), the most probable (k, L) that fits."""
-    if limit is None:
-        return net.chosen()
-    w, v = torch.softmax(net.alpha.detach(), 0), torch.softmax(net.beta.detach(), 0)
-    fits = [(float(w[k] * v[l - 1]), k, l) for k in range(len(w)) for l in range(1, len(v) + 1)
-            if layer_cost[k] * l <= limit]
-    if not fits:
-        raise ValueError(f"no architecture in the search space fits the budget ({limit:.4g} for the encoder; "
-                         f"one layer costs {min(layer_cost):.4g} at the smallest)")
-    _, k, depth = max(fits)
-    return k, depth
-
-
 def plot_trajectory(history, path: Path, widths) -> bool:
     """softmax(α), softmax(β) and the resource term per epoch; ``widths``: (width, FFN width) per candidate."""
     try:
@@ -113,6 +106,8 @@ def plot_trajectory(history, path: Path, widths) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return False
+    if "alpha_softmax" not in history[0]:  # no controllers (strategy oneshot)
         return False
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
@@ -241,8 +236,14 @@ def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, 
             + ", ".join(f"{t:.2f}" for t in layer_ms))
     constraint = ResourceConstraint(layer_ms if cfg.architect.cost == "latency" else layer_flops, cfg.model.n_layers)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
-    trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
-                      parameters=net.weight_parameters(), dist=dist)
+    if cfg.supernet.rule == "sandwich":
+        by_cost = sorted(fitting_paths(layer_flops, cfg.model.n_layers, None), key=lambda p: layer_flops[p[0]] * p[1])
+        trainer = SandwichTrainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
+                                  parameters=net.weight_parameters(), dist=dist, paths=by_cost,
+                                  random_paths=cfg.supernet.random_paths)
+    else:
+        trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
+                          parameters=net.weight_parameters(), dist=dist)
     valid = (ValidationStream(data, cfg.model.max_len, cfg.architect.batch_size, cfg.train.seed)
              if cfg.architect.arch_data == "valid" else None)
     trainer.hooks = strategy(net, constraint, cfg.architect, trainer.loss, valid, dist)
@@ -256,10 +257,19 @@ def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, 
     net.path_sampling = False
     log("phase 2/4: derive")
     if cfg.budget_ms is not None:
-        k, depth = choose(net, layer_ms, cfg.budget_ms)
+        fits = fitting_paths(layer_ms, cfg.model.n_layers, cfg.budget_ms)
     else:
-        limit = cfg.budget_flops * layer_flops[0] * cfg.model.n_layers if cfg.budget_flops else None
-        k, depth = choose(net, layer_flops, limit)
+        limit = cfg.budget_flops * max(layer_flops) * cfg.model.n_layers if cfg.budget_flops else None
+        fits = fitting_paths(layer_flops, cfg.model.n_layers, limit)
+    scores = None
+    if cfg.derive_by == "validation":
+        protocol, metric = cfg.train.valid_protocol, cfg.train.valid_metric
+        scores = score_paths(net, evaluator, fits, protocol, metric)
+        for path, score in scores.items():
+            log(f"{path_name(net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights")
+        k, depth = max(fits, key=scores.get)
+    else:
+        k, depth = most_probable(net.alpha, net.beta, fits)
     derived = net.derive(k, depth)
     if dist.is_main:
         checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
@@ -267,7 +277,10 @@ def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, 
             "candidate": k, "depth": depth,
             "widths": net.widths, "layer_flops": layer_flops, "layer_ms": layer_ms,
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
-            "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(),
+            "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(), "derive_by": cfg.derive_by,
+            "path_scores": None if scores is None else [
+                {"candidate": k_, "depth": d_, "width": net.widths[k_][0], "ffn": net.widths[k_][1], "score": s_}
+                for (k_, d_), s_ in scores.items()],
             "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
     if dist.is_main:
         write_json_atomic(run_dir / "arch.json", arch)

@@ -10,8 +10,9 @@ a plain SASRec that computes exactly what the supernet computes on the chosen pa
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import List, Literal, Tuple
+from typing import Iterator, List, Literal, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,7 @@ class EASRecSupernet(SequentialRecommender):
         self.tau = 1.0
         self.path_sampling = False  # ProxylessNAS: one sampled (candidate, depth) path per forward
         self.rival_paths = False  # ProxylessNAS's controller steps: a second sampled path for the gradient
+        self.path: Optional[Tuple[int, int]] = None  # (k, depth): run that sub-network alone (``on_path``)
 
     def arch_parameters(self) -> List[nn.Parameter]:
         return [self.alpha, self.beta]
@@ -83,13 +85,26 @@ class EASRecSupernet(SequentialRecommender):
     def weight_parameters(self) -> List[nn.Parameter]:
         return list(self.backbone.parameters())
 
-    def _gates(self, logits: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
-        """(w, paths): the weights of the paths and the paths to compute. Relaxed: every path of
+    @contextmanager
+    def on_path(self, k: int, depth: int) -> Iterator[None]:
+        """Within the block the supernet computes candidate k at ``depth`` layers alone, as ``derive(k,
+        depth)`` would, whatever the controllers hold (the sandwich rule's and the path scores' forward)."""
+        saved, self.path = self.path, (k, depth - 1)
+        try:
+            yield
+        finally:
+            self.path = saved
+
+    def _gates(self, logits: torch.Tensor, fixed: Optional[int] = None) -> Tuple[torch.Tensor, List[int]]:
+        """(w, paths): the weights of the paths and the paths to compute. ``fixed``: that path alone,
+        weight 1 (``on_path``). Relaxed: every path of
         non-zero weight (a controller forced one-hot by ``fix_path`` runs one path). Path
         sampling (ProxylessNAS's binary gates): one sampled path in value, argmax when evaluating; the
         gradient reaches the controller straight through the sampled gate, or, with ``rival_paths``,
         through the gates of two paths drawn from p, their probabilities rescaled to sum to one
         (ProxylessNAS §3.2.1): the rival is computed for its gate's gradient and weighs 0 in value."""
+        if fixed is not None:
+            return F.one_hot(torch.tensor(fixed), len(logits)).to(logits), [fixed]
         p = relax(logits, self.tau, self.space.relaxation, self.training)
         if not self.path_sampling:
             return p, torch.nonzero(p.detach()).flatten().tolist()
@@ -112,7 +127,8 @@ class EASRecSupernet(SequentialRecommender):
         return self._gates(self.beta)[0]
 
     def encode(self, seq, lengths, last_only=False):
-        (w, active), (v, exits) = self._gates(self.alpha), self._gates(self.beta)
+        k, layer = self.path or (None, None)
+        (w, active), (v, exits) = self._gates(self.alpha, k), self._gates(self.beta, layer)
         full = self.config.hidden_size
         packing = packing_for(lengths, seq.shape[1])  # every stream runs on the real positions only
         embed = {k: self.backbone.embedding(seq, width=self.widths[k][0], packing=packing) for k in active}

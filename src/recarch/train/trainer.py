@@ -153,6 +153,17 @@ class Trainer:
             loss = sampled_softmax(hidden, target, items, negatives, reduction="sum")
         return loss / count
 
+    def step_loss(self, *batch: torch.Tensor) -> torch.Tensor:
+        """What the weight step minimises on one batch: ``loss`` (a supernet's trainer may sum the loss
+        of several sub-networks)."""
+        return self.loss(*batch)
+
+    def validate(self, stats: Dict) -> Dict[str, float]:
+        """{metric: score} on the validation protocol, whose ``valid_metric`` picks the best epoch;
+        may add entries to ``stats`` (the epoch's history row)."""
+        protocol = self.cfg.valid_protocol
+        return self.evaluator.evaluate(self.model, "valid", protocols=[protocol])[protocol]
+
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         self.model.train()
         total, count, start = 0.0, 0, time.perf_counter()
@@ -160,7 +171,7 @@ class Trainer:
                    disable=not (self.cfg.progress and self.dist.is_main), leave=False)
         for i, batch in enumerate(bar):
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-            loss = self.loss(*batch)
+            loss = self.step_loss(*batch)
             value = float(self.dist.sum(loss.detach()))
             if not math.isfinite(value):
                 raise TrainingDiverged(f"loss is {value} at epoch {epoch}, step {i} "
@@ -211,9 +222,8 @@ class Trainer:
             start = time.perf_counter()
             if self.cfg.precise_bn_batches:
                 self.recompute_batch_norm(epoch)
-            valid = self.evaluator.evaluate(self.model, "valid", protocols=[protocol])
+            score = self.validate(stats)[metric]
             stats["valid_seconds"] = time.perf_counter() - start
-            score = valid[protocol][metric]
             self.state["train_seconds"] += stats["seconds"] + stats["valid_seconds"]
             stats.update({f"valid_{metric}": score, "elapsed_s": self.state["train_seconds"]})
             self.hooks.after_epoch(epoch, stats)
