@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from recarch.config import ConfigError
+from recarch.failures import TrainingDiverged
 
 
 def _options(args, **options: str) -> dict:
@@ -351,6 +352,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"recarch: error: {message}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:  # the run folder keeps its last good checkpoint and says it failed
+        print(f"recarch: error: training diverged: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from recarch.data import Preprocessing, build_sequences, get_dataset, read_table
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import PROTOCOLS, Evaluator
-from recarch.io import write_json_atomic, write_text_atomic
+from recarch.io import write_json_atomic
+from recarch.run_status import open_run, recorded
 from recarch.models import SeqModelConfig, build_model
 from recarch.registry import suggest
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
@@ -127,22 +128,28 @@ def unique_run_dir(out_dir: str, name: str) -> Path:
 
 
 def load_dataset(cfg: RunConfig, data_dir: Optional[str] = None) -> SequenceDataset:
+    """The configured dataset, checked to leave training sequences and evaluated users."""
     prep = Preprocessing(min_rating=cfg.data.min_rating, k_core=cfg.data.k_core)
     t = cfg.data.table
     if t.path:
         frame = read_table(t.path, user=t.user, item=t.item, timestamp=t.timestamp, rating=t.rating, sep=t.sep,
                            timestamp_format=t.timestamp_format, skip_bad_rows=cfg.data.skip_bad_rows)
-        return build_sequences(frame, Path(t.path).stem, **prep.kwargs())
-    return get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep,
-                       download=cfg.data.download)
+        data = build_sequences(frame, Path(t.path).stem, **prep.kwargs())
+    else:
+        data = get_dataset(cfg.data.dataset, data_dir=data_dir, skip_bad_rows=cfg.data.skip_bad_rows, prep=prep,
+                           download=cfg.data.download)
+    data.check_splittable(t.path)
+    return data
 
 
 def describe(data: SequenceDataset) -> str:
     """One readable log line: the data's name (a table's file stem), sizes and sequence lengths."""
     s = data.summary()
     features = f", {s['item_features']:,} item features" if s["item_features"] else ""
+    short = int((data.lengths() < 3).sum())
+    short = f"; {short:,} users with fewer than 3 train only (not validated or tested)" if short else ""
     return (f"{s['name']}: {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} interactions, "
-            f"{s['seq_len_min']}-{s['seq_len_max']} per user (mean {s['seq_len_mean']:.1f}){features}")
+            f"{s['seq_len_min']}-{s['seq_len_max']} per user (mean {s['seq_len_mean']:.1f}){features}{short}")
 
 
 def make_model(cfg: RunConfig, data: SequenceDataset) -> torch.nn.Module:
@@ -166,20 +173,27 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     inherited supernet weights. Under ``torchrun`` every rank trains its shard; rank 0 writes."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
-    run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(cfg))))
-    log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
     start = time.perf_counter()
     data = load_dataset(cfg, data_dir)
-    log(f"dataset {describe(data)} (loaded in {time.perf_counter() - start:.1f}s)")
-    if dist.is_main:
-        save_id_maps(data, run_dir)
+    loaded = time.perf_counter() - start
     model = make_model(cfg, data)
     if init_weights is not None and not resume:
         model.load_state_dict(checkpoint.load(Path(init_weights))["model"])
+    run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(cfg))))  # made only now that the inputs are valid
+    if dist.is_main:
+        open_run(run_dir, cfglib.to_dict(cfg))
+        save_id_maps(data, run_dir)
+    log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
+    log(f"dataset {describe(data)} (loaded in {loaded:.1f}s)")
+    if init_weights is not None and not resume:
         log(f"initial weights from {init_weights}")
+    with recorded(run_dir, dist.is_main):
+        return _fit(cfg, data, model, run_dir, log, dist, resume)
+
+
+def _fit(cfg: RunConfig, data: SequenceDataset, model: torch.nn.Module, run_dir: Path, log: RunLog, dist,
+         resume: bool) -> Dict[str, Any]:
+    """train()'s work once its run folder exists: fit, evaluate the best epoch, measure cost."""
     evaluator = make_evaluator(cfg, data)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log, dist=dist)

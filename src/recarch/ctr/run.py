@@ -25,9 +25,10 @@ from recarch.ctr.metrics import log_loss, roc_auc
 from recarch.ctr import supernet as _supernet  # noqa: F401  (registers the "nasrec" model)
 from recarch.ctr.models import CTR_MODELS, CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRData, CTRSchema, TrainBatches, batches
-from recarch.io import write_json_atomic, write_text_atomic
+from recarch.io import write_json_atomic
 from recarch.modes import eval_mode
 from recarch.run import CostConfig, RunLog, unique_run_dir
+from recarch.run_status import open_run, recorded
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
@@ -136,18 +137,25 @@ def train_ctr(cfg: CTRRunConfig, data_dir: Optional[str] = None, run_dir: Option
     ``data``: the already loaded data of ``cfg.data`` (saves reading it again)."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
-    run_dir = Path(dist.broadcast(str(run_dir or unique_run_dir(cfg.out_dir, f"{cfg.model.name}-{cfg.data.name}"))))
-    log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    start, loaded_here = time.perf_counter(), data is None
     if data is None:
-        start = time.perf_counter()
         data = load_data(cfg, data_dir)
-        log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows, "
-            f"{data.schema.num_fields} fields, {len(data.schema.numeric)} numeric "
-            f"(loaded in {time.perf_counter() - start:.1f}s)")
+    loaded = time.perf_counter() - start
     model = make_ctr_model(cfg, data.schema)
+    run_dir = Path(dist.broadcast(str(run_dir or unique_run_dir(cfg.out_dir, f"{cfg.model.name}-{cfg.data.name}"))))
+    if dist.is_main:  # made only now that the inputs are valid
+        open_run(run_dir, cfglib.to_dict(cfg))
+    log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
+    if loaded_here:
+        log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows, "
+            f"{data.schema.num_fields} fields, {len(data.schema.numeric)} numeric (loaded in {loaded:.1f}s)")
+    with recorded(run_dir, dist.is_main):
+        return _fit_ctr(cfg, data, model, run_dir, log, dist, resume)
+
+
+def _fit_ctr(cfg: CTRRunConfig, data: CTRData, model: nn.Module, run_dir: Path, log: RunLog, dist,
+             resume: bool) -> Dict[str, Any]:
+    """train_ctr()'s work once its run folder exists."""
     evaluator = CTREvaluator(data, cfg.eval_batch_size)
     trainer = CTRTrainer(model, TrainBatches(data.train, cfg.train.batch_size, cfg.train.seed), evaluator,
                          cfg.train, run_dir, log=log, dist=dist)

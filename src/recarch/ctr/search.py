@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import torch
-import yaml
 
 from recarch import config as cfglib
 from recarch.cost import machine_info
@@ -45,6 +44,7 @@ from recarch.ctr.supernet_training import (calibrated, calibration_batches, one_
 from recarch.ctr.table import CTRData
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.run import CostConfig, RunLog, unique_run_dir
+from recarch.run_status import open_run, recorded
 from recarch.train import TrainConfig
 
 Genome = Tuple[Arch, frozenset]
@@ -216,15 +216,20 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
 
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
                echo: bool = True) -> Dict[str, Any]:
-    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.name}-{cfg.space.space}"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir / "log.txt", echo)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     hw = hwlib.load_hardware(cfg.hardware) if cfg.hardware else None
     data = load_data(CTRRunConfig(data=cfg.data), data_dir)
+    run_dir = open_run(Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.name}-{cfg.space.space}")),
+                       cfglib.to_dict(cfg))  # made only now that the inputs are valid
+    log = RunLog(run_dir / "log.txt", echo)
     log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    with recorded(run_dir):
+        return _search_ctr(cfg, data, hw, run_dir, log, data_dir, echo)
+
+
+def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: RunLog, data_dir, echo: bool) -> Dict[str, Any]:
+    """search_ctr()'s phases once its run folder exists."""
     timings: Dict[str, float] = {}
 
     log("phase 1/3: supernet training")

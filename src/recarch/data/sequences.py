@@ -69,6 +69,18 @@ class SequenceDataset:
         held = np.where(lens >= 3, 2, 0)
         return self.offsets[1:] - held
 
+    def check_splittable(self, source: Optional[str] = None) -> None:
+        """That leave-one-out leaves something to train on and to evaluate; a ValueError that counts
+        the users who fall short otherwise. ``source``: the file the error names (default: the name)."""
+        lens, source = self.lengths(), source or self.name
+        if not (lens >= 3).any():
+            raise ValueError(f"{source}: none of its {self.num_users:,} users has the 3 interactions leave-one-out "
+                             "needs (the last is the test item, the one before it the validation item); "
+                             f"{int((lens < 3).sum()):,} users have fewer")
+        if not (self.train_ends() - self.offsets[:-1] >= 2).any():
+            raise ValueError(f"{source}: no user has a training sequence (2 interactions before the validation "
+                             "and test items); add users with at least 4 interactions")
+
     def target_index(self, split: str) -> np.ndarray:
         """Flat index of each eval user's target item for ``split`` in {"valid", "test"}."""
         users = self.eval_users()

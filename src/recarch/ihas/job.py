@@ -62,7 +62,7 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import VALID_METRICS, CTREvaluator, CTRTrainer, ctr_cost, ctr_train_defaults, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, batches
-from recarch.io import write_json_atomic, write_text_atomic
+from recarch.io import write_json_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.embedding import field_columns
@@ -71,6 +71,7 @@ from recarch.ihas.gates import GateConfig
 from recarch.ihas.retrain import GroupsTrainer, distilled, evaluate_both, fit_model, mixed_model, subset
 from recarch.ihas.search import field_weights, gate_outputs, masked_tokens, pattern_summary, run_search
 from recarch.run import CostConfig, RunLog, unique_run_dir
+from recarch.run_status import open_run, recorded
 from recarch.train import TrainConfig
 
 BACKBONES = ("dlrm", "deepfm", "dcnv2", "autoint")
@@ -181,18 +182,25 @@ def run_ihas(cfg: IHASConfig, data_dir: Optional[str] = None, run_dir: Optional[
     folder (a finished one is reloaded, one not yet begun starts); each stage draws from its own seed, so
     a resumed run ends as the uninterrupted one would."""
     cfg.validate()
-    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ihas-{cfg.model.name}-{cfg.data.name}"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    start, loaded_here = time.perf_counter(), data is None
+    if data is None:
+        data = cfg.data.load(data_dir)
+    loaded = time.perf_counter() - start
+    run_dir = open_run(Path(run_dir or unique_run_dir(cfg.out_dir, f"ihas-{cfg.model.name}-{cfg.data.name}")),
+                       cfglib.to_dict(cfg))  # made only now that the inputs are valid
     log = RunLog(run_dir / "log.txt", echo)
-    timings: Dict[str, float] = {}
+    if loaded_here:
+        log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows, "
+            f"{data.schema.num_fields} fields (loaded in {loaded:.1f}s); run folder {run_dir}")
     if cfg.search.threads:
         torch.set_num_threads(cfg.search.threads)
-    if data is None:
-        start = time.perf_counter()
-        data = cfg.data.load(data_dir)
-        log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows, "
-            f"{data.schema.num_fields} fields (loaded in {time.perf_counter() - start:.1f}s); run folder {run_dir}")
+    with recorded(run_dir):
+        return _run_ihas(cfg, data, run_dir, log, resume)
+
+
+def _run_ihas(cfg: IHASConfig, data: CTRData, run_dir: Path, log: RunLog, resume: bool) -> Dict[str, Any]:
+    """run_ihas()'s stages once its run folder exists."""
+    timings: Dict[str, float] = {}
     schema, block = data.schema, cfg.model.embed_dim // cfg.blocks
     weights = field_weights(schema, "params")
 

@@ -20,6 +20,7 @@ from recarch import config as cfglib
 from recarch import run
 from recarch.data.batching import TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
+from recarch.run_status import open_run, recorded
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
 from recarch.registry import suggest
@@ -140,15 +141,21 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     run_dir = Path(dist.broadcast(str(run_dir or default)))
     if cfg.baseline and cfg.baseline_run:  # before any work: a mismatch found after the search would waste it
         check_adoptable(cfg.run_config(replace(cfg.model, gates=0)), Path(cfg.baseline_run))
-    if dist.is_main and not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))
+    data = run.load_dataset(cfg.run_config(cfg.model), data_dir)
+    if dist.is_main and not resume:  # made only now that the inputs are valid
+        open_run(run_dir, cfglib.to_dict(cfg))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
+    with recorded(run_dir, dist.is_main):
+        return _search(cfg, data, data_dir, run_dir, log, dist, echo, resume)
+
+
+def _search(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
+    """search()'s phases once its run folder exists."""
     if resume and (run_dir / "arch.json").exists():
         arch = json.loads((run_dir / "arch.json").read_text())
         log(f"phase 1-2/4: kept the derived architecture in {run_dir / 'arch.json'}")
     else:
-        arch = search_and_derive(cfg, data_dir, run_dir, log, dist, resume)
+        arch = search_and_derive(cfg, data, run_dir, log, dist, resume)
     derived_config = cfglib.from_dict(SeqModelConfig, arch["model"])
 
     log("phase 3/4: retrain")
@@ -217,10 +224,9 @@ def adopt_run(cfg: run.RunConfig, source: Path, folder: Path, data_dir) -> None:
     scratch.rename(folder)
 
 
-def search_and_derive(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
+def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
     """Phases 1 and 2: train the supernet and its controllers, derive; writes derived.pt and arch.json."""
     base = cfg.run_config(cfg.model)
-    data = run.load_dataset(base, data_dir)
     evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
 
     log(f"phase 1/4: search ({cfg.strategy})")

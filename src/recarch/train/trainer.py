@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
+from recarch.failures import TrainingDiverged
 from recarch.train import checkpoint
 from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
@@ -83,10 +84,6 @@ def decay_groups(model: torch.nn.Module, params: List[torch.nn.Parameter], cfg: 
     groups = [{"params": [p for p in params if id(p) not in tables], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if id(p) in tables], "weight_decay": cfg.embedding_weight_decay}]
     return [g for g in groups if g["params"]]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 class TrainHooks:

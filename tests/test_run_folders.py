@@ -1,0 +1,76 @@
+"""A run folder appears only once the inputs are valid, and says how its run ended (recarch.run_status)."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from recarch.cli import main
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_data = pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+SEQ = ["--set", "train.epochs=1", "--set", "train.progress=false", "--set", "cost.enabled=false",
+       "--set", "model.hidden_size=8", "--set", "model.inner_size=8", "--set", "model.max_len=5"]
+
+
+def _log(tmp_path, text, name="log.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("command", [["train"], ["search", "--set", "train.progress=false"]])
+@pytest.mark.parametrize("text,expected", [
+    ("user,item\n1,10\n", "expected a column named 'timestamp'"),
+    ("user,item,timestamp\n1,10,x\n1,11,2\n", "log.csv:2"),
+    ("user,item,timestamp\n1,10,1\n1,11,2\n2,10,3\n", "none of its 2 users has the 3 interactions"),
+    ("user,item,timestamp\n1,10,1\n1,11,2\n1,12,3\n2,10,3\n", "no user has a training sequence"),
+])
+def test_bad_sequential_logs_exit_2_and_leave_no_run_folder(tmp_path, capsys, command, text, expected):
+    path = _log(tmp_path, text)
+    out = tmp_path / "runs"
+    assert main([*command, "--set", f"data.table.path={path}", "--out-dir", str(out), *SEQ]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_missing_file_leaves_no_run_folder_on_either_track(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere.csv")
+    for command in (["train"], ["search"], ["ctr", "train"], ["ctr", "search"], ["ihas"]):
+        out = tmp_path / "-".join(command)
+        assert main([*command, "--set", f"data.table.path={missing}", "--out-dir", str(out)]) == 2, command
+        assert "nowhere.csv" in capsys.readouterr().err
+        assert not out.exists() or not any(out.iterdir()), command
+
+
+def test_short_users_are_counted_in_the_log(tmp_path):
+    rows = ["user,item,timestamp"] + [f"{u},{10 + i},{i}" for u in range(1, 6) for i in range(5)] + ["9,10,1", "9,11,2"]
+    path = _log(tmp_path, "\n".join(rows) + "\n")
+    assert main(["train", "--set", f"data.table.path={path}", "--out-dir", str(tmp_path / "runs"), *SEQ,
+                 "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    assert "1 users with fewer than 3 train only (not validated or tested)" in (run_dir / "log.txt").read_text()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+
+
+@needs_data
+def test_a_run_that_fails_later_is_marked_failed_and_exits_non_zero(tmp_path, capsys, monkeypatch):
+    from recarch.failures import TrainingDiverged
+    from recarch.train import Trainer
+
+    def diverge(self, epoch):
+        if epoch == 2:
+            raise TrainingDiverged(f"loss is nan at epoch {epoch}, step 3")
+        return real(self, epoch)
+
+    real = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", diverge)
+    out = tmp_path / "runs"
+    assert main(["--data-dir", str(DATA), "train", "--dataset", "ml-100k", "--out-dir", str(out), *SEQ,
+                 "--set", "train.epochs=3"]) == 1
+    assert "training diverged: loss is nan at epoch 2, step 3" in capsys.readouterr().err
+    (run_dir,) = list(out.iterdir())
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and "epoch 2, step 3" in status["error"]
+    assert (run_dir / "checkpoints" / "best.pt").exists() and not (run_dir / "metrics.json").exists()
