@@ -78,6 +78,15 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path):
         trainer.fit()
 
 
+def test_a_non_finite_gradient_stops_before_the_weights_move(tmp_path):
+    trainer, model, _ = make(tmp_path, epochs=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.embedding.item.weight.register_hook(lambda g: g * math.inf)  # a finite loss, a non-finite gradient
+    with pytest.raises(TrainingDiverged, match=r"a gradient is non-finite at epoch 1, step 0"):
+        trainer.fit()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_early_stopping_counts_patience(tmp_path):
     trainer, _, _ = make(tmp_path, epochs=50, lr=1e-9)
     trainer.cfg.patience = 2

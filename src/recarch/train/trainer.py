@@ -176,6 +176,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.dist.sum_grads(self.params)
+            self.check_gradients(epoch, i)
             self.optimizer.step()
             self.state["step"] += 1
             self.hooks.after_step(self.state["step"], *batch)
@@ -184,6 +185,13 @@ class Trainer:
             bar.set_postfix(loss=f"{value:.4f}", rate=f"{count / (time.perf_counter() - start):.0f} {self.rate_unit}")
         seconds = time.perf_counter() - start
         return {"loss": total / max(count, 1), "seconds": seconds, self.rate_key: count / seconds}
+
+    def check_gradients(self, epoch: int, i: int) -> None:
+        """Stop before a non-finite gradient reaches the weights (the last checkpoint stays good)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads))):
+            raise TrainingDiverged(f"a gradient is non-finite at epoch {epoch}, step {i} (global step "
+                                   f"{self.state['step']}); lower train.lr or check the data")
 
     def forward_batch(self, *batch: torch.Tensor) -> torch.Tensor:
         """The model on one training batch's inputs (the targets left out)."""
