@@ -74,3 +74,25 @@ def test_a_run_that_fails_later_is_marked_failed_and_exits_non_zero(tmp_path, ca
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "failed" and "epoch 2, step 3" in status["error"]
     assert (run_dir / "checkpoints" / "best.pt").exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_every_epoch_is_a_row_of_metrics_csv(tmp_path):
+    import csv
+
+    rows = ["user,item,timestamp"] + [f"{u},{10 + (u + i) % 7},{i}" for u in range(1, 9) for i in range(6)]
+    path = _log(tmp_path, "\n".join(rows) + "\n")
+    assert main(["train", "--set", f"data.table.path={path}", "--out-dir", str(tmp_path / "runs"), *SEQ,
+                 "--set", "train.epochs=3", "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    with open(run_dir / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [int(r["epoch"]) for r in table] == [1, 2, 3]
+    assert [float(r["valid_ndcg@10"]) for r in table] == pytest.approx([h["valid_ndcg@10"] for h in history])
+
+
+def test_list_values_spread_over_indexed_columns(tmp_path):
+    from recarch.io import write_csv_atomic
+
+    write_csv_atomic(tmp_path / "m.csv", [{"epoch": 1, "alpha": [0.25, 0.75]}, {"epoch": 2, "alpha": [0.5, 0.5], "tau": 0.9}])
+    assert (tmp_path / "m.csv").read_text() == "epoch,alpha[0],alpha[1],tau\n1,0.25,0.75,\n2,0.5,0.5,0.9\n"

@@ -4,6 +4,8 @@ A reader (or a run killed mid-write) sees the old file or the new one, never hal
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -41,3 +43,26 @@ def _to_json(obj: Any) -> Any:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically; numpy/torch values and paths are converted."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=_to_json) + "\n")
+
+
+def _flat(row: dict) -> dict:
+    """A history row as scalars: a list value becomes one column per entry (``alpha_softmax[0]``, …)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (list, tuple)):
+            out.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+        else:
+            out[key] = value
+    return out
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: list) -> Path:
+    """Write dict ``rows`` as CSV to ``path`` atomically, one column per key seen (first-seen order),
+    list values spread over indexed columns; a missing value is an empty cell."""
+    flat = [_flat(r) for r in rows]
+    columns = list(dict.fromkeys(k for r in flat for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return write_text_atomic(path, buffer.getvalue())

@@ -1,7 +1,8 @@
 """The train / evaluate jobs as Python functions; the CLI is a thin layer over them.
 
-A run folder holds: config.yaml (resolved), log.txt, metrics.json (valid and test, every protocol),
-cost.json, history.json, users.tsv / items.tsv (id maps) and checkpoints/.
+A run folder holds: config.yaml (resolved), status.json, log.txt, metrics.json (valid and test, every
+protocol), cost.json, history.json and metrics.csv (per epoch), users.tsv / items.tsv (id maps) and
+checkpoints/.
 """
 from __future__ import annotations
 

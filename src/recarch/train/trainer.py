@@ -18,6 +18,7 @@ from tqdm import tqdm
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
 from recarch.failures import TrainingDiverged
+from recarch.io import write_csv_atomic
 from recarch.train import checkpoint
 from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
@@ -241,6 +242,8 @@ class Trainer:
                 self.state["bad_epochs"] += 1
             self.state["epoch"] = epoch
             self.save("last.pt")
+            if self.run_dir is not None and self.dist.is_main:  # every epoch's scalars, for a spreadsheet or a plot
+                write_csv_atomic(self.run_dir / "metrics.csv", self.state["history"])
             self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats[self.rate_key]:.0f} {self.rate_unit}, "
                      f"valid {protocol} {metric} {score:.4f}{' *' if improved else ''}")
             if self.stopped():
