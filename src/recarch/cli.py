@@ -87,16 +87,9 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    import torch
+    from recarch.export import export_run
 
-    from recarch import run
-    from recarch.export import TopKItems, export
-
-    cfg, _, model = run.load_run(Path(args.run_dir), args.data_dir)
-    example = (torch.ones((2, cfg.model.max_len), dtype=torch.long),)
-    out = export(TopKItems(model, args.k), example, Path(args.out or Path(args.run_dir) / "export"),
-                 {"kind": "sequential", "model": cfg.model.__dict__, "k": args.k,
-                  "input": "item ids (B, max_len), left-padded with 0, ids as in the run's items.tsv"})
+    out = export_run(Path(args.run_dir), args.k, args.out and Path(args.out), args.data_dir)
     print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
     return 0
 
@@ -158,19 +151,9 @@ def _ctr_evaluate(args) -> int:
 
 
 def _ctr_export(args) -> int:
-    import numpy as np
-    import torch
+    from recarch.export import export_ctr_run
 
-    from recarch.config import to_dict
-    from recarch.ctr.run import load_ctr_run
-    from recarch.export import ClickProbability, export
-
-    cfg, data, model = load_ctr_run(Path(args.run_dir), args.data_dir)
-    example = (torch.from_numpy(np.array(data.test.cat[:2], dtype=np.int64)),
-               torch.from_numpy(np.array(data.test.num[:2], dtype=np.float32)))
-    out = export(ClickProbability(model), example, Path(args.out or Path(args.run_dir) / "export"),
-                 {"kind": "ctr", "model": to_dict(cfg.model), "schema": data.schema.__dict__,
-                  "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
+    out = export_ctr_run(Path(args.run_dir), args.out and Path(args.out), args.data_dir)
     print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
     return 0
 

@@ -8,7 +8,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from safetensors.torch import save_file
@@ -61,6 +61,32 @@ def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def export_run(run_dir: Path, k: int = 10, out_dir: Optional[Path] = None, data_dir: Optional[str] = None) -> Path:
+    """Export a finished sequential run's best model as a top-``k`` server (default: ``run_dir/export``)."""
+    from recarch import run
+
+    cfg, _, model = run.load_run(Path(run_dir), data_dir)
+    example = (torch.ones((2, cfg.model.max_len), dtype=torch.long),)
+    return export(TopKItems(model, k), example, Path(out_dir or Path(run_dir) / "export"),
+                  {"kind": "sequential", "model": cfg.model.__dict__, "k": k,
+                   "input": "item ids (B, max_len), left-padded with 0, ids as in the run's items.tsv"})
+
+
+def export_ctr_run(run_dir: Path, out_dir: Optional[Path] = None, data_dir: Optional[str] = None) -> Path:
+    """Export a finished CTR run's best model as a click-probability server (default: ``run_dir/export``)."""
+    import numpy as np
+
+    from recarch.config import to_dict
+    from recarch.ctr.run import load_ctr_run
+
+    cfg, data, model = load_ctr_run(Path(run_dir), data_dir)
+    example = (torch.from_numpy(np.array(data.test.cat[:2], dtype=np.int64)),
+               torch.from_numpy(np.array(data.test.num[:2], dtype=np.float32)))
+    return export(ClickProbability(model), example, Path(out_dir or Path(run_dir) / "export"),
+                  {"kind": "ctr", "model": to_dict(cfg.model), "schema": data.schema.__dict__,
+                   "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
 
 
 def _untie(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
