@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 from recarch.reproduce.stats import welch_t_test
+from render_common import fmt, machine_line
+from render_ctr import ctr_track, ingest_section
+from render_ihas import ihas_section, widths_section
+from render_sota import peer_section, sota_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -18,25 +22,6 @@ REPRODUCE_SECTIONS = {  # results folder → its heading
                          "--set inherit=false --out-dir benchmarks/results/reproduce-scratch`): the hand-sized rows are "
                          "the same runs; only the search methods' retrains lose the supernet's weights",
 }
-
-
-def fmt(x, digits=4):
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def short_commit(commit) -> str:
-    if not commit:
-        return "unknown"
-    return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")
-
-
-def machine_line(m: dict, seed) -> str:
-    return (f"Machine: {m.get('cpu')} ({m.get('cores')} cores), torch {m.get('torch')}, python {m.get('python')}, "
-            f"{m.get('threads')} thread(s) for training, commit `{short_commit(m.get('git_commit'))}`, seed {seed}.")
 
 
 def seq_section(r: dict, anchors: dict) -> list:
@@ -185,13 +170,9 @@ def main() -> int:
              "measured in the same run.", ""]
     sota = [json.loads(path.read_text()) for path in sorted((HERE / "results").glob("sota-*.json"))]
     if sota:
-        from render_sota import sota_table
-
         lines += sota_table(sota)
     peer = sorted((HERE / "results").glob("peer-rectools-*.json"))
     for path in peer:
-        from render_sota import peer_section
-
         lines += peer_section(json.loads(path.read_text()))
     lines += ["## Sequential core (`make bench-seq`)", ""]
     for path in sorted((HERE / "results").glob("seq-*.json")):
@@ -214,26 +195,19 @@ def main() -> int:
                 lines += ["#" + path.read_text().strip(), ""]  # one heading level down
     ctr = sorted((HERE / "results").glob("ctr-*.json"))
     if ctr:
-        from render_ctr import ctr_track
-
         ablations = sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))
         lines += ctr_track([json.loads(path.read_text()) for path in ctr],
                            [json.loads(path.read_text()) for path in ablations])
     for path in sorted((HERE / "results").glob("ingest-*.json"), key=lambda p: p.stem):  # a --tag variant after its default
-        from render_ctr import ingest_section
 
         lines += ingest_section(json.loads(path.read_text()))
     ihas = sorted((HERE / "results").glob("ihas-*.json"), key=lambda p: p.stem)  # a --tag variant after its default
     if ihas:
-        from render_ihas import ihas_section
-
         lines += ["## Embedding track: iHAS instance-wise dimensions (`benchmarks/bench_ihas.py`)", ""]
         for path in ihas:
             lines += ihas_section(json.loads(path.read_text()))
     widths = sorted((HERE / "results").glob("emb-widths-*.json"), key=lambda p: p.stem)  # full-width variants after the default
     if widths:
-        from render_ihas import widths_section
-
         lines += ["## Embedding track: the fixed-width frontier (`benchmarks/bench_emb_widths.py`)", ""]
         for path in widths:
             lines += widths_section(json.loads(path.read_text()))

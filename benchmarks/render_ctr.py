@@ -9,7 +9,7 @@ from typing import List
 import yaml
 
 from recarch.reproduce.stats import kendall_tau
-from render import machine_line
+from render_common import machine_line
 
 NASREC_README = ("NASRec's published results (its README; full Kaggle data, not reproducible here): Criteo test log loss "
                  "0.4399 / AUC 0.8118 at 2.20 MFLOPs (NASRec-Small), Avazu 0.3737 / 0.7903, KDD Cup 2012 0.1491 / 0.8154. "

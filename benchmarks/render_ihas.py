@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List
 
-from render import machine_line
+from render_common import machine_line
 
 LABELS = {"full": "full dimensions", "autodim": "AutoDim-like (one dimension per field)",
           "uniform": "uniform width {width} (the widest within iHAS's {within})", "ihas": "iHAS ensemble"}

@@ -3,7 +3,7 @@ RecTools peer run side by side (bench_peer_rectools.py)."""
 from __future__ import annotations
 
 from bench_sota import PROTOCOL_NOTES
-from render import fmt, short_commit
+from render_common import fmt, short_commit
 
 
 def _spread(ours: dict, metric: str) -> str:

@@ -17,7 +17,7 @@ def test_every_shipped_config_loads(path):
     from recarch.ctr.search import CTRSearchConfig
     from recarch.ctr.search import load_search_config as load_ctr_search
 
-    if path.name.startswith("easrec-"):
+    if path.name.startswith(("easrec-", "oneshot-")):  # presets of `recarch search`
         cfg = load_search_config([path])
         candidate_widths(cfg.model, cfg.space)  # every candidate holds whole heads
     elif path.name.startswith("ctr-search"):

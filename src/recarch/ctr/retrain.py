@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -15,10 +15,9 @@ from recarch import config as cfglib
 from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.run import CTRRunConfig, train_ctr
 from recarch.ctr.table import CTRData
+from recarch.ctr.search_config import CTRSearchConfig
 from recarch.io import write_json_atomic
 
-if TYPE_CHECKING:
-    from recarch.ctr.search import CTRSearchConfig
 
 
 def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = None,

@@ -23,75 +23,29 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.ctr import hardware as hwlib
-from recarch.ctr.datasets import CTRDataConfig
-from recarch.ctr.evolution import EvolutionConfig, Scored, evolve, pareto_front
-from recarch.ctr.run import CTREvaluator, CTRRunConfig, ctr_train_defaults, load_data
+from recarch.ctr.evolution import Scored, evolve, pareto_front
+from recarch.ctr.run import CTREvaluator, CTRRunConfig, load_data
 from recarch.ctr.retrain import retrain_candidate
+from recarch.ctr.search_config import CTRSearchConfig, load_search_config  # noqa: F401  (the job's config)
 from recarch.ctr.selection import TOP_K_SELECTORS, retrained_merit
-from recarch.ctr.space import Arch, SpaceConfig, mutate, sample, shrink
+from recarch.ctr.space import Arch, mutate, sample, shrink
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.supernet_training import (calibrated, calibration_batches, one_test_row,
                                           supernet_throughput, train_supernet)
 from recarch.ctr.table import CTRData
 from recarch.io import write_json_atomic, write_text_atomic
-from recarch.run import CostConfig, RunLog, unique_run_dir
+from recarch.run import RunLog, unique_run_dir
 from recarch.run_status import open_run, recorded
-from recarch.train import TrainConfig
 
 Genome = Tuple[Arch, frozenset]
-
-
-@dataclass
-class CTRSearchConfig:
-    data: CTRDataConfig = field(default_factory=CTRDataConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    train: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), batch_size=512, epochs=20))
-    largest_warmup_steps: int = 0  # the largest path is trained with probability decaying 1 → 0 over these steps
-    eval_paths: int = 4  # random architectures whose mean validation AUC early-stops the supernet
-    calibration_rows: int = 4096  # training rows that re-estimate a sub-network's BatchNorm statistics
-    # before it is evaluated on inherited weights (space.norm: batch)
-    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
-    budget_mflops: Optional[float] = None  # FLOPs per sample (in millions, FlopCounterMode's unit)
-    hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
-    hw_weight: float = 0.05  # λ_hw
-    latency_table: bool = True  # measure CPU latency per operator for every candidate
-    reuse_supernet: bool = False  # go on from the run folder's trained supernet (supernet/checkpoints) if present
-    top_k: int = 3
-    top_k_from: Literal["score", "front"] = "score"  # which candidates are retrained (selection.TOP_K_SELECTORS)
-    retrain_seeds: int = 1  # seeds retrain.seed, retrain.seed + 1, … per top-k candidate
-    retrain_lrs: List[float] = field(default_factory=list)  # learning rates tried per candidate ([]: retrain.lr);
-    # each candidate keeps the one with the best mean validation AUC over its seeds
-    retrain_dropout: float = 0.0  # on every block's dense output while retraining (NASRec: none)
-    retrain: TrainConfig = field(default_factory=ctr_train_defaults)
-    cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
-    out_dir: str = "runs"
-
-    def validate(self) -> None:
-        if self.budget_mflops is not None and self.budget_mflops <= 0:
-            raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
-        if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1 or self.calibration_rows < 1:
-            raise cfglib.ConfigError("top_k, retrain_seeds, eval_paths and calibration_rows must be ≥ 1")
-        if not 0 <= self.retrain_dropout < 1:
-            raise cfglib.ConfigError(f"retrain_dropout: expected a probability in [0, 1), got {self.retrain_dropout}")
-        if any(lr <= 0 for lr in self.retrain_lrs):
-            raise cfglib.ConfigError(f"retrain_lrs: every learning rate must be > 0, got {self.retrain_lrs}")
-
-    def learning_rates(self) -> List[float]:
-        """The retrain learning rates tried per candidate."""
-        return list(self.retrain_lrs) or [self.retrain.lr]
-
-
-def load_search_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> CTRSearchConfig:
-    return cfglib.load(CTRSearchConfig, files, sets, options)
 
 
 class CandidateScorer:

@@ -10,7 +10,7 @@ import ast
 import itertools
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -18,14 +18,13 @@ from torch import nn
 
 from recarch.cost.flops import count_flops
 from recarch.ctr.run import CTREvaluator, CTRTrainer
+from recarch.ctr.search_config import CTRSearchConfig
 from recarch.ctr.space import Arch, SpaceConfig, sample
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches, batches
 from recarch.train import TrainHooks
 from recarch.train.distributed import Dist
 
-if TYPE_CHECKING:
-    from recarch.ctr.search import CTRSearchConfig
 
 
 class FixedPath(nn.Module):

@@ -13,7 +13,7 @@ the epoch, since the sparsity target is reached only towards the end.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -22,14 +22,13 @@ from recarch.ctr.models import FieldEmbedding, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable, TrainBatches, batches
 from recarch.ihas.cluster import PatternCollector, Patterns
+from recarch.ihas.config import IHASConfig
 from recarch.ihas.embedding import BlockMaskedEmbedding
 from recarch.ihas.gates import Gates, bipolar_loss, sparsity_loss
 from recarch.modes import eval_mode
 from recarch.train import TrainHooks
 from recarch.train.trainer import decay_groups, make_optimizer
 
-if TYPE_CHECKING:
-    from recarch.ihas.job import IHASConfig
 
 
 def field_weights(schema: CTRSchema, weighting: str) -> Optional[torch.Tensor]:
@@ -42,7 +41,7 @@ def field_weights(schema: CTRSchema, weighting: str) -> Optional[torch.Tensor]:
     return vocab / vocab.sum()
 
 
-def build_search_model(schema: CTRSchema, cfg: "IHASConfig") -> nn.Module:
+def build_search_model(schema: CTRSchema, cfg: IHASConfig) -> nn.Module:
     torch.manual_seed(cfg.search.seed)
     model = build_ctr_model(schema, cfg.model)
     if not isinstance(getattr(model, "embedding", None), FieldEmbedding):
@@ -53,7 +52,7 @@ def build_search_model(schema: CTRSchema, cfg: "IHASConfig") -> nn.Module:
 
 
 class SearchTrainer(CTRTrainer):
-    def __init__(self, model: nn.Module, data: CTRData, cfg: "IHASConfig", evaluator, run_dir, log) -> None:
+    def __init__(self, model: nn.Module, data: CTRData, cfg: IHASConfig, evaluator, run_dir, log) -> None:
         train_batches = TrainBatches(data.train, cfg.search.batch_size, cfg.search.seed)
         super().__init__(model, train_batches, evaluator, cfg.search, run_dir, log=log,
                          hooks=SearchHooks(model, data.valid, cfg.eval_batch_size,
@@ -139,7 +138,7 @@ def masked_tokens(model: nn.Module, table: CTRTable, batch_size: int) -> Iterato
             yield emb.deterministic(cat.to(device), num.to(device))[1].flatten(1).cpu()
 
 
-def run_search(cfg: "IHASConfig", data: CTRData, run_dir, log, resume: bool = False) -> Tuple[nn.Module, Dict]:
+def run_search(cfg: IHASConfig, data: CTRData, run_dir, log, resume: bool = False) -> Tuple[nn.Module, Dict]:
     model = build_search_model(data.schema, cfg)
     evaluator = CTREvaluator(data, cfg.eval_batch_size)
     trainer = SearchTrainer(model, data, cfg, evaluator, run_dir, log)
