@@ -8,6 +8,7 @@ from pathlib import Path
 from recarch.reproduce.stats import welch_t_test
 from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
+from render_fuzz import fuzz_section
 from render_ihas import ihas_section, widths_section
 from render_sota import peer_section, sota_table
 
@@ -211,6 +212,8 @@ def main() -> int:
         lines += ["## Embedding track: the fixed-width frontier (`benchmarks/bench_emb_widths.py`)", ""]
         for path in widths:
             lines += widths_section(json.loads(path.read_text()))
+    if (HERE / "results" / "fuzz.json").exists():
+        lines += fuzz_section(json.loads((HERE / "results" / "fuzz.json").read_text()))
     text = "\n".join(lines)
     tmp = ROOT / "BENCHMARKS.md.tmp"
     tmp.write_text(text)

@@ -5,10 +5,19 @@ bad rows are counted, dropped, and reported once as a warning with the first few
 """
 from __future__ import annotations
 
+import gzip
 import warnings
+import zlib
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
+
+
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)  # what a gzip file cut short or corrupted raises
+
+
+def broken_gzip(file: str, err: BaseException) -> "DataFormatError":
+    return DataFormatError(file, None, "file", "a complete gzip file", f"one cut short or corrupt ({err})")
 
 
 class DataFormatError(ValueError):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import suggest
-from .errors import BadRowCounter, DataFormatError
+from .errors import GZIP_ERRORS, BadRowCounter, DataFormatError, broken_gzip
 
 PathLike = Union[str, Path]
 
@@ -35,10 +35,20 @@ ML100K_GENRES = (
 
 # ---- shared text machinery --------------------------------------------------------------------
 def read_bytes(path: PathLike) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic number."""
+    """The file's bytes, gunzipped when it starts with the gzip magic number; a text file holds no NUL
+    byte (a UTF-16 or binary file would: its ids would be cut at the NUL)."""
     with open(path, "rb") as fh:
         raw = fh.read()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except GZIP_ERRORS as err:
+            raise broken_gzip(str(path), err) from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataFormatError(str(path), raw.count(b"\n", 0, nul) + 1, "line", "UTF-8 text",
+                              "a NUL byte (a UTF-16 or binary file? save it as UTF-8)")
+    return raw
 
 
 def _require_rows(raw: bytes, file: str) -> None:

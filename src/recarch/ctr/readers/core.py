@@ -16,7 +16,7 @@ from typing import IO, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from ...data.errors import BadRowCounter, DataFormatError
+from ...data.errors import GZIP_ERRORS, BadRowCounter, DataFormatError, broken_gzip
 
 PathLike = Union[str, Path]
 DEFAULT_CHUNKSIZE = 200_000
@@ -69,7 +69,13 @@ def _open_binary(path: PathLike) -> Iterator[Tuple[IO[bytes], IO[bytes]]]:
     try:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
-        yield (gzip.GzipFile(fileobj=raw) if gz else raw), raw
+        if not gz:
+            yield raw, raw
+            return
+        try:
+            yield gzip.GzipFile(fileobj=raw), raw
+        except GZIP_ERRORS as err:
+            raise broken_gzip(str(path), err) from None
     finally:
         raw.close()
 

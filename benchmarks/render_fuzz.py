@@ -1,0 +1,28 @@
+"""BENCHMARKS.md's section on bad inputs (``results/fuzz.json``, ``bench_fuzz.py``)."""
+from __future__ import annotations
+
+from typing import List
+
+from render_common import machine_line
+
+OUTCOMES = ("same", "parsed", "named", "crash", "partial")
+
+
+def fuzz_section(r: dict) -> List[str]:
+    t = r["totals"]
+    out = ["## Bad inputs (`benchmarks/bench_fuzz.py`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], 'per case')}", "",
+           f"**{t['tried']:,} inputs tried, {t.get('named', 0):,} named errors, {t.get('crash', 0)} crashes, "
+           f"{t.get('partial', 0)} partial outputs** ({t.get('same', 0):,} files with the clean content read to "
+           f"the clean arrays, {t.get('parsed', 0):,} broken files still readable, e.g. cut at a line end). "
+           "A named error is a ValueError (the command line's exit 2) whose message names the file; a crash is "
+           "any other exception, an error that does not name the file, or a clean-content file read differently; "
+           "a partial output is a cache entry left by a failed CTR read.", "",
+           "| reader | cases | " + " | ".join(OUTCOMES) + " |", "|---|---|" + "---|" * len(OUTCOMES)]
+    for reader, per_mutation in r["counts"].items():
+        tally = {k: sum(m.get(k, 0) for m in per_mutation.values()) for k in OUTCOMES}
+        out.append(f"| {reader} | {sum(tally.values()):,} | " + " | ".join(f"{tally[k]:,}" for k in OUTCOMES) + " |")
+    out.append("")
+    for f in r["failures"][:20]:
+        out.append(f"- {f['outcome']}: {f['reader']} / {f['mutation']} (seed {f['seed']}): {f['detail']}")
+    return out + ([""] if r["failures"] else [])
