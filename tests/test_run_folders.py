@@ -96,3 +96,27 @@ def test_list_values_spread_over_indexed_columns(tmp_path):
 
     write_csv_atomic(tmp_path / "m.csv", [{"epoch": 1, "alpha": [0.25, 0.75]}, {"epoch": 2, "alpha": [0.5, 0.5], "tau": 0.9}])
     assert (tmp_path / "m.csv").read_text() == "epoch,alpha[0],alpha[1],tau\n1,0.25,0.75,\n2,0.5,0.5,0.9\n"
+
+
+@needs_data
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_beginning(tmp_path, monkeypatch):
+    from recarch.train import Trainer
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, epoch):
+        raise Killed
+
+    args = ["--data-dir", str(DATA), "train", "--dataset", "ml-100k", *SEQ, "--set", "train.epochs=2"]
+    assert main(args + ["--out-dir", str(tmp_path / "whole")]) == 0
+    real = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
+    with pytest.raises(Killed):
+        main(args + ["--out-dir", str(tmp_path / "cut")])
+    monkeypatch.setattr(Trainer, "train_epoch", real)
+    (cut,) = list((tmp_path / "cut").iterdir())
+    assert not (cut / "checkpoints" / "last.pt").exists()
+    assert main(["--data-dir", str(DATA), "train", "--resume", str(cut)]) == 0
+    (whole,) = list((tmp_path / "whole").iterdir())
+    assert json.loads((cut / "metrics.json").read_text())["test"] == json.loads((whole / "metrics.json").read_text())["test"]

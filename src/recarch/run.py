@@ -174,6 +174,8 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     inherited supernet weights. Under ``torchrun`` every rank trains its shard; rank 0 writes."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
+    # a run stopped before its first checkpoint starts again from the beginning in its folder
+    resume = resume and (Path(run_dir) / "checkpoints" / "last.pt").exists()
     start = time.perf_counter()
     data = load_dataset(cfg, data_dir)
     loaded = time.perf_counter() - start

@@ -137,6 +137,7 @@ def train_ctr(cfg: CTRRunConfig, data_dir: Optional[str] = None, run_dir: Option
     ``data``: the already loaded data of ``cfg.data`` (saves reading it again)."""
     dist = distributed.from_env(cfg.train.device)
     cfg = replace(cfg, train=replace(cfg.train, device=dist.device(cfg.train.device)))
+    resume = resume and (Path(run_dir) / "checkpoints" / "last.pt").exists()  # else it starts again
     start, loaded_here = time.perf_counter(), data is None
     if data is None:
         data = load_data(cfg, data_dir)

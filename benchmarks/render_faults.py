@@ -1,4 +1,5 @@
-"""BENCHMARKS.md's section on bad inputs (``results/fuzz.json``, ``bench_fuzz.py``)."""
+"""BENCHMARKS.md's sections on bad inputs (``results/fuzz.json``, ``bench_fuzz.py``) and on runs killed
+at random moments (``results/kill.json``, ``bench_kill.py``)."""
 from __future__ import annotations
 
 from typing import List
@@ -26,3 +27,19 @@ def fuzz_section(r: dict) -> List[str]:
     for f in r["failures"][:20]:
         out.append(f"- {f['outcome']}: {f['reader']} / {f['mutation']} (seed {f['seed']}): {f['detail']}")
     return out + ([""] if r["failures"] else [])
+
+
+def kill_section(r: dict) -> List[str]:
+    out = ["## Killed at any moment (`benchmarks/bench_kill.py`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
+           "Each run is killed with SIGKILL at a uniform moment of its uninterrupted wall time, then resumed with "
+           "`--resume` (and killed again, as the command says) until it finishes; *equal* counts resumed runs whose "
+           "results file (times and paths left out) equals the uninterrupted run's exactly. Every checkpoint left "
+           "by a kill is loaded. `recarch ctr search` has no `--resume` yet.", "",
+           "| command | uninterrupted s | runs | kills | killed before the run folder | equal | different | "
+           "unreadable checkpoints |", "|---|---|---|---|---|---|---|---|"]
+    for name, c in r["commands"].items():
+        out.append(f"| `recarch {name.replace('-', ' ')}` | {c['reference_seconds']:.0f} | {c['runs']} | {c['kills']} | "
+                   f"{c['killed_before_the_folder']} | {c['resumed_equal']} | {c['resumed_different']} | "
+                   f"{len(c['unreadable_checkpoints'])} |")
+    return out + [""]
