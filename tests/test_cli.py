@@ -102,7 +102,7 @@ def test_export_serves_the_models_top_k(tmp_path, model):
     assert main(["--data-dir", str(DATA), "train", "--dataset", "ml-100k", "--out-dir", str(tmp_path), *SMALL,
                  "--set", "train.epochs=1", "--set", "cost.enabled=false", *sets]) == 0
     (run_dir,) = list(tmp_path.iterdir())
-    assert main(["--data-dir", str(DATA), "export", str(run_dir), "--k", "7"]) == 0
+    assert main(["--data-dir", str(DATA), "export", str(run_dir), "--k", "7", "--onnx"]) == 0
     program = load_program(run_dir / "export").module()
     cfg, data, model = run.load_run(run_dir, str(DATA))
     seq = torch.from_numpy(run.make_evaluator(cfg, data).inputs("test")[:300])
@@ -111,3 +111,8 @@ def test_export_serves_the_models_top_k(tmp_path, model):
     expected[:, 0] = float("-inf")
     assert items.shape == (300, 7) and torch.equal(items, expected.topk(7).indices)
     assert torch.allclose(scores, expected.topk(7).values, atol=1e-5)
+    # the same in onnxruntime, from model.onnx
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"))
+    onnx_scores, onnx_items = session.run(None, {session.get_inputs()[0].name: seq.numpy()})
+    assert (onnx_items == items.numpy()).all() and abs(onnx_scores - scores.detach().numpy()).max() < 1e-5

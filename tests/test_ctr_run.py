@@ -102,11 +102,15 @@ def test_export_serves_the_same_probabilities(tmp_path):
     assert main(["--data-dir", str(DATA), "ctr", "train", "--model", "autoint", "--dataset", "frappe",
                  "--out-dir", str(tmp_path), *SMALL, "--set", "train.epochs=1", "--set", "cost.enabled=false"]) == 0
     (run_dir,) = list(tmp_path.iterdir())
-    assert main(["--data-dir", str(DATA), "ctr", "export", str(run_dir)]) == 0
+    assert main(["--data-dir", str(DATA), "ctr", "export", str(run_dir), "--onnx"]) == 0
     program = load_program(run_dir / "export").module()
     cfg, data, model = load_ctr_run(run_dir, str(DATA))
     cat, num = (torch.from_numpy(np.array(a[:500])) for a in (data.test.cat, data.test.num))
     assert torch.allclose(program(cat, num), torch.sigmoid(model(cat, num)), atol=1e-6)
+    ort = pytest.importorskip("onnxruntime")  # and from model.onnx in onnxruntime
+    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"))
+    (prob,) = session.run(None, dict(zip([i.name for i in session.get_inputs()], (cat.numpy(), num.numpy()))))
+    assert abs(prob - program(cat, num).detach().numpy()).max() < 1e-5
     from safetensors.torch import load_file
 
     assert set(load_file(run_dir / "export" / "model.safetensors")) == set(model.state_dict())

@@ -21,7 +21,7 @@ TINY = ["model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "s
 
 @pytest.mark.parametrize("tables,distill", [("per_group", 0.0), ("shared", 0.5)])
 def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys, tables, distill):
-    tiny = TINY + [f"tables={tables}", f"distill={distill}"]
+    tiny = TINY + [f"tables={tables}", f"distill={distill}", "export_onnx=true"]
     args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
             "--out-dir", str(tmp_path)]
     assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
@@ -68,6 +68,11 @@ def test_cli_runs_all_stages_and_the_exported_ensemble_reloads(tmp_path, capsys,
     cat, num = torch.tensor(data.test.cat[:3000]), torch.tensor(data.test.num[:3000])
     with torch.no_grad():
         assert torch.allclose(program(cat, num), torch.sigmoid(ensemble(cat, num)), atol=1e-6)
+        expected = program(cat, num).numpy()
+    ort = pytest.importorskip("onnxruntime")  # and from model.onnx in onnxruntime
+    session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"))
+    (prob,) = session.run(None, dict(zip([i.name for i in session.get_inputs()], (cat.numpy(), num.numpy()))))
+    assert abs(prob - expected).max() < 1e-5
 
 
 class Interrupted(Exception):

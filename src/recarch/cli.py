@@ -89,8 +89,8 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from recarch.export import export_run
 
-    out = export_run(Path(args.run_dir), args.k, args.out and Path(args.out), args.data_dir)
-    print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
+    out = export_run(Path(args.run_dir), args.k, args.out and Path(args.out), args.data_dir, args.onnx)
+    print(f"exported to {out} (model.safetensors, config.json, program.pt2{', model.onnx' if args.onnx else ''})")
     return 0
 
 
@@ -153,8 +153,8 @@ def _ctr_evaluate(args) -> int:
 def _ctr_export(args) -> int:
     from recarch.export import export_ctr_run
 
-    out = export_ctr_run(Path(args.run_dir), args.out and Path(args.out), args.data_dir)
-    print(f"exported to {out} (model.safetensors, config.json, program.pt2)")
+    out = export_ctr_run(Path(args.run_dir), args.out and Path(args.out), args.data_dir, args.onnx)
+    print(f"exported to {out} (model.safetensors, config.json, program.pt2{', model.onnx' if args.onnx else ''})")
     return 0
 
 
@@ -235,6 +235,7 @@ def ctr_parser(sub) -> None:
     x = csub.add_parser("export", help="safetensors weights + a torch.export click-probability program")
     x.add_argument("run_dir")
     x.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    x.add_argument("--onnx", action="store_true", help="also write model.onnx (needs recarch[onnx])")
     x.set_defaults(func=_ctr_export)
     csub.add_parser("datasets", help="list CTR datasets, present or not").set_defaults(func=_ctr_datasets)
     csub.add_parser("models", help="list CTR models").set_defaults(func=_ctr_models)
@@ -284,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("run_dir")
     x.add_argument("--k", type=int, default=10, help="items returned per history")
     x.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    x.add_argument("--onnx", action="store_true", help="also write model.onnx (needs recarch[onnx])")
     x.set_defaults(func=_export)
 
     sub.add_parser("datasets", help="list registered datasets, present or not").set_defaults(func=_datasets)

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from recarch.config import ConfigError
+
 
 class TopKItems(nn.Module):
     """Sequential serving: (B, N) left-padded histories → (scores (B, k), item ids (B, k))."""
@@ -40,8 +42,19 @@ class ClickProbability(nn.Module):
         return torch.sigmoid(self.model(cat, num))
 
 
-def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path, config: Dict[str, Any]) -> Path:
-    """Write ``model.safetensors`` (the wrapped model's weights), ``config.json`` and ``program.pt2``."""
+def save_onnx(program: torch.export.ExportedProgram, path: Path) -> None:
+    """The exported program as ONNX (opset of torch's exporter; the batch dimension stays dynamic)."""
+    try:
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError:
+        raise ConfigError("--onnx needs onnx and onnxscript: pip install 'recarch[onnx]'") from None
+    torch.onnx.export(program, dynamo=True, verbose=False).save(str(path))
+
+
+def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path, config: Dict[str, Any],
+           onnx: bool = False) -> Path:
+    """Write ``model.safetensors`` (the wrapped model's weights), ``config.json``, ``program.pt2`` and,
+    with ``onnx``, ``model.onnx`` (for onnxruntime and the serving stacks that load ONNX)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     serving.eval()
@@ -54,6 +67,8 @@ def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path,
         save_file(_untie(state), str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         torch.export.save(program, str(tmp / "program.pt2"))
+        if onnx:
+            save_onnx(program, tmp / "model.onnx")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.replace(out_dir)
@@ -63,7 +78,8 @@ def export(serving: nn.Module, example: Tuple[torch.Tensor, ...], out_dir: Path,
     return out_dir
 
 
-def export_run(run_dir: Path, k: int = 10, out_dir: Optional[Path] = None, data_dir: Optional[str] = None) -> Path:
+def export_run(run_dir: Path, k: int = 10, out_dir: Optional[Path] = None, data_dir: Optional[str] = None,
+               onnx: bool = False) -> Path:
     """Export a finished sequential run's best model as a top-``k`` server (default: ``run_dir/export``)."""
     from recarch import run
 
@@ -71,10 +87,11 @@ def export_run(run_dir: Path, k: int = 10, out_dir: Optional[Path] = None, data_
     example = (torch.ones((2, cfg.model.max_len), dtype=torch.long),)
     return export(TopKItems(model, k), example, Path(out_dir or Path(run_dir) / "export"),
                   {"kind": "sequential", "model": cfg.model.__dict__, "k": k,
-                   "input": "item ids (B, max_len), left-padded with 0, ids as in the run's items.tsv"})
+                   "input": "item ids (B, max_len), left-padded with 0, ids as in the run's items.tsv"}, onnx)
 
 
-def export_ctr_run(run_dir: Path, out_dir: Optional[Path] = None, data_dir: Optional[str] = None) -> Path:
+def export_ctr_run(run_dir: Path, out_dir: Optional[Path] = None, data_dir: Optional[str] = None,
+                   onnx: bool = False) -> Path:
     """Export a finished CTR run's best model as a click-probability server (default: ``run_dir/export``)."""
     import numpy as np
 
@@ -86,7 +103,7 @@ def export_ctr_run(run_dir: Path, out_dir: Optional[Path] = None, data_dir: Opti
                torch.from_numpy(np.array(data.test.num[:2], dtype=np.float32)))
     return export(ClickProbability(model), example, Path(out_dir or Path(run_dir) / "export"),
                   {"kind": "ctr", "model": to_dict(cfg.model), "schema": data.schema.__dict__,
-                   "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
+                   "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"}, onnx)
 
 
 def _untie(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

@@ -51,6 +51,7 @@ class IHASConfig:
     baselines: bool = True  # also train the full-dimension, the AutoDim-like and the uniform models
     distill: float = 0.0  # α: retrain against (1 − α)·label + α·the full-dimension model's probability
     eval_batch_size: int = 8192
+    export_onnx: bool = False  # export/ also holds model.onnx (needs recarch[onnx])
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
 

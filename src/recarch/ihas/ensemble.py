@@ -118,12 +118,13 @@ class IHASEnsemble(nn.Module):
         checkpoint.save_atomic({"model": self.state_dict()}, folder / "ensemble.pt")
         write_json_atomic(folder / "ensemble.json", self.config())
 
-    def export_program(self, folder: Path, example: Tuple[torch.Tensor, torch.Tensor]) -> Path:
+    def export_program(self, folder: Path, example: Tuple[torch.Tensor, torch.Tensor], onnx: bool = False) -> Path:
         """The ensemble as one ``torch.export`` serving program (click probability for any batch size),
-        with its weights as safetensors and its config (``recarch.export``); ``example``: 2 (cat, num) rows."""
+        with its weights as safetensors and its config (``recarch.export``); ``example``: 2 (cat, num) rows;
+        ``onnx``: also as ``model.onnx``."""
         return export(ClickProbability(self), example, folder,
                       {"kind": "ihas", "ensemble": self.config(),
-                       "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"})
+                       "input": "cat (B, F) field-local ids (0 = missing/rare), num (B, D) log(1+x) features"}, onnx)
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "IHASEnsemble":

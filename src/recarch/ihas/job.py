@@ -224,7 +224,7 @@ def _run_ihas(cfg: IHASConfig, data: CTRData, run_dir: Path, log: RunLog, resume
             group_fits.append(fit)
     ensemble.eval()
     ensemble.save(run_dir / "ensemble")
-    ensemble.export_program(run_dir / "export", next(batches(data.test, 2))[:2])
+    ensemble.export_program(run_dir / "export", next(batches(data.test, 2))[:2], cfg.export_onnx)
     timings["retrain"] = time.perf_counter() - start
 
     methods: Dict[str, Dict[str, Any]] = {}
