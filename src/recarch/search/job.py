@@ -20,10 +20,10 @@ from recarch import config as cfglib
 from recarch import run
 from recarch.data.batching import TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
-from recarch.run_status import open_run, recorded
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
 from recarch.registry import suggest
+from recarch.run_status import open_run, recorded
 from recarch.search import STRATEGIES
 from recarch.search.derive import fitting_paths, most_probable
 from recarch.search.easrec import ArchitectConfig, ValidationStream

@@ -15,15 +15,13 @@ each path fits the next item.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Sequence, Tuple
+from typing import Dict, List, Literal, Sequence
 
 import torch
 
 from recarch.config import ConfigError
-from recarch.search.supernet import EASRecSupernet
+from recarch.search.supernet import EASRecSupernet, SubnetPath
 from recarch.train import Trainer
-
-Path = Tuple[int, int]  # (candidate k, depth L)
 
 
 @dataclass
@@ -36,7 +34,7 @@ class SupernetTrainingConfig:
             raise ConfigError(f"supernet.random_paths must be ≥ 0, got {self.random_paths}")
 
 
-def path_name(net: EASRecSupernet, path: Path) -> str:
+def path_name(net: EASRecSupernet, path: SubnetPath) -> str:
     """A path in the user's terms: 'width 32, FFN 32, 1 layer(s)'."""
     (d, f), depth = net.widths[path[0]], path[1]
     return f"width {d}, FFN {f}, {depth} layer(s)"
@@ -47,12 +45,12 @@ class SandwichTrainer(Trainer):
     first. The best epoch is the one whose mean validation score over the smallest and the largest
     path is highest (both scores go into the history)."""
 
-    def __init__(self, net: EASRecSupernet, *args, paths: Sequence[Path], random_paths: int, **kwargs) -> None:
+    def __init__(self, net: EASRecSupernet, *args, paths: Sequence[SubnetPath], random_paths: int, **kwargs) -> None:
         super().__init__(net, *args, **kwargs)
         self.paths, self.random_paths = list(paths), random_paths
         self.ends = [self.paths[-1], self.paths[0]] if len(self.paths) > 1 else self.paths
 
-    def step_paths(self) -> List[Path]:
+    def step_paths(self) -> List[SubnetPath]:
         """The largest, the smallest and ``random_paths`` uniform draws (on the trainer's checkpointed
         generator, so that a resumed run draws what the uninterrupted one drew)."""
         drawn = torch.randint(len(self.paths), (self.random_paths,), generator=self.sampler).tolist()
@@ -72,10 +70,10 @@ class SandwichTrainer(Trainer):
             with self.model.on_path(*path):
                 rows.append(super().validate(stats))
             stats[f"valid_{self.cfg.valid_metric} ({path_name(self.model, path)})"] = rows[-1][self.cfg.valid_metric]
-        return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0] if isinstance(rows[0][key], float)}
+        return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
 
 
-def score_paths(net: EASRecSupernet, evaluator, paths: Sequence[Path], protocol: str, metric: str) -> Dict[Path, float]:
+def score_paths(net: EASRecSupernet, evaluator, paths: Sequence[SubnetPath], protocol: str, metric: str) -> Dict[SubnetPath, float]:
     """Each path's validation ``metric`` on the supernet's weights (inherited, not retrained)."""
     scores = {}
     for path in paths:

@@ -54,6 +54,9 @@ def candidate_widths(model: SeqModelConfig, space: SearchSpaceConfig) -> List[tu
     return out
 
 
+SubnetPath = Tuple[int, int]  # (candidate k, depth L): one sub-network of the supernet
+
+
 def relax(logits: torch.Tensor, tau: float, kind: str, training: bool) -> torch.Tensor:
     """softmax(logits/τ), or a Gumbel-softmax sample while training (the paper's relaxation)."""
     if kind == "gumbel" and training:
