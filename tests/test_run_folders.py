@@ -120,3 +120,23 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_beginning(tm
     assert main(["--data-dir", str(DATA), "train", "--resume", str(cut)]) == 0
     (whole,) = list((tmp_path / "whole").iterdir())
     assert json.loads((cut / "metrics.json").read_text())["test"] == json.loads((whole / "metrics.json").read_text())["test"]
+
+
+def test_tensorboard_holds_every_epochs_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from recarch.train.scalars import scalars
+
+    assert scalars({"epoch": 1, "loss": 2.5, "alpha": [0.25, 0.75], "chosen": "x", "tau": float("nan")}) == \
+        {"epoch": 1.0, "loss": 2.5, "alpha/0": 0.25, "alpha/1": 0.75}
+    rows = ["user,item,timestamp"] + [f"{u},{10 + (u + i) % 7},{i}" for u in range(1, 9) for i in range(6)]
+    path = _log(tmp_path, "\n".join(rows) + "\n")
+    assert main(["train", "--set", f"data.table.path={path}", "--out-dir", str(tmp_path / "runs"), *SEQ,
+                 "--set", "train.epochs=3", "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("valid_ndcg@10")] == pytest.approx([h["valid_ndcg@10"] for h in history])

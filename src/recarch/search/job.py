@@ -188,7 +188,7 @@ def train_phase(cfg: run.RunConfig, data_dir, folder: Path, echo: bool, resume: 
     return run.train(cfg, data_dir, folder, echo=echo, resume=resume, init_weights=init_weights)
 
 
-IGNORED_TRAIN_KEYS = ("threads", "progress", "device")  # how a run was computed, not what it computed
+IGNORED_TRAIN_KEYS = ("threads", "progress", "device", "tensorboard")  # how a run was computed or logged, not what it computed
 
 
 def check_adoptable(cfg: run.RunConfig, source: Path) -> None:

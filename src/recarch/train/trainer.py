@@ -23,6 +23,7 @@ from recarch.train import checkpoint
 from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
+from recarch.train.scalars import scalar_log
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     device: str = "cpu"  # or "cuda", "cuda:1"
     progress: bool = True
     precise_bn_batches: int = 0  # > 0: BatchNorm statistics recomputed over this many training batches before each validation
+    tensorboard: bool = True  # every epoch's scalars in run_dir/tensorboard/ when tensorboard is installed
 
     def validate(self) -> None:
         if self.precise_bn_batches < 0:
@@ -128,6 +130,7 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
                             "history": [], "step": 0, "train_seconds": 0.0}
+        self.scalars = scalar_log(self.run_dir, cfg.tensorboard and dist.is_main)
 
     # ---- one step -------------------------------------------------------------------------------
     def loss(self, seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -244,10 +247,14 @@ class Trainer:
             self.save("last.pt")
             if self.run_dir is not None and self.dist.is_main:  # every epoch's scalars, for a spreadsheet or a plot
                 write_csv_atomic(self.run_dir / "metrics.csv", self.state["history"])
+                if self.scalars is not None:
+                    self.scalars.write(epoch, self.state["history"][-1])
             self.log(f"epoch {epoch}: loss {stats['loss']:.4f}, {stats[self.rate_key]:.0f} {self.rate_unit}, "
                      f"valid {protocol} {metric} {score:.4f}{' *' if improved else ''}")
             if self.stopped():
                 self.log("early stop: " + (self.hooks.stop_reason() or f"no better {metric} for {self.cfg.patience} epochs"))
+        if self.scalars is not None:
+            self.scalars.close()
         return {k: self.state[k] for k in ("best_score", "best_epoch", "epoch", "history", "train_seconds")}
 
     def stopped(self) -> bool:
