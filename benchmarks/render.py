@@ -10,7 +10,7 @@ from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
 from render_faults import fuzz_section, kill_section
 from render_ihas import ihas_section, widths_section
-from render_sota import peer_section, sota_table
+from render_sota import peer_section, precision_section, sota_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -175,6 +175,8 @@ def main() -> int:
     peer = sorted((HERE / "results").glob("peer-rectools-*.json"))
     for path in peer:
         lines += peer_section(json.loads(path.read_text()))
+    for path in sorted((HERE / "results").glob("precision-*.json")):
+        lines += precision_section(json.loads(path.read_text()))
     lines += ["## Sequential core (`make bench-seq`)", ""]
     for path in sorted((HERE / "results").glob("seq-*.json")):
         if path.name.endswith(".partial.json"):

@@ -70,3 +70,19 @@ def peer_section(r: dict) -> list:
             f"| test NDCG@10 / Recall@10 | {c['test_ndcg@10']['ours']:.4f} / {c['test_recall@10']['ours']:.4f} | "
             f"{c['test_ndcg@10']['rectools']:.4f} / {c['test_recall@10']['rectools']:.4f} |", "",
             f"Time to RecTools's best: {fmt(c['time_ratio'], 3)} of RecTools's.", ""]
+
+
+def precision_section(r: dict) -> list:
+    runs = r["runs"]
+    capped = all(row["stopped_by"] == "cap" for row in runs.values())
+    out = [f"## Mixed precision on {r['dataset']} (`benchmarks/bench_precision.py`)", "",
+           f"`{r['command']}`: fp32 and `train.precision: bf16` (the encoder's forward under bfloat16 autocast, "
+           f"loss and weights in fp32) trained side by side, one thread each, seed {r['seed']}, recipe "
+           f"{', '.join(r['recipe'])}, {r['epochs']} epochs"
+           + (" (**capped**: an equal-epoch comparison, not converged accuracy)" if capped else "")
+           + f". Commit `{short_commit(r['machine'].get('git_commit'))}`.", "",
+           "| precision | seconds per epoch | best epoch | test NDCG@10 / Recall@10 | stopped by |", "|---|---|---|---|---|"]
+    for name, row in runs.items():
+        out.append(f"| {name} | {row['seconds_per_epoch']:.1f} | {row['best_epoch']} | {row['test_full_ndcg@10']:.4f} / "
+                   f"{row['test_full_recall@10']:.4f} | {row['stopped_by']} |")
+    return out + ["", f"bf16 runs at {r['bf16_speedup']:.2f}× fp32's speed per epoch.", ""]

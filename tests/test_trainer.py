@@ -118,3 +118,16 @@ def test_negative_weight_decay_is_refused():
 
     with pytest.raises(ConfigError, match="embedding_weight_decay"):
         TrainConfig(embedding_weight_decay=-1.0).validate()
+
+
+def test_bf16_trains_the_encoder_in_bfloat16_and_keeps_fp32_weights(tmp_path):
+    trainer, model, _ = make(tmp_path / "fp32", epochs=1)
+    seq, target = next(iter(trainer.batches.epoch(1)))
+    model.eval()  # no dropout: the two precisions see the same network
+    exact = float(trainer.loss(seq, target).detach())
+    trainer.cfg.precision = "bf16"
+    low = trainer.loss(seq, target)
+    assert low.dtype == torch.float32 and float(low.detach()) != exact  # computed differently ...
+    assert float(low.detach()) == pytest.approx(exact, rel=0.02)  # ... to bfloat16's precision
+    low.backward()
+    assert all(p.dtype == torch.float32 and p.grad is not None for p in model.parameters() if p.requires_grad)

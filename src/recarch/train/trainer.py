@@ -57,6 +57,9 @@ class TrainConfig:
     progress: bool = True
     precise_bn_batches: int = 0  # > 0: BatchNorm statistics recomputed over this many training batches before each validation
     tensorboard: bool = True  # every epoch's scalars in run_dir/tensorboard/ when tensorboard is installed
+    # bf16: the encoder's forward under autocast (bfloat16 matmuls on CPU and CUDA), the loss and the
+    # weights in fp32
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def validate(self) -> None:
         if self.precise_bn_batches < 0:
@@ -146,7 +149,9 @@ class Trainer:
         seq, target = self.dist.shard(seq), self.dist.shard(target)
         if len(seq) == 0:
             return torch.zeros((), device=self.device, requires_grad=True)
-        hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
+        hidden = hidden.float()
         items = self.model.item_embeddings()
         if self.cfg.loss == "full_ce":
             loss = full_ce(*select_targets(hidden, target), items, reduction="sum")
