@@ -6,10 +6,9 @@ like a finished one.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator
 
 import yaml
 
@@ -27,11 +26,6 @@ def open_run(run_dir: Path, config: Dict[str, Any]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return run_dir
-
-
-def read_status(run_dir: Path) -> Optional[Dict[str, Any]]:
-    path = Path(run_dir) / STATUS
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 @contextmanager

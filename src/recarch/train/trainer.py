@@ -23,8 +23,8 @@ from recarch.train import checkpoint
 from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
-from recarch.train.scalars import scalar_log
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
+from recarch.train.scalars import scalar_log
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
@@ -57,8 +57,8 @@ class TrainConfig:
     progress: bool = True
     precise_bn_batches: int = 0  # > 0: BatchNorm statistics recomputed over this many training batches before each validation
     tensorboard: bool = True  # every epoch's scalars in run_dir/tensorboard/ when tensorboard is installed
-    # bf16: the encoder's forward under autocast (bfloat16 matmuls on CPU and CUDA), the loss and the
-    # weights in fp32
+    # bf16: the sequential encoder's forward under autocast (bfloat16 matmuls on CPU and CUDA), the loss
+    # and the weights in fp32 (the CTR trainers compute in fp32 either way)
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def validate(self) -> None:
