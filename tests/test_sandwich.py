@@ -93,7 +93,8 @@ def test_oneshot_search_derives_the_best_scoring_path_within_the_budget(tmp_path
     search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
     arch = json.loads((tmp_path / "s" / "arch.json").read_text())
     fits = [s for s in arch["path_scores"] if arch["layer_flops"][s["candidate"]] * s["depth"] <= 0.6 * 2 * max(arch["layer_flops"])]
-    assert len(fits) == len(arch["path_scores"]) >= 2  # only the paths within the budget are scored
+    assert len(arch["path_scores"]) == 4 and 2 <= len(fits) < 4  # every path scored, the budget's best derived
+    assert [s["within_budget"] for s in arch["path_scores"]] == [s in fits for s in arch["path_scores"]]
     best = max(fits, key=lambda s: s["score"])
     assert (arch["candidate"], arch["depth"]) == (best["candidate"], best["depth"])
     assert "valid_ndcg@10 (width 16, FFN 32, 2 layer(s))" in json.loads((tmp_path / "s" / "search" / "trajectory.json").read_text())[0]

@@ -268,11 +268,12 @@ def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resu
         limit = cfg.budget_flops * max(layer_flops) * cfg.model.n_layers if cfg.budget_flops else None
         fits = fitting_paths(layer_flops, cfg.model.n_layers, limit)
     scores = None
-    if cfg.derive_by == "validation":
+    if cfg.derive_by == "validation":  # every path scored (the front a user reads), the best that fits derived
         protocol, metric = cfg.train.valid_protocol, cfg.train.valid_metric
-        scores = score_paths(net, evaluator, fits, protocol, metric)
+        scores = score_paths(net, evaluator, fitting_paths(layer_flops, cfg.model.n_layers, None), protocol, metric)
         for path, score in scores.items():
-            log(f"{path_name(net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights")
+            log(f"{path_name(net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights"
+                + ("" if path in fits else " (over the budget)"))
         k, depth = max(fits, key=scores.get)
     else:
         k, depth = most_probable(net.alpha, net.beta, fits)
@@ -285,8 +286,8 @@ def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resu
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
             "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(), "derive_by": cfg.derive_by,
             "path_scores": None if scores is None else [
-                {"candidate": k_, "depth": d_, "width": net.widths[k_][0], "ffn": net.widths[k_][1], "score": s_}
-                for (k_, d_), s_ in scores.items()],
+                {"candidate": k_, "depth": d_, "width": net.widths[k_][0], "ffn": net.widths[k_][1], "score": s_,
+                 "within_budget": (k_, d_) in fits} for (k_, d_), s_ in scores.items()],
             "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
     if dist.is_main:
         write_json_atomic(run_dir / "arch.json", arch)
