@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 
 from recarch import config as cfglib
 from recarch.cost import machine_info
@@ -55,7 +54,8 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
         cfg = replace(cfg, baseline_run=str(source.resolve()))
     run_dir = HERE / ".work" / "easrec" / f"{dataset}-{tag}"
     resume = args.reuse and (run_dir / "config.yaml").exists()
-    if resume and yaml.safe_load((run_dir / "config.yaml").read_text()) != cfglib.to_dict(cfg):
+    # keys added to the config since the run started read as their defaults
+    if resume and cfglib.to_dict(load_search_config([run_dir / "config.yaml"])) != cfglib.to_dict(cfg):
         raise SystemExit(f"{run_dir} holds a run with other settings; remove it or drop --reuse")
     if resume and (run_dir / "summary.json").exists():  # a finished run of an earlier invocation
         summary = json.loads((run_dir / "summary.json").read_text())
