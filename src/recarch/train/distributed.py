@@ -22,6 +22,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    grouped: bool = False  # in a process group: reductions go through it (one process under torchrun too)
 
     @property
     def is_main(self) -> bool:
@@ -36,14 +37,14 @@ class Dist:
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """Sum over ranks (a copy; the input is untouched)."""
-        if self.world == 1:
+        if not self.grouped:
             return value
         out = value.detach().clone()
         dist.all_reduce(out)
         return out
 
     def sum_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
-        if self.world == 1:
+        if not self.grouped:
             return
         for p in params:
             if p.grad is None:  # a parameter unused on this rank still joins the reduction
@@ -64,10 +65,10 @@ class Dist:
 
 
 def from_env(device: str = "cpu") -> Dist:
-    """Join the process group ``torchrun`` describes in the environment; a plain run is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    """Join the process group ``torchrun`` describes in the environment (one process under torchrun
+    too: its reductions then run through NCCL or gloo, as a larger job's would); a plain run is rank 0 of 1."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Dist()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), grouped=True)
