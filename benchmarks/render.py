@@ -8,7 +8,7 @@ from pathlib import Path
 from recarch.reproduce.stats import welch_t_test
 from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
-from render_faults import fuzz_section, kill_section
+from render_faults import fuzz_section, gpu_check_section, kill_section
 from render_ihas import ihas_section, widths_section
 from render_sota import peer_section, precision_section, sota_table
 
@@ -218,6 +218,8 @@ def main() -> int:
         lines += fuzz_section(json.loads((HERE / "results" / "fuzz.json").read_text()))
     if (HERE / "results" / "kill.json").exists():
         lines += kill_section(json.loads((HERE / "results" / "kill.json").read_text()))
+    for path in sorted((HERE / "results").glob("gpu-check-*.json")):
+        lines += gpu_check_section(json.loads(path.read_text()))
     text = "\n".join(lines)
     tmp = ROOT / "BENCHMARKS.md.tmp"
     tmp.write_text(text)

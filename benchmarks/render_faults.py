@@ -43,3 +43,16 @@ def kill_section(r: dict) -> List[str]:
                    f"{c['killed_before_the_folder']} | {c['resumed_equal']} | {c['resumed_different']} | "
                    f"{len(c['unreadable_checkpoints'])} |")
     return out + [""]
+
+
+def gpu_check_section(r: dict) -> List[str]:
+    devices = sorted({d for step in r["steps"].values() for d in step})
+    out = [f"## GPU check on {r['device_name']} (`benchmarks/gpu_check.sh`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], 'per step')} Every step **capped** "
+           f"({r['epochs']} epoch(s)): a check that each step runs and a speed comparison, not accuracy. "
+           f"Process group of the one-process run: {r['process_group']}.", "",
+           "| step | " + " | ".join(devices) + " |", "|---|" + "---|" * len(devices)]
+    for name, by_device in r["steps"].items():
+        unit = "" if name.endswith(" s") else " (s per epoch)"
+        out.append(f"| {name}{unit} | " + " | ".join(f"{by_device[d]:.1f}" if d in by_device else "—" for d in devices) + " |")
+    return out + [""]
