@@ -11,7 +11,7 @@ import json
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 import torch
 import yaml
@@ -28,7 +28,7 @@ from recarch.search import STRATEGIES
 from recarch.search.derive import fitting_paths, most_probable
 from recarch.search.easrec import ArchitectConfig, ValidationStream
 from recarch.search.sandwich import SandwichTrainer, SupernetTrainingConfig, path_name, score_paths
-from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig
+from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, SubnetPath
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
@@ -224,11 +224,24 @@ def adopt_run(cfg: run.RunConfig, source: Path, folder: Path, data_dir) -> None:
     scratch.rename(folder)
 
 
-def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
-    """Phases 1 and 2: train the supernet and its controllers, derive; writes derived.pt and arch.json."""
+@dataclass
+class TrainedSupernet:
+    """Phase 1's outcome: the supernet at its best epoch and what the derive needs to know about it."""
+    net: EASRecSupernet
+    evaluator: Any
+    layer_flops: List[int]
+    layer_ms: Optional[List[float]]
+    fit: Dict[str, Any]
+
+    def encoder_flops_limit(self, fraction: Optional[float]) -> Optional[float]:
+        """``fraction`` of the full encoder's FLOPs (None: no limit)."""
+        return fraction * max(self.layer_flops) * self.net.config.n_layers if fraction else None
+
+
+def train_supernet(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: bool) -> TrainedSupernet:
+    """Phase 1: train the supernet (and the strategy's controllers); the best epoch's weights are kept."""
     base = cfg.run_config(cfg.model)
     evaluator = run.make_evaluator(replace(base, train=cfg.train), data)
-
     log(f"phase 1/4: search ({cfg.strategy})")
     torch.manual_seed(cfg.train.seed)
     strategy = STRATEGIES.get(cfg.strategy)
@@ -259,41 +272,63 @@ def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resu
         write_json_atomic(run_dir / "search" / "trajectory.json", fit["history"])
         if plot_trajectory(fit["history"], run_dir / "search" / "trajectory.png", net.widths):
             log(f"trajectory plot: {run_dir / 'search' / 'trajectory.png'}")
-
     net.path_sampling = False
-    log("phase 2/4: derive")
-    if cfg.budget_ms is not None:
-        fits = fitting_paths(layer_ms, cfg.model.n_layers, cfg.budget_ms)
-    else:
-        limit = cfg.budget_flops * max(layer_flops) * cfg.model.n_layers if cfg.budget_flops else None
-        fits = fitting_paths(layer_flops, cfg.model.n_layers, limit)
-    scores = None
-    if cfg.derive_by == "validation":  # every path scored (the front a user reads), the best that fits derived
-        protocol, metric = cfg.train.valid_protocol, cfg.train.valid_metric
-        scores = score_paths(net, evaluator, fitting_paths(layer_flops, cfg.model.n_layers, None), protocol, metric)
-        for path, score in scores.items():
-            log(f"{path_name(net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights"
-                + ("" if path in fits else " (over the budget)"))
-        k, depth = max(fits, key=scores.get)
-    else:
-        k, depth = most_probable(net.alpha, net.beta, fits)
+    return TrainedSupernet(net, evaluator, layer_flops, layer_ms, fit)
+
+
+def path_scores(cfg: SearchRunConfig, sup: TrainedSupernet, log, fits=None) -> Optional[Dict[SubnetPath, float]]:
+    """derive_by validation: every path's validation score on the supernet's weights (None otherwise);
+    the log marks the paths outside ``fits``."""
+    if cfg.derive_by != "validation":
+        return None
+    protocol, metric = cfg.train.valid_protocol, cfg.train.valid_metric
+    scores = score_paths(sup.net, sup.evaluator, fitting_paths(sup.layer_flops, cfg.model.n_layers, None), protocol, metric)
+    for path, score in scores.items():
+        log(f"{path_name(sup.net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights"
+            + ("" if fits is None or path in fits else " (over the budget)"))
+    return scores
+
+
+def pick(sup: TrainedSupernet, fits, scores: Optional[Dict[SubnetPath, float]]) -> SubnetPath:
+    """The path derived among ``fits``: the best score (derive_by validation) or the most probable."""
+    return max(fits, key=scores.get) if scores is not None else most_probable(sup.net.alpha, sup.net.beta, fits)
+
+
+def write_derived(cfg: SearchRunConfig, sup: TrainedSupernet, path: SubnetPath, scores, fits, folder: Path,
+                  dist) -> Dict[str, Any]:
+    """``folder``/derived.pt (the path's inherited weights) and ``folder``/arch.json (what ``recarch retrain`` reads)."""
+    net, (k, depth) = sup.net, path
     derived = net.derive(k, depth)
     if dist.is_main:
-        checkpoint.save_atomic({"model": derived.state_dict()}, run_dir / "derived.pt")
+        checkpoint.save_atomic({"model": derived.state_dict()}, folder / "derived.pt")
     arch = {"model": cfglib.to_dict(derived.config), "data": cfglib.to_dict(cfg.data), "strategy": cfg.strategy,
             "candidate": k, "depth": depth,
-            "widths": net.widths, "layer_flops": layer_flops, "layer_ms": layer_ms,
+            "widths": net.widths, "layer_flops": sup.layer_flops, "layer_ms": sup.layer_ms,
             "alpha_softmax": torch.softmax(net.alpha.detach(), 0).tolist(),
             "beta_softmax": torch.softmax(net.beta.detach(), 0).tolist(), "derive_by": cfg.derive_by,
             "path_scores": None if scores is None else [
                 {"candidate": k_, "depth": d_, "width": net.widths[k_][0], "ffn": net.widths[k_][1], "score": s_,
                  "within_budget": (k_, d_) in fits} for (k_, d_), s_ in scores.items()],
-            "weights": "derived.pt", "search_seconds": fit["train_seconds"], "search_epochs": fit["epoch"]}
+            "weights": "derived.pt", "search_seconds": sup.fit["train_seconds"], "search_epochs": sup.fit["epoch"]}
     if dist.is_main:
-        write_json_atomic(run_dir / "arch.json", arch)
+        write_json_atomic(folder / "arch.json", arch)
     dist.barrier()
-    log(f"derived: width {derived.config.hidden_size}, ffn {derived.config.inner_size}, "
-        f"{depth} layer(s), {derived.config.n_heads} head(s), gates {derived.config.gates}")
+    return arch
+
+
+def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: bool) -> Dict[str, Any]:
+    """Phases 1 and 2: train the supernet and its controllers, derive; writes derived.pt and arch.json."""
+    sup = train_supernet(cfg, data, run_dir, log, dist, resume)
+    log("phase 2/4: derive")
+    if cfg.budget_ms is not None:
+        fits = fitting_paths(sup.layer_ms, cfg.model.n_layers, cfg.budget_ms)
+    else:
+        fits = fitting_paths(sup.layer_flops, cfg.model.n_layers, sup.encoder_flops_limit(cfg.budget_flops))
+    scores = path_scores(cfg, sup, log, fits)
+    arch = write_derived(cfg, sup, pick(sup, fits, scores), scores, fits, run_dir, dist)
+    m = arch["model"]
+    log(f"derived: width {m['hidden_size']}, ffn {m['inner_size']}, {arch['depth']} layer(s), {m['n_heads']} head(s), "
+        f"gates {m['gates']}")
     return arch
 
 
