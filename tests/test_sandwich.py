@@ -100,3 +100,27 @@ def test_oneshot_search_derives_the_best_scoring_path_within_the_budget(tmp_path
     assert "valid_ndcg@10 (width 16, FFN 32, 2 layer(s))" in json.loads((tmp_path / "s" / "search" / "trajectory.json").read_text())[0]
     with pytest.raises(ConfigError, match="trains no controllers"):
         load_search_config(sets=["strategy=oneshot"]).validate()
+
+
+@needs_data
+def test_one_supernet_derives_and_retrains_one_architecture_per_budget(tmp_path, capsys):
+    from recarch.cli import main
+
+    sets = TINY + ["baseline=false", "strategy=oneshot", "supernet.rule=sandwich", "derive_by=validation",
+                   "retrain.epochs=1", "cost.enabled=true", "cost.memory=false"]
+    assert main(["--data-dir", str(DATA), "search", "--dataset", "ml-100k", "--budgets", "0.3", "0.6", "1.0",
+                 "--out-dir", str(tmp_path), *[x for s in sets for x in ("--set", s)]]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    front = json.loads((run_dir / "front.json").read_text())
+    plan = json.loads((run_dir / "front" / "archs.json").read_text())
+    assert [r["budget"] for r in front["rows"]] == [0.3, 0.6, 1.0] == [p["budget"] for p in plan]
+    scores = {(s["candidate"], s["depth"]): s["score"]
+              for s in json.loads((run_dir / plan[0]["folder"] / "arch.json").read_text())["path_scores"]}
+    for row, entry in zip(front["rows"], plan):
+        assert row["encoder_flops_fraction"] <= row["budget"] + 1e-9  # within its budget ...
+        flops = json.loads((run_dir / entry["folder"] / "arch.json").read_text())["layer_flops"]
+        fits = [p for p in scores if flops[p[0]] * p[1] <= row["budget"] * max(flops) * 2 + 1e-9]
+        assert scores[(entry["candidate"], entry["depth"])] == max(scores[p] for p in fits)  # ... the best that fits
+        assert row["flops_per_sequence"] > 0 and (run_dir / entry["folder"] / "retrain" / "metrics.json").exists()
+    assert front["distinct_architectures"] == len({p["folder"] for p in plan})
+    assert (run_dir / "front.png").exists() and "front.json" in capsys.readouterr().out

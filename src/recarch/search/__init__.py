@@ -5,3 +5,5 @@ from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, candidate
 
 __all__ = ["STRATEGIES", "ArchitectConfig", "EASRecArchitect", "EASRecSupernet", "SearchSpaceConfig",
            "candidate_widths", "relax"]
+
+from recarch.search import front  # noqa: E402,F401  (registers the flow with budgets; it imports the job)

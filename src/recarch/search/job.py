@@ -22,7 +22,7 @@ from recarch.data.batching import TrainBatches
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
-from recarch.registry import suggest
+from recarch.registry import Registry, suggest
 from recarch.run_status import open_run, recorded
 from recarch.search import STRATEGIES
 from recarch.search.derive import fitting_paths, most_probable
@@ -50,6 +50,7 @@ class SearchRunConfig:
     inherit: bool = True  # retrain from the supernet's weights (the paper) or from scratch (released code)
     budget_flops: Optional[float] = None  # derive within this fraction of the full encoder's FLOPs
     budget_ms: Optional[float] = None  # or within this many CPU ms per batch of cost.batch_size (encoder)
+    budgets: List[float] = field(default_factory=list)  # or one architecture per FLOPs fraction (recarch.search.front)
     baseline: bool = True  # also train the hand-sized SASRec for the summary
     # or take it from this finished run folder (trained with the same data, model, retrain and eval
     # settings, e.g. a recipe's seed run); its cost is measured again in this run
@@ -64,8 +65,10 @@ class SearchRunConfig:
             raise cfglib.ConfigError(f"budget_flops: expected a fraction in (0, 1], got {self.budget_flops}")
         if self.budget_ms is not None and self.budget_ms <= 0:
             raise cfglib.ConfigError(f"budget_ms: expected milliseconds > 0, got {self.budget_ms}")
-        if self.budget_ms is not None and self.budget_flops is not None:
-            raise cfglib.ConfigError("give budget_flops or budget_ms, not both")
+        if sum(x is not None for x in (self.budget_flops, self.budget_ms)) + bool(self.budgets) > 1:
+            raise cfglib.ConfigError("give one of budget_flops, budget_ms and budgets")
+        if any(not 0 < b <= 1 for b in self.budgets):
+            raise cfglib.ConfigError(f"budgets: expected FLOPs fractions in (0, 1], got {self.budgets}")
         if not STRATEGIES.get(self.strategy).has_controllers and self.derive_by == "controllers":
             raise cfglib.ConfigError(f"strategy {self.strategy} trains no controllers: set derive_by: validation")
 
@@ -73,6 +76,8 @@ class SearchRunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
                              out_dir=self.out_dir)
 
+
+FLOWS: Registry = Registry("search flow")  # "single": one derived architecture; "front": one per budget
 
 RECIPE_SECTIONS = ("data", "model", "train", "eval", "cost")
 
@@ -146,11 +151,12 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
         open_run(run_dir, cfglib.to_dict(cfg))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     with recorded(run_dir, dist.is_main):
-        return _search(cfg, data, data_dir, run_dir, log, dist, echo, resume)
+        return FLOWS.get("front" if cfg.budgets else "single")(cfg, data, data_dir, run_dir, log, dist, echo, resume)
 
 
-def _search(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
-    """search()'s phases once its run folder exists."""
+@FLOWS.register("single")
+def search_single(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
+    """search()'s phases once its run folder exists: one derived architecture."""
     if resume and (run_dir / "arch.json").exists():
         arch = json.loads((run_dir / "arch.json").read_text())
         log(f"phase 1-2/4: kept the derived architecture in {run_dir / 'arch.json'}")
@@ -161,22 +167,27 @@ def _search(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo
     log("phase 3/4: retrain")
     retrained = train_phase(cfg.run_config(derived_config), data_dir, run_dir / "retrain", echo, resume,
                             init_weights=run_dir / "derived.pt" if cfg.inherit else None)
-    baseline = None
-    if cfg.baseline:
-        log("phase 4/4: hand-sized SASRec baseline")
-        base_cfg = cfg.run_config(replace(cfg.model, gates=0))
-        finished = resume and (run_dir / "baseline" / "cost.json").exists()
-        if cfg.baseline_run and not finished and dist.is_main:
-            adopt_run(base_cfg, Path(cfg.baseline_run), run_dir / "baseline", data_dir)
-            log(f"baseline: the finished run {cfg.baseline_run}, its cost measured again here")
-        dist.barrier()
-        baseline = train_phase(base_cfg, data_dir, run_dir / "baseline", echo, resume or bool(cfg.baseline_run))
+    baseline = baseline_phase(cfg, data_dir, run_dir, log, dist, echo, resume)
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
     summary = summarise(run_dir, arch, retrained, baseline, arch["search_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
     write_json_atomic(run_dir / "summary.json", summary)
     log("\n" + format_summary(summary))
     return summary
+
+
+def baseline_phase(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool):
+    """Phase 4: the hand-sized model (trained here, or a finished run adopted); None without a baseline."""
+    if not cfg.baseline:
+        return None
+    log("phase 4/4: hand-sized SASRec baseline")
+    base_cfg = cfg.run_config(replace(cfg.model, gates=0))
+    finished = resume and (run_dir / "baseline" / "cost.json").exists()
+    if cfg.baseline_run and not finished and dist.is_main:
+        adopt_run(base_cfg, Path(cfg.baseline_run), run_dir / "baseline", data_dir)
+        log(f"baseline: the finished run {cfg.baseline_run}, its cost measured again here")
+    dist.barrier()
+    return train_phase(base_cfg, data_dir, run_dir / "baseline", echo, resume or bool(cfg.baseline_run))
 
 
 def train_phase(cfg: run.RunConfig, data_dir, folder: Path, echo: bool, resume: bool, init_weights=None) -> Dict[str, Any]:
@@ -332,7 +343,8 @@ def search_and_derive(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resu
     return arch
 
 
-def _row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
+def summary_row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
+    """A trained model's row in the summary: its shape, when it stopped, test NDCG@10 and cost."""
     cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text()) if (Path(result["run_dir"]) / "cost.json").exists() else {}
     config = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())
     model, patience = config["model"], config["train"]["patience"]
@@ -348,7 +360,7 @@ def _row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def summarise(run_dir, arch, retrained, baseline, search_seconds, strategy_name: str) -> Dict[str, Any]:
-    rows = [_row(f"{strategy_name} (derived)", retrained)] + ([_row("SASRec (hand-sized)", baseline)] if baseline else [])
+    rows = [summary_row(f"{strategy_name} (derived)", retrained)] + ([summary_row("SASRec (hand-sized)", baseline)] if baseline else [])
     return {"run_dir": str(run_dir), "arch": {k: arch[k] for k in ("candidate", "depth", "widths")},
             "search_seconds": search_seconds, "rows": rows}
 
@@ -357,11 +369,11 @@ def format_summary(summary: Dict[str, Any]) -> str:
     def f(x, spec):
         return "—" if x is None else format(x, spec)
 
-    lines = [f"{'model':<20} {'d/dff/L/g':<13} {'pop100 NDCG@10':>14} {'full NDCG@10':>12} {'MFLOPs/seq':>10} "
+    lines = [f"{'model':<26} {'d/dff/L/g':<13} {'pop100 NDCG@10':>14} {'full NDCG@10':>12} {'MFLOPs/seq':>10} "
              f"{'infer s':>8} {'peak MB':>8}"]
     for r in summary["rows"]:
         shape = f"{r['hidden']}/{r['inner']}/{r['layers']}/{r['gates']}"
         flops = r["flops_per_sequence"] / 1e6 if r["flops_per_sequence"] else None
-        lines.append(f"{r['model']:<20} {shape:<13} {f(r['pop100_ndcg@10'], '14.4f')} {f(r['full_ndcg@10'], '12.4f')} "
+        lines.append(f"{r['model']:<26} {shape:<13} {f(r['pop100_ndcg@10'], '14.4f')} {f(r['full_ndcg@10'], '12.4f')} "
                      f"{f(flops, '10.2f')} {f(r['inference_seconds'], '8.2f')} {f(r['peak_memory_mb'], '8.0f')}")
     return "\n".join(lines)
