@@ -1,4 +1,4 @@
-"""Kill at any moment: SIGKILL `recarch train`, `search`, `ctr train` and `ihas` at random times, resume,
+"""Kill at any moment: SIGKILL `recarch train`, `search`, `ctr train`, `ctr search` and `ihas` at random times, resume,
 and check that every resumed run ends with the uninterrupted run's numbers, bit for bit.
 
 Each command (small settings on ml-100k and frappe) first runs once uninterrupted: its wall time T
@@ -7,7 +7,6 @@ kill, the command starts in a fresh folder and is killed with SIGKILL after a un
 [0.05·T, 0.95·T]; every checkpoint it left must load; if its run folder exists it is resumed with
 ``--resume`` (which may itself be killed again, ``--kills-per-run`` times in all) until it finishes,
 and its results must equal the reference. A kill before the run folder exists must leave nothing.
-``recarch ctr search`` has no ``--resume`` yet and is not covered.
 
 Writes ``benchmarks/results/kill.json``; BENCHMARKS.md shows the counts. Example:
 ``python benchmarks/bench_kill.py --kills 20 --data-dir ../shared/data``.
@@ -51,6 +50,12 @@ COMMANDS: Dict[str, dict] = {
     "ctr-train": {"args": ["ctr", "train", "--model", "dcnv2", "--dataset", "frappe", *_sets(
         "model.embed_dim=4", "model.mlp=[16]", "train.epochs=4", "train.patience=0", "train.progress=false",
         "train.batch_size=4096", "cost.enabled=false")], "result": "metrics.json"},
+    "ctr-search": {"args": ["ctr", "search", "--dataset", "frappe", *_sets(
+        "space.blocks=2", "space.dense_dims=[8,16]", "space.sparse_dims=[4,8]", "train.epochs=2",
+        "train.batch_size=2048", "train.progress=false", "evolution.population=6", "evolution.sample_size=3",
+        "evolution.children=2", "evolution.generations=3", "top_k=2", "retrain.epochs=1", "retrain.batch_size=4096",
+        "retrain.progress=false", "cost.threads=1", "train.optimizer=adagrad", "train.lr=0.05",
+        "latency_table=false")], "result": "summary.json"},
     "ihas": {"args": ["ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3", *_sets(
         "model.embed_dim=4", "model.mlp=[16]", "blocks=2", "search.epochs=2", "search.batch_size=4096",
         "retrain.epochs=2", "retrain.patience=0", "retrain.batch_size=4096", "cost.enabled=false",

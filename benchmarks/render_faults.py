@@ -35,7 +35,7 @@ def kill_section(r: dict) -> List[str]:
            "Each run is killed with SIGKILL at a uniform moment of its uninterrupted wall time, then resumed with "
            "`--resume` (and killed again, as the command says) until it finishes; *equal* counts resumed runs whose "
            "results file (times and paths left out) equals the uninterrupted run's exactly. Every checkpoint left "
-           "by a kill is loaded. `recarch ctr search` has no `--resume` yet.", "",
+           "by a kill is loaded.", "",
            "| command | uninterrupted s | runs | kills | killed before the run folder | equal | different | "
            "unreadable checkpoints |", "|---|---|---|---|---|---|---|---|"]
     for name, c in r["commands"].items():

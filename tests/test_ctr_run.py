@@ -236,3 +236,32 @@ def test_supernet_throughput_counts_the_flops_of_the_paths_it_trained_on(tmp_pat
     assert supernet["mean_path_mflops"] == pytest.approx(np.mean(plain), rel=1e-9)
     assert supernet["train_gflops_per_s"] == pytest.approx(
         3 * supernet["mean_path_mflops"] * supernet["train_samples_per_s"] / 1e3, rel=1e-9)
+
+
+def test_a_search_stopped_in_its_retrains_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    import recarch.ctr.retrain as retrain
+
+    class Stopped(Exception):
+        pass
+
+    args = ["--data-dir", str(DATA), "ctr", "search", "--dataset", "frappe", *TINY_SEARCH, "--set", "top_k=2"]
+    assert main(args + ["--out-dir", str(tmp_path / "whole")]) == 0
+    real, calls = retrain.train_ctr, []
+
+    def stopped_in_the_second_retrain(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stopped
+        return real(*a, **k)
+
+    monkeypatch.setattr(retrain, "train_ctr", stopped_in_the_second_retrain)
+    with pytest.raises(Stopped):
+        main(args + ["--out-dir", str(tmp_path / "cut")])
+    monkeypatch.setattr(retrain, "train_ctr", real)
+    (cut,) = list((tmp_path / "cut").iterdir())
+    assert json.loads((cut / "status.json").read_text())["status"] == "failed"
+    assert main(["--data-dir", str(DATA), "ctr", "search", "--resume", str(cut)]) == 0
+    assert "kept the evolution (arch)" in (cut / "log.txt").read_text()
+    (whole,) = list((tmp_path / "whole").iterdir())
+    a, b = (json.loads((d / "summary.json").read_text())["modes"]["arch"] for d in (whole, cut))
+    assert [t["test"] for t in a["top"]] == [t["test"] for t in b["top"]] and a["winner"]["arch_file"] == b["winner"]["arch_file"]

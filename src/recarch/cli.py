@@ -137,9 +137,12 @@ def _ctr_search(args) -> int:
     from recarch.ctr.search import load_search_config, search_ctr
 
     options = _options(args, dataset="data.dataset", space="space.space", hardware="hardware",
-                 budget_mflops="budget_mflops", out_dir="out_dir")
-    cfg = load_search_config(args.config, args.set, options)
-    result = search_ctr(cfg, data_dir=args.data_dir)
+                       budget_mflops="budget_mflops", out_dir="out_dir")
+    if args.resume:
+        cfg = load_search_config([Path(args.resume) / "config.yaml"], args.set)
+    else:
+        cfg = load_search_config(args.config, args.set, options)
+    result = search_ctr(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     print(f"results in {result['run_dir']} (arch-*.json, summary.json, pareto-*.png, retrain/)")
     return 0
 
@@ -228,6 +231,7 @@ def ctr_parser(sub) -> None:
     s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--out-dir")
+    s.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted CTR search in RUN_DIR")
     s.set_defaults(func=_ctr_search)
     e = csub.add_parser("evaluate", help="evaluate a finished CTR run")
     e.add_argument("run_dir")

@@ -20,6 +20,7 @@ Phases and run folder:
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -140,6 +141,26 @@ def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchC
     return history, scorer
 
 
+def evolution_phase(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig, hw, run_dir: Path, log,
+                    resume: bool) -> Tuple[List[Scored], int]:
+    """Phase 2: (the evolution's history, entries of the measured latency table); written to
+    ``evolution-<mode>.json`` (and ``latency-table.json``), and read back from there on resume."""
+    path, table = run_dir / f"evolution-{mode}.json", run_dir / "latency-table.json"
+    if resume and path.exists():
+        log(f"phase 2/3: kept the evolution ({mode}) in {path}")
+        history = [Scored((Arch.from_dict(r["arch"]), frozenset(r["placement"])), r["score"],
+                          {k: v for k, v in r.items() if k not in ("arch", "placement")})
+                   for r in json.loads(path.read_text())]
+        return history, len(json.loads(table.read_text())["ms"]) if table.exists() else 0
+    log(f"phase 2/3: evolution ({mode})")
+    history, scorer = run_evolution(mode, net, data, cfg, hw)
+    write_json_atomic(path, [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history])
+    if scorer.latency is None:
+        return history, 0
+    scorer.latency.save(table)
+    return history, len(scorer.latency.table)
+
+
 def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dict]:
     rows = [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history]
     x_key = keys[1]
@@ -169,26 +190,30 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
 
 
 def search_ctr(cfg: CTRSearchConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
-               echo: bool = True) -> Dict[str, Any]:
+               echo: bool = True, resume: bool = False) -> Dict[str, Any]:
+    """resume: go on with the run in ``run_dir``: the supernet from its last checkpoint, a finished
+    evolution kept, finished retrains reused (an unfinished one trains again)."""
     hw = hwlib.load_hardware(cfg.hardware) if cfg.hardware else None
     data = load_data(CTRRunConfig(data=cfg.data), data_dir)
-    run_dir = open_run(Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.name}-{cfg.space.space}")),
-                       cfglib.to_dict(cfg))  # made only now that the inputs are valid
+    run_dir = Path(run_dir or unique_run_dir(cfg.out_dir, f"ctr-search-{cfg.data.name}-{cfg.space.space}"))
+    if not resume:  # made only now that the inputs are valid
+        open_run(run_dir, cfglib.to_dict(cfg))
     log = RunLog(run_dir / "log.txt", echo)
     log(f"dataset {data.name}: {len(data.train):,} / {len(data.valid):,} / {len(data.test):,} rows")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     with recorded(run_dir):
-        return _search_ctr(cfg, data, hw, run_dir, log, data_dir, echo)
+        return _search_ctr(cfg, data, hw, run_dir, log, data_dir, echo, resume)
 
 
-def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: RunLog, data_dir, echo: bool) -> Dict[str, Any]:
+def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: RunLog, data_dir, echo: bool,
+                resume: bool) -> Dict[str, Any]:
     """search_ctr()'s phases once its run folder exists."""
     timings: Dict[str, float] = {}
 
     log("phase 1/3: supernet training")
     start = time.perf_counter()
-    net, fit = train_supernet(cfg, data, run_dir, log)
+    net, fit = train_supernet(cfg, data, run_dir, log, resume)
     timings["supernet_s"] = time.perf_counter() - start
     throughput = supernet_throughput(net, cfg, fit, one_test_row(data))
     log(f"supernet: {throughput['train_samples_per_s']:.0f} samples/s, {throughput['train_gflops_per_s']:.1f} GFLOP/s "
@@ -201,16 +226,11 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
                                "modes": {}, "machine": machine_info(cfg.train.threads or None)}
     modes = ["arch"] + (["codesign"] if hw is not None else [])
     for mode in modes:
-        log(f"phase 2/3: evolution ({mode})")
         start = time.perf_counter()
-        history, scorer = run_evolution(mode, net, data, cfg, hw)
+        history, latency_entries = evolution_phase(mode, net, data, cfg, hw, run_dir, log, resume)
         timings[f"evolution_{mode}_s"] = time.perf_counter() - start
-        write_json_atomic(run_dir / f"evolution-{mode}.json",
-                          [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history])
         keys = ["valid_logloss", "mflops"] + (["energy_mj", "pim_latency_ms"] if hw is not None else [])
         front = write_pareto(history, keys, run_dir / f"pareto-{mode}")
-        if scorer.latency is not None:
-            scorer.latency.save(run_dir / "latency-table.json")
         log(f"{len(history)} candidates scored, {len(front)} on the Pareto front; best score {history and min(s.score for s in history):.4f}")
 
         log(f"phase 3/3: retraining {cfg.top_k} candidates ({mode}, by {cfg.top_k_from}) from scratch")
@@ -227,7 +247,7 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
         winner = max(results, key=retrained_merit)
         write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())
         summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
-                                  "winner": winner, "latency_entries": len(scorer.latency.table) if scorer.latency else 0}
+                                  "winner": winner, "latency_entries": latency_entries}
         log(f"{mode} winner: {winner['arch_file']} (lr {winner['lr']:g}), mean over {cfg.retrain_seeds} seed(s): test AUC {winner['test']['auc']:.4f}, "
             f"log loss {winner['test']['logloss']:.4f}, {winner['flops_per_sample'] / 1e6:.3f} MFLOPs/sample")
     summary["timings"] = timings

@@ -97,7 +97,10 @@ class PathsEvaluator(CTREvaluator):
         return {"ctr": {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
 
 
-def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> Tuple[NASRecSupernet, Dict]:
+def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log,
+                   resume: bool = False) -> Tuple[NASRecSupernet, Dict]:
+    """The supernet at its best epoch; with ``reuse_supernet`` or ``resume``, continued from the run
+    folder's last checkpoint (a finished one is used as it is)."""
     torch.manual_seed(cfg.train.seed)
     net = NASRecSupernet(data.schema, cfg.space)
     rng = random.Random(cfg.train.seed + 1)
@@ -108,7 +111,7 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log) -> T
                               hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
     log(f"supernet: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.space.blocks} blocks, "
         f"space {cfg.space.space}")
-    reuse = cfg.reuse_supernet and (run_dir / "supernet" / "checkpoints" / "last.pt").exists()
+    reuse = (cfg.reuse_supernet or resume) and (run_dir / "supernet" / "checkpoints" / "last.pt").exists()
     if reuse:  # continued up to train.epochs unless it already stopped; a finished one is used as it is
         log(f"supernet: reusing the trained weights in {run_dir / 'supernet'}")
     trainer.fit(resume=reuse)
