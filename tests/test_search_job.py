@@ -153,3 +153,22 @@ def test_warmup_epochs_train_the_weights_before_the_controllers_move(tmp_path):
     search(cfg, data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
     alpha = [h["alpha_softmax"] for h in json.loads((tmp_path / "s" / "search" / "trajectory.json").read_text())]
     assert alpha[0] == alpha[1] == [0.5, 0.5] and alpha[2] != alpha[1]
+
+
+@needs_data
+@pytest.mark.parametrize("trials", [2, 10])
+def test_random_search_trains_each_drawn_architecture_and_retrains_the_best(tmp_path, trials):
+    sets = TINY + ["baseline=false", "data.dataset=ml-100k", "strategy=random", f"random.trials={trials}",
+                   "random.epochs=1", "budget_flops=0.6"]
+    summary = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
+    arch = json.loads((tmp_path / "s" / "arch.json").read_text())
+    flops = arch["layer_flops"]
+    within = [(k, d) for k in range(2) for d in (1, 2) if flops[k] * d <= 0.6 * 2 * max(flops)]
+    drawn = [(t["candidate"], t["depth"]) for t in arch["trials"]]
+    assert len(drawn) == min(trials, len(within)) and set(drawn) <= set(within)  # 10 ≥ the space: the grid
+    assert len(list((tmp_path / "s" / "trials").iterdir())) == len(drawn)
+    best = max(arch["trials"], key=lambda t: t["valid"])
+    assert (arch["candidate"], arch["depth"]) == (best["candidate"], best["depth"])
+    assert summary["rows"][0]["model"] == "Random search (derived)" and not (tmp_path / "s" / "search").exists()
+    with pytest.raises(ConfigError, match="needs a supernet"):
+        load_search_config(sets=["strategy=random", "budgets=[0.5]"]).validate()

@@ -79,6 +79,7 @@ class EASRecArchitect(TrainHooks):
     space_overrides: Dict = {}  # what the strategy fixes in the search space
     uses_resource = True
     has_controllers = True  # derive_by: controllers reads its (α, β)
+    flow = "supernet"  # the search job's flow (recarch.search.job.FLOWS)
 
     def __init__(self, supernet: EASRecSupernet, constraint: ResourceConstraint, cfg: ArchitectConfig,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -33,6 +33,17 @@ from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
 
 @dataclass
+class RandomSearchConfig:
+    trials: int = 8  # architectures drawn within the budget (the whole space, when it holds no more: a grid)
+    epochs: int = 10  # each trial's short schedule (patience as the retrain's)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.trials < 1 or self.epochs < 1:
+            raise cfglib.ConfigError(f"random.trials and random.epochs must be ≥ 1, got {self.trials}, {self.epochs}")
+
+
+@dataclass
 class SearchRunConfig:
     data: run.DataConfig = field(default_factory=run.DataConfig)
     model: SeqModelConfig = field(default_factory=SeqModelConfig)  # the full size: supernet and baseline
@@ -43,6 +54,7 @@ class SearchRunConfig:
     space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
     supernet: SupernetTrainingConfig = field(default_factory=SupernetTrainingConfig)  # how its weights train
+    random: RandomSearchConfig = field(default_factory=RandomSearchConfig)  # strategy random (no supernet)
     # which path is derived within the budget: argmax (α, β) (Eq. 18) or the best validation score on
     # the supernet's weights (recarch.search.derive)
     derive_by: Literal["controllers", "validation"] = "controllers"
@@ -69,15 +81,20 @@ class SearchRunConfig:
             raise cfglib.ConfigError("give one of budget_flops, budget_ms and budgets")
         if any(not 0 < b <= 1 for b in self.budgets):
             raise cfglib.ConfigError(f"budgets: expected FLOPs fractions in (0, 1], got {self.budgets}")
-        if not STRATEGIES.get(self.strategy).has_controllers and self.derive_by == "controllers":
+        strategy = STRATEGIES.get(self.strategy)
+        if strategy.flow == "supernet" and not strategy.has_controllers and self.derive_by == "controllers":
             raise cfglib.ConfigError(f"strategy {self.strategy} trains no controllers: set derive_by: validation")
+        if self.budgets and strategy.flow != "supernet":
+            raise cfglib.ConfigError(f"budgets: one architecture per budget needs a supernet; strategy {self.strategy} has none")
 
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
                              out_dir=self.out_dir)
 
 
-FLOWS: Registry = Registry("search flow")  # "single": one derived architecture; "front": one per budget
+# "supernet": one derived architecture; "front": one per budget (recarch.search.front); "random": no
+# supernet (recarch.search.random_search)
+FLOWS: Registry = Registry("search flow")
 
 RECIPE_SECTIONS = ("data", "model", "train", "eval", "cost")
 
@@ -151,11 +168,12 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
         open_run(run_dir, cfglib.to_dict(cfg))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     with recorded(run_dir, dist.is_main):
-        return FLOWS.get("front" if cfg.budgets else "single")(cfg, data, data_dir, run_dir, log, dist, echo, resume)
+        flow = "front" if cfg.budgets else STRATEGIES.get(cfg.strategy).flow
+        return FLOWS.get(flow)(cfg, data, data_dir, run_dir, log, dist, echo, resume)
 
 
-@FLOWS.register("single")
-def search_single(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
+@FLOWS.register("supernet")
+def search_supernet(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
     """search()'s phases once its run folder exists: one derived architecture."""
     if resume and (run_dir / "arch.json").exists():
         arch = json.loads((run_dir / "arch.json").read_text())

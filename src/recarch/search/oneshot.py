@@ -16,6 +16,7 @@ class OneShot(TrainHooks):
 
     space_overrides: dict = {}
     has_controllers = False
+    flow = "supernet"
 
     def __init__(self, supernet, constraint, cfg, loss_fn, valid, dist=None) -> None:
         """The architect's signature (see EASRecArchitect); there is nothing to step."""
