@@ -19,14 +19,14 @@ from recarch.io import write_json_atomic
 from recarch.search.constraint import candidate_layer_flops, candidate_layer_latency
 from recarch.search.derive import fitting_paths
 from recarch.search.easrec import STRATEGIES
-from recarch.search.job import (FLOWS, SearchRunConfig, baseline_phase, format_summary, summarise, train_phase)
+from recarch.search.job import FLOWS, SearchRunConfig, baseline_phase, format_summary, summarise, train_phase
 from recarch.search.supernet import EASRecSupernet
-from recarch.train.trainer import TrainHooks
 
 
 @STRATEGIES.register("random")
-class RandomSearch(TrainHooks):
-    """Marks the strategy: its flow trains no supernet (see the module docstring)."""
+class RandomSearch:
+    """The strategy's entry: its flow trains no supernet, so there are no hooks to build (see the module
+    docstring)."""
 
     paper_name = "Random search"
     space_overrides: dict = {}
