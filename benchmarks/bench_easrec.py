@@ -65,6 +65,9 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
         summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet, resume=resume)
         summary.update(wall_seconds=time.perf_counter() - started, resumed=resume)  # this invocation's part
     summary["settings"] = sets
+    arch = json.loads((run_dir / "arch.json").read_text())
+    if arch.get("path_scores"):  # derive_by validation: every path's score on the supernet's weights
+        summary["path_scores"] = arch["path_scores"]
     return summary
 
 

@@ -112,7 +112,13 @@ def easrec_section(r: dict) -> list:
 
 
 def easrec_main(m: dict) -> list:
-    out = ["| model | d / d_ff / layers / gates | pop100 NDCG@10 | full NDCG@10 | MFLOPs/seq | params | "
+    out = []
+    if m.get("path_scores"):
+        out += ["Validation NDCG@10 of every path on the trained supernet's weights (the derive keeps the best "
+                "within the budget): " + ", ".join(f"width {p['width']}, FFN {p['ffn']}, {p['depth']} layer(s): "
+                                                   f"{p['score']:.4f}" + ("" if p["within_budget"] else " (over the budget)")
+                                                   for p in m["path_scores"]) + ".", ""]
+    out += ["| model | d / d_ff / layers / gates | pop100 NDCG@10 | full NDCG@10 | MFLOPs/seq | params | "
            "inference s (test set) | peak MB | train s |", "|---|---|---|---|---|---|---|---|---|"]
     for row in m["rows"]:
         capped = " (**capped**)" if row.get("stopped_by") == "cap" else ""
