@@ -60,7 +60,7 @@ def peer_section(r: dict) -> list:
     return ["## recarch against RecTools's SASRec, side by side (`benchmarks/bench_peer_rectools.py`)", "",
             f"`{r['command']}`: both train at the same time on the same machine, one thread each, with the same "
             f"settings ({', '.join(f'{k} {v}' for k, v in r['settings'].items() if k not in ('threads', 'limit_val_batches'))}), "
-            f"RecTools {peer.get('versions', {}).get('rectools', '')} in its own virtualenv. {cap} "
+            f"RecTools {peer.get('rectools_version', '')} (torch {peer.get('torch_version', '?')}) in its own virtualenv. {cap} "
             f"Commit `{short_commit(r['machine'].get('git_commit'))}`.", "",
             "| | recarch | RecTools |", "|---|---|---|",
             f"| seconds per epoch (training + full-ranking validation) | {c['seconds_per_epoch']['ours']:.1f} | "

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from recarch.cli import main
 from recarch.config import ConfigError
@@ -139,6 +140,12 @@ def test_the_baseline_can_be_a_finished_run_of_the_same_settings(tmp_path):
     assert first["rows"][1]["flops_per_sequence"] == again["rows"][1]["flops_per_sequence"]
     assert (tmp_path / "b" / "baseline" / "cost.json").exists() and not (tmp_path / "b" / "baseline.partial").exists()
     assert "baseline: the finished run" in (tmp_path / "b" / "log.txt").read_text()
+    saved = tmp_path / "a" / "baseline" / "config.yaml"  # a run trained before train.precision existed
+    older = yaml.safe_load(saved.read_text())
+    del older["train"]["precision"]
+    saved.write_text(yaml.safe_dump(older))
+    search(load_search_config(sets=sets + [f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
+           data_dir=str(DATA), run_dir=tmp_path / "d", echo=False)
     with pytest.raises(ConfigError, match="other settings.*train.lr"):
         search(load_search_config(sets=sets + ["retrain.lr=0.01", f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
                data_dir=str(DATA), run_dir=tmp_path / "c", echo=False)

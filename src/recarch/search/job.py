@@ -223,10 +223,11 @@ IGNORED_TRAIN_KEYS = ("threads", "progress", "device", "tensorboard")  # how a r
 def check_adoptable(cfg: run.RunConfig, source: Path) -> None:
     """That ``source`` is a finished run of ``cfg``'s settings but for the cost section and the
     training's threads, progress bar and device."""
-    saved = cfglib.read_yaml(source / "config.yaml")
     if not (source / "metrics.json").exists() or not (source / "checkpoints" / "best.pt").exists():
         raise cfglib.ConfigError(f"baseline_run: {source} is not a finished run (metrics.json and "
                                  "checkpoints/best.pt expected)")
+    # read through the config class so that a key added since that run was trained counts at its default
+    saved = cfglib.to_dict(cfglib.from_dict(run.RunConfig, cfglib.read_yaml(source / "config.yaml")))
     wanted = cfglib.to_dict(cfg)
     for section in (wanted, saved):
         section["train"] = {k: v for k, v in section.get("train", {}).items() if k not in IGNORED_TRAIN_KEYS}
