@@ -25,6 +25,10 @@ def _log(tmp_path, text, name="log.csv"):
     ("user,item,timestamp\n1,10,x\n1,11,2\n", "log.csv:2"),
     ("user,item,timestamp\n1,10,1\n1,11,2\n2,10,3\n", "none of its 2 users has the 3 interactions"),
     ("user,item,timestamp\n1,10,1\n1,11,2\n1,12,3\n2,10,3\n", "no user has a training sequence"),
+    ("user,item,timestamp\n" + "".join(f"{u},{10 + i},{i}\n" for u in range(5) for i in range(5)),
+     "leave pop100 out of eval.protocols"),  # a catalog too small for the sampled protocol
+    ("user,item,timestamp\n" + "".join(f'"u\t{u}",{i},{i}\n' for u in range(5) for i in range(30 * u, 30 * u + 30)),
+     "contains a tab or newline"),  # an id that users.tsv cannot hold
 ])
 def test_bad_sequential_logs_exit_2_and_leave_no_run_folder(tmp_path, capsys, command, text, expected):
     path = _log(tmp_path, text)

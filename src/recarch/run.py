@@ -10,7 +10,7 @@ import datetime as _dt
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ import yaml
 
 from recarch import config as cfglib
 from recarch.cost import cost_report, cuda_peak_memory, peak_memory_subprocess
-from recarch.data import Preprocessing, build_sequences, get_dataset, read_table, save_id_maps
+from recarch.data import Preprocessing, build_sequences, get_dataset, id_map_texts, read_table, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import PROTOCOLS, Evaluator
@@ -166,6 +166,12 @@ def make_evaluator(cfg: RunConfig, data: SequenceDataset) -> Evaluator:
                      batch_size=cfg.eval.batch_size, seed=cfg.eval.seed, mask_history=cfg.eval.mask_history)
 
 
+def check_runnable(cfg: RunConfig, data: SequenceDataset) -> Tuple[Evaluator, Dict[str, str]]:
+    """What a run needs from its data beyond reading it, checked before its folder is made: every
+    evaluation protocol's candidates (drawn now) and id maps that a TSV can hold (their texts)."""
+    return make_evaluator(cfg, data).prepare(), id_map_texts(data)
+
+
 def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path] = None,
           resume: bool = False, echo: bool = True, init_weights: Optional[Path] = None) -> Dict[str, Any]:
     """Train, early-stop on validation, evaluate the best epoch on valid and test, measure cost.
@@ -182,22 +188,22 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     model = make_model(cfg, data)
     if init_weights is not None and not resume:
         model.load_state_dict(checkpoint.load(Path(init_weights))["model"])
+    evaluator, id_maps = check_runnable(cfg, data)
     run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(cfg))))  # made only now that the inputs are valid
     if dist.is_main:
         open_run(run_dir, cfglib.to_dict(cfg))
-        save_id_maps(data, run_dir)
+        save_id_maps(data, run_dir, id_maps)
     log = RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     log(f"dataset {describe(data)} (loaded in {loaded:.1f}s)")
     if init_weights is not None and not resume:
         log(f"initial weights from {init_weights}")
     with recorded(run_dir, dist.is_main):
-        return _fit(cfg, data, model, run_dir, log, dist, resume)
+        return _fit(cfg, data, model, evaluator, run_dir, log, dist, resume)
 
 
-def _fit(cfg: RunConfig, data: SequenceDataset, model: torch.nn.Module, run_dir: Path, log: RunLog, dist,
-         resume: bool) -> Dict[str, Any]:
+def _fit(cfg: RunConfig, data: SequenceDataset, model: torch.nn.Module, evaluator: Evaluator, run_dir: Path,
+         log: RunLog, dist, resume: bool) -> Dict[str, Any]:
     """train()'s work once its run folder exists: fit, evaluate the best epoch, measure cost."""
-    evaluator = make_evaluator(cfg, data)
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log, dist=dist)
     log(f"model {cfg.model.name} ({cfg.model.attention} attention), "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -155,25 +155,34 @@ def make_item_features(features: FeatureSource, item_ids: np.ndarray) -> ItemFea
 
 
 # ---- id maps -----------------------------------------------------------------------------------
-def save_id_maps(dataset: SequenceDataset, folder: Union[str, Path]) -> Tuple[Path, Path]:
-    """Write ``users.tsv`` (row -> original user id) and ``items.tsv`` (item 1..I -> original id).
+def id_map_texts(dataset: SequenceDataset) -> Dict[str, str]:
+    """The text of ``users.tsv`` (row -> original user id) and ``items.tsv`` (item 1..I -> original id);
+    raises ValueError naming the first id that a TSV cannot hold (one with a tab or newline)."""
+    out = {}
+    for fname, head, ids, start in (("users.tsv", "user", dataset.user_ids, 0),
+                                    ("items.tsv", "item", dataset.item_ids[1:], 1)):
+        ids = pd.Series(np.asarray(ids, dtype=str))
+        bad = np.flatnonzero(ids.str.contains("[\t\n\r]", regex=True).to_numpy())
+        if len(bad):
+            raise ValueError(f"{dataset.name}: the original {head} id {ids[bad[0]]!r} contains a tab or newline; "
+                             f"{fname} cannot hold it: clean the ids in the input")
+        table = pd.DataFrame({head: np.arange(start, start + len(ids)), "original_id": ids})
+        out[fname] = table.to_csv(sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_NONE)
+    return out
+
+
+def save_id_maps(dataset: SequenceDataset, folder: Union[str, Path],
+                 texts: Optional[Dict[str, str]] = None) -> Tuple[Path, Path]:
+    """Write ``users.tsv`` and ``items.tsv`` (:func:`id_map_texts`, or ``texts`` made by it earlier).
 
     Each file is written to a temporary file in ``folder`` and moved into place with os.replace,
     so a crash never leaves half a map. Returns the two paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fname, head, ids, start in (("users.tsv", "user", dataset.user_ids, 0),
-                                    ("items.tsv", "item", dataset.item_ids[1:], 1)):
-        ids = pd.Series(np.asarray(ids, dtype=str))
-        if ids.str.contains("[\t\n\r]", regex=True).any():
-            raise ValueError(f"{fname}: an original id contains a tab or newline; cannot write TSV")
-        table = pd.DataFrame({head: np.arange(start, start + len(ids)), "original_id": ids})
-        text = table.to_csv(sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_NONE)
-        path = folder / fname
-        write_text_atomic(path, text)
-        out.append(path)
-    return out[0], out[1]
+    texts = texts if texts is not None else id_map_texts(dataset)
+    for fname, text in texts.items():
+        write_text_atomic(folder / fname, text)
+    return folder / "users.tsv", folder / "items.tsv"
 
 
 def load_id_maps(folder: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:

@@ -201,7 +201,9 @@ def _sampled(
     try:
         negatives = sample_negatives(rng, weights, sorted_unique(keys), r)
     except ValueError as e:
-        raise ValueError(f"{dataset.name} ({view.split}, {name}): {e}") from None
+        raise ValueError(f"{dataset.name} ({view.split}, {name}): {e}; a sampled protocol needs every user to "
+                         f"have at least {NUM_NEGATIVES} items left to draw ({dataset.num_items:,} items in all): "
+                         f"leave {name} out of eval.protocols or use 'full'") from None
     return Candidates(name, view.split, np.concatenate([view.targets[:, None], negatives], axis=1))
 
 

@@ -89,6 +89,14 @@ class Evaluator:
             )
         return self._candidates[key]
 
+    def prepare(self) -> "Evaluator":
+        """Draw every split's candidates now, so that a protocol the data cannot serve fails before any
+        training (and before a run folder exists)."""
+        for split in ("valid", "test"):
+            for protocol in self.protocols:
+                self.candidates(split, protocol)
+        return self
+
     def inputs(self, split: str, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
         """(R, N) left-padded model inputs of eval rows [start, stop): the items before the target."""
         v = self.view(split)

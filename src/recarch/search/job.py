@@ -164,6 +164,7 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
     if cfg.baseline and cfg.baseline_run:  # before any work: a mismatch found after the search would waste it
         check_adoptable(cfg.run_config(replace(cfg.model, gates=0)), Path(cfg.baseline_run))
     data = run.load_dataset(cfg.run_config(cfg.model), data_dir)
+    run.check_runnable(replace(cfg.run_config(cfg.model), train=cfg.train), data)
     if dist.is_main and not resume:  # made only now that the inputs are valid
         open_run(run_dir, cfglib.to_dict(cfg))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
