@@ -6,7 +6,7 @@ import torch
 
 from recarch.models import SeqModelConfig
 from recarch.search import EASRecSupernet, SearchSpaceConfig
-from recarch.search.sandwich import SandwichTrainer, score_paths
+from recarch.search.sandwich import PathList, SandwichTrainer, score_paths
 from test_search_job import DATA, TINY, needs_data
 from test_supernet import SEQ, supernet
 
@@ -18,7 +18,7 @@ def test_on_path_computes_the_derived_model_and_leaves_the_controllers(k, depth)
     net = supernet()
     alpha, beta = net.alpha.detach().clone(), net.beta.detach().clone()
     derived = net.derive(k, depth).eval()
-    with torch.no_grad(), net.on_path(k, depth):
+    with torch.no_grad(), net.on_path((k, depth)):
         torch.testing.assert_close(net.score_last(SEQ), derived.score_last(SEQ), atol=1e-5, rtol=1e-5)
     assert net.path is None and torch.equal(net.alpha, alpha) and torch.equal(net.beta, beta)
     with torch.no_grad():  # outside the block: the relaxed mixture again, not the path
@@ -39,7 +39,7 @@ def _sandwich(tmp_path, epochs, random_paths=1):
     paths = [(1, 1), (0, 1), (1, 2), (0, 2)]  # by cost, cheapest first
     trainer = SandwichTrainer(net, TrainBatches(data, 8, tcfg.regime, 16, 3), Evaluator(data, 8, protocols=["full"]),
                               tcfg, tmp_path, log=lambda m: None, parameters=net.weight_parameters(),
-                              paths=paths, random_paths=random_paths)
+                              space=PathList(paths), random_paths=random_paths)
     return trainer, net, data
 
 
@@ -47,9 +47,9 @@ def test_a_sandwich_step_averages_the_largest_and_smallest_paths_losses(tmp_path
     trainer, net, data = _sandwich(tmp_path, 1, random_paths=0)
     seq, target = next(iter(trainer.batches.epoch(1)))
     net.train()
-    with net.on_path(0, 2):
+    with net.on_path((0, 2)):
         largest = trainer.loss(seq, target)
-    with net.on_path(1, 1):
+    with net.on_path((1, 1)):
         smallest = trainer.loss(seq, target)
     torch.testing.assert_close(trainer.step_loss(seq, target), (largest + smallest) / 2)
     assert trainer.step_paths() == [(0, 2), (1, 1)]

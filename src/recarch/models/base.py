@@ -5,8 +5,8 @@ they are right-padded so causal attention never sees padding; ``forward`` maps b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional
+from dataclasses import dataclass, field
+from typing import List, Literal, Optional
 
 import torch
 from torch import nn
@@ -38,6 +38,11 @@ class SeqModelConfig:
     padding: Literal["masked", "visible"] = "masked"  # visible: padded positions are keys, as in SASRec's and RecTools's code (models/attention.py)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
+    # one value per layer (empty: every layer as above), the shapes a per-layer search derives
+    # (recarch.search.elastic): attention width (queries, keys and values), heads, FFN width
+    attn_sizes: List[int] = field(default_factory=list)
+    layer_heads: List[int] = field(default_factory=list)
+    inner_sizes: List[int] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.name not in MODELS:
@@ -46,9 +51,17 @@ class SeqModelConfig:
         for key in ("max_len", "hidden_size", "inner_size", "n_layers", "n_heads"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be ≥ 1, got {getattr(self, key)}")
-        if self.hidden_size % self.n_heads:
-            raise ConfigError(f"model.hidden_size {self.hidden_size} must be divisible by "
-                              f"model.n_heads {self.n_heads}")
+        for key in ("attn_sizes", "layer_heads", "inner_sizes"):
+            values = getattr(self, key)
+            if values and (len(values) != self.n_layers or min(values) < 1):
+                raise ConfigError(f"model.{key}: expected {self.n_layers} values ≥ 1 (one per layer, "
+                                  f"model.n_layers), got {values}")
+        attn = self.attn_sizes or [self.hidden_size] * self.n_layers
+        heads = self.layer_heads or [self.n_heads] * self.n_layers
+        for l, (a, h) in enumerate(zip(attn, heads)):
+            if a % h:
+                raise ConfigError(f"layer {l + 1}: attention width {a} (model.attn_sizes, else model.hidden_size) "
+                                  f"must be divisible by its {h} heads (model.layer_heads, else model.n_heads)")
         if self.padding == "visible" and self.attention != "softmax":
             raise ConfigError("model.padding: visible needs model.attention: softmax "
                               f"(found {self.attention!r}): linear attention has no padding keys")

@@ -5,7 +5,7 @@ Shapes: B batch, N length, D width. Sequences are right-padded inside the models
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Literal
+from typing import Callable, Dict, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,40 +72,48 @@ class FeedForward(ResidualSublayer):
 class TransformerLayer(nn.Module):
     def __init__(self, hidden: int, inner: int, n_heads: int, dropout: float, attn_dropout: float,
                  kind: AttentionKind, gates: int = 0, layer: LayerType = "post_norm",
-                 activation: Activation = "gelu", window: int | None = None) -> None:
+                 activation: Activation = "gelu", window: int | None = None, attn: int | None = None) -> None:
         super().__init__()
-        self.attention = CausalSelfAttention(hidden, n_heads, dropout, attn_dropout, kind, layer, window=window)
+        self.attention = CausalSelfAttention(hidden, n_heads, dropout, attn_dropout, kind, layer, window=window,
+                                             attn=attn)
         self.ffn = FeedForward(hidden, inner, dropout, gates, layer, activation)
 
     def forward(self, x, lengths=None, last_only: bool = False, e=None, inner: int | None = None,
-                packing: Packing | None = None):
+                packing: Packing | None = None, attn: int | None = None, heads: int | None = None):
         """e: the embedding-layer output the gates read (None without gates); with ``packing`` x and
-        e hold the real positions only (see recarch.models.packing)."""
+        e hold the real positions only (see recarch.models.packing). inner, attn, heads: the elastic
+        FFN width, attention width and heads (None: as built, or narrowed with the stream)."""
         if last_only and e is not None:
             e = packing.last_tokens(e) if packing is not None else last_position(e, lengths)
-        return self.ffn(self.attention(x, lengths, last_only, packing), e, inner)
+        return self.ffn(self.attention(x, lengths, last_only, packing, attn, heads), e, inner)
 
 
 class TransformerEncoder(nn.Module):
     """A stack of layers of one type; ``last_only`` makes the final layer compute the last real
     position only. The pre-norm types end with a LayerNorm (``finish``), post-norm needs none.
-    ``window``: N, when padded positions are visible keys (recarch.models.attention)."""
+    ``window``: N, when padded positions are visible keys (recarch.models.attention). ``inner``,
+    ``n_heads`` and ``attn`` are one value for every layer or a list with one per layer."""
 
-    def __init__(self, n_layers: int, hidden: int, inner: int, n_heads: int, dropout: float,
-                 attn_dropout: float, kind: AttentionKind, gates: int = 0, layer: LayerType = "post_norm",
-                 activation: Activation = "gelu", window: int | None = None) -> None:
+    def __init__(self, n_layers: int, hidden: int, inner: int | Sequence[int], n_heads: int | Sequence[int],
+                 dropout: float, attn_dropout: float, kind: AttentionKind, gates: int = 0,
+                 layer: LayerType = "post_norm", activation: Activation = "gelu", window: int | None = None,
+                 attn: int | Sequence[int] | None = None) -> None:
         super().__init__()
+
+        def per_layer(value) -> list:
+            return list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
+
         self.layers = nn.ModuleList(
-            TransformerLayer(hidden, inner, n_heads, dropout, attn_dropout, kind, gates, layer, activation, window)
-            for _ in range(n_layers))
+            TransformerLayer(hidden, f, h, dropout, attn_dropout, kind, gates, layer, activation, window, a)
+            for f, h, a in zip(per_layer(inner), per_layer(n_heads), per_layer(attn)))
         self.norm = nn.LayerNorm(hidden, eps=1e-12) if layer != "post_norm" else None
 
     @classmethod
     def from_config(cls, cfg, gates: int | None = None) -> "TransformerEncoder":
         """From a SeqModelConfig; ``gates`` overrides ``cfg.gates`` (streams that take none)."""
-        return cls(cfg.n_layers, cfg.hidden_size, cfg.inner_size, cfg.n_heads, cfg.dropout, cfg.attn_dropout,
-                   cfg.attention, cfg.gates if gates is None else gates, cfg.layer, cfg.activation,
-                   cfg.max_len if cfg.padding == "visible" else None)
+        return cls(cfg.n_layers, cfg.hidden_size, cfg.inner_sizes or cfg.inner_size, cfg.layer_heads or cfg.n_heads,
+                   cfg.dropout, cfg.attn_dropout, cfg.attention, cfg.gates if gates is None else gates, cfg.layer,
+                   cfg.activation, cfg.max_len if cfg.padding == "visible" else None, cfg.attn_sizes or None)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """The stack's output from the last layer's stream (the final LayerNorm, sliced to x's width)."""

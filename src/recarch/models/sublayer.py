@@ -61,6 +61,6 @@ class ResidualSublayer(nn.Module):
             return sliced_layer_norm(x + y, self.norm)
         if self.layer == "sasrec":
             return a + y
-        if self.skip_gate is not None:
+        if self.layer == "ligr":
             y = torch.sigmoid(sliced_linear(x, self.skip_gate, x.shape[-1])) * y
         return x + y

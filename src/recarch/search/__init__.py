@@ -6,4 +6,4 @@ from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, candidate
 __all__ = ["STRATEGIES", "ArchitectConfig", "EASRecArchitect", "EASRecSupernet", "SearchSpaceConfig",
            "candidate_widths", "relax"]
 
-from recarch.search import front, random_search  # noqa: E402,F401  (register their flows; they import the job)
+from recarch.search import elastic_search, front, random_search  # noqa: E402,F401  (register their flows; they import the job)

@@ -19,7 +19,6 @@ from recarch.models import SeqModelConfig
 from recarch.search.derive import fitting_paths
 from recarch.search.job import (FLOWS, SearchRunConfig, baseline_phase, format_summary, path_scores, pick, summary_row,
                                 train_phase, train_supernet, write_derived)
-from recarch.search.sandwich import path_name
 from recarch.search import STRATEGIES
 
 PLAN = "front/archs.json"  # the budgets' derived paths, written before any retrain (resume keeps it)
@@ -50,7 +49,7 @@ def derive_front(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: b
         plan.append({"budget": budget, "folder": folder, "candidate": path[0], "depth": path[1],
                      "inherited_score": None if scores is None else scores[path],
                      "encoder_flops_fraction": sup.layer_flops[path[0]] * path[1] / sup.encoder_flops_limit(1.0)})
-        log(f"budget {budget:.0%}: {path_name(sup.net, path)} ({plan[-1]['encoder_flops_fraction']:.0%} of the FLOPs)")
+        log(f"budget {budget:.0%}: {sup.net.path_name(path)} ({plan[-1]['encoder_flops_fraction']:.0%} of the FLOPs)")
     if dist.is_main:
         write_json_atomic(run_dir / PLAN, plan)
     dist.barrier()
@@ -77,8 +76,8 @@ def front_rows(plan, retrained: Dict[str, Dict], baseline: Optional[Dict], searc
     """front.json's content: one row per budget, the baseline's row, and the front's total cost."""
     rows = []
     for entry in plan:
-        row = summary_row(f"{strategy_name} (≤ {entry['budget']:.0%} FLOPs)", retrained[entry["folder"]])
-        rows.append({**row, **{k: entry[k] for k in ("budget", "folder", "inherited_score", "encoder_flops_fraction")}})
+        name = f"{strategy_name} (≤ {entry['budget']:.0%} FLOPs)" if entry["budget"] else f"{strategy_name} (derived)"
+        rows.append({**summary_row(name, retrained[entry["folder"]]), **entry})
     base = summary_row("SASRec (hand-sized)", baseline) if baseline else None
     distinct = {entry["folder"]: retrained[entry["folder"]]["train_seconds"] for entry in plan}
     total = search_seconds + sum(distinct.values())
@@ -122,7 +121,13 @@ def plot_front(front: Dict[str, Any], path: Path) -> bool:
 @FLOWS.register("front")
 def search_front(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
     """The search with ``budgets``: one supernet, one derived and retrained architecture per budget."""
-    plan = derive_front(cfg, data, run_dir, log, dist, resume)
+    return finish_front(cfg, derive_front(cfg, data, run_dir, log, dist, resume), data_dir, run_dir, log, dist, echo,
+                        resume)
+
+
+def finish_front(cfg: SearchRunConfig, plan, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
+    """Phases 3-4 of a plan of derived architectures (``front/archs.json``): retrain each, the baseline,
+    front.json (also the summary) and front.png."""
     retrained = retrain_front(cfg, plan, data_dir, run_dir, log, echo, resume)
     baseline = baseline_phase(cfg, data_dir, run_dir, log, dist, echo, resume)
     if not dist.is_main:

@@ -27,7 +27,8 @@ from recarch.run_status import open_run, recorded
 from recarch.search import STRATEGIES
 from recarch.search.derive import fitting_paths, most_probable
 from recarch.search.easrec import ArchitectConfig, ValidationStream
-from recarch.search.sandwich import SandwichTrainer, SupernetTrainingConfig, path_name, score_paths
+from recarch.search.elastic import ElasticSpaceConfig
+from recarch.search.sandwich import PathList, SandwichTrainer, SupernetTrainingConfig, score_paths
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, SubnetPath
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
@@ -55,6 +56,8 @@ class SearchRunConfig:
     architect: ArchitectConfig = field(default_factory=ArchitectConfig)
     supernet: SupernetTrainingConfig = field(default_factory=SupernetTrainingConfig)  # how its weights train
     random: RandomSearchConfig = field(default_factory=RandomSearchConfig)  # strategy random (no supernet)
+    elastic: ElasticSpaceConfig = field(default_factory=ElasticSpaceConfig)  # strategy elastic's space
+    candidates: int = 100  # strategy elastic: architectures scored on the supernet's weights per budget
     # which path is derived within the budget: argmax (α, β) (Eq. 18) or the best validation score on
     # the supernet's weights (recarch.search.derive)
     derive_by: Literal["controllers", "validation"] = "controllers"
@@ -84,8 +87,12 @@ class SearchRunConfig:
         strategy = STRATEGIES.get(self.strategy)
         if strategy.flow == "supernet" and not strategy.has_controllers and self.derive_by == "controllers":
             raise cfglib.ConfigError(f"strategy {self.strategy} trains no controllers: set derive_by: validation")
-        if self.budgets and strategy.flow != "supernet":
+        if self.budgets and strategy.flow not in ("supernet", "elastic"):
             raise cfglib.ConfigError(f"budgets: one architecture per budget needs a supernet; strategy {self.strategy} has none")
+        if strategy.flow == "elastic" and self.budget_ms is not None:
+            raise cfglib.ConfigError("budget_ms: strategy elastic budgets in FLOPs (budget_flops or budgets)")
+        if self.candidates < 1:
+            raise cfglib.ConfigError(f"candidates: expected ≥ 1, got {self.candidates}")
 
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
@@ -169,7 +176,8 @@ def search(cfg: SearchRunConfig, data_dir: Optional[str] = None, run_dir: Option
         open_run(run_dir, cfglib.to_dict(cfg))
     log = run.RunLog(run_dir / "log.txt" if dist.is_main else None, echo and dist.is_main)
     with recorded(run_dir, dist.is_main):
-        flow = "front" if cfg.budgets else STRATEGIES.get(cfg.strategy).flow
+        flow = STRATEGIES.get(cfg.strategy).flow
+        flow = "front" if cfg.budgets and flow == "supernet" else flow
         return FLOWS.get(flow)(cfg, data, data_dir, run_dir, log, dist, echo, resume)
 
 
@@ -289,7 +297,7 @@ def train_supernet(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume:
     if cfg.supernet.rule == "sandwich":
         by_cost = sorted(fitting_paths(layer_flops, cfg.model.n_layers, None), key=lambda p: layer_flops[p[0]] * p[1])
         trainer = SandwichTrainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
-                                  parameters=net.weight_parameters(), dist=dist, paths=by_cost,
+                                  parameters=net.weight_parameters(), dist=dist, space=PathList(by_cost),
                                   random_paths=cfg.supernet.random_paths)
     else:
         trainer = Trainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
@@ -315,7 +323,7 @@ def path_scores(cfg: SearchRunConfig, sup: TrainedSupernet, log, fits=None) -> O
     protocol, metric = cfg.train.valid_protocol, cfg.train.valid_metric
     scores = score_paths(sup.net, sup.evaluator, fitting_paths(sup.layer_flops, cfg.model.n_layers, None), protocol, metric)
     for path, score in scores.items():
-        log(f"{path_name(sup.net, path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights"
+        log(f"{sup.net.path_name(path)}: valid {protocol} {metric} {score:.4f} on the supernet's weights"
             + ("" if fits is None or path in fits else " (over the budget)"))
     return scores
 
@@ -389,11 +397,12 @@ def format_summary(summary: Dict[str, Any]) -> str:
     def f(x, spec):
         return "—" if x is None else format(x, spec)
 
-    lines = [f"{'model':<26} {'d/dff/L/g':<13} {'pop100 NDCG@10':>14} {'full NDCG@10':>12} {'MFLOPs/seq':>10} "
+    w = max([26] + [len(r["model"]) for r in summary["rows"]])
+    lines = [f"{'model':<{w}} {'d/dff/L/g':<13} {'pop100 NDCG@10':>14} {'full NDCG@10':>12} {'MFLOPs/seq':>10} "
              f"{'infer s':>8} {'peak MB':>8}"]
     for r in summary["rows"]:
         shape = f"{r['hidden']}/{r['inner']}/{r['layers']}/{r['gates']}"
         flops = r["flops_per_sequence"] / 1e6 if r["flops_per_sequence"] else None
-        lines.append(f"{r['model']:<26} {shape:<13} {f(r['pop100_ndcg@10'], '14.4f')} {f(r['full_ndcg@10'], '12.4f')} "
+        lines.append(f"{r['model']:<{w}} {shape:<13} {f(r['pop100_ndcg@10'], '14.4f')} {f(r['full_ndcg@10'], '12.4f')} "
                      f"{f(flops, '10.2f')} {f(r['inference_seconds'], '8.2f')} {f(r['peak_memory_mb'], '8.0f')}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Dict, List, Literal, Sequence
 import torch
 
 from recarch.config import ConfigError
-from recarch.search.supernet import EASRecSupernet, SubnetPath
+from recarch.search.supernet import SubnetPath
 from recarch.train import Trainer
 
 
@@ -34,49 +34,61 @@ class SupernetTrainingConfig:
             raise ConfigError(f"supernet.random_paths must be ≥ 0, got {self.random_paths}")
 
 
-def path_name(net: EASRecSupernet, path: SubnetPath) -> str:
-    """A path in the user's terms: 'width 32, FFN 32, 1 layer(s)'."""
-    (d, f), depth = net.widths[path[0]], path[1]
-    return f"width {d}, FFN {f}, {depth} layer(s)"
+class PathList:
+    """A space listed path by path, ordered by cost, cheapest first (EASRec's (k, L) paths): what the
+    sandwich rule draws from. A space too large to list (recarch.search.elastic) offers the same
+    ``ends`` and ``draw``."""
+
+    def __init__(self, paths: Sequence[SubnetPath]) -> None:
+        self.paths = list(paths)
+
+    @property
+    def ends(self) -> List[SubnetPath]:
+        """The largest and the smallest path."""
+        return [self.paths[-1], self.paths[0]] if len(self.paths) > 1 else self.paths
+
+    def draw(self, generator: torch.Generator, n: int) -> List[SubnetPath]:
+        """``n`` paths drawn uniformly on ``generator``."""
+        return [self.paths[i] for i in torch.randint(len(self.paths), (n,), generator=generator).tolist()]
 
 
 class SandwichTrainer(Trainer):
-    """The sandwich rule on an EASRecSupernet. ``paths``: the space's paths ordered by cost, cheapest
-    first. The best epoch is the one whose mean validation score over the smallest and the largest
-    path is highest (both scores go into the history)."""
+    """The sandwich rule on a supernet whose paths run alone: ``net.on_path(path)`` (a context),
+    ``net.crop(path, batch)`` (the batch as that path reads it) and ``net.path_name(path)``. ``space``
+    gives the ends and the draws (:class:`PathList`). The best epoch is the one whose mean validation
+    score over the smallest and the largest path is highest (both scores go into the history)."""
 
-    def __init__(self, net: EASRecSupernet, *args, paths: Sequence[SubnetPath], random_paths: int, **kwargs) -> None:
+    def __init__(self, net, *args, space, random_paths: int, **kwargs) -> None:
         super().__init__(net, *args, **kwargs)
-        self.paths, self.random_paths = list(paths), random_paths
-        self.ends = [self.paths[-1], self.paths[0]] if len(self.paths) > 1 else self.paths
+        self.space, self.random_paths = space, random_paths
+        self.ends = space.ends
 
-    def step_paths(self) -> List[SubnetPath]:
+    def step_paths(self) -> list:
         """The largest, the smallest and ``random_paths`` uniform draws (on the trainer's checkpointed
         generator, so that a resumed run draws what the uninterrupted one drew)."""
-        drawn = torch.randint(len(self.paths), (self.random_paths,), generator=self.sampler).tolist()
-        return self.ends + [self.paths[i] for i in drawn]
+        return self.ends + self.space.draw(self.sampler, self.random_paths)
 
     def step_loss(self, *batch: torch.Tensor) -> torch.Tensor:
         paths = self.step_paths()
         total = 0.0
-        for k, depth in paths:
-            with self.model.on_path(k, depth):
-                total = total + self.loss(*batch)
+        for path in paths:
+            with self.model.on_path(path):
+                total = total + self.loss(*self.model.crop(path, batch))
         return total / len(paths)
 
     def validate(self, stats: Dict) -> Dict[str, float]:
         rows = []
         for path in self.ends:
-            with self.model.on_path(*path):
+            with self.model.on_path(path):
                 rows.append(super().validate(stats))
-            stats[f"valid_{self.cfg.valid_metric} ({path_name(self.model, path)})"] = rows[-1][self.cfg.valid_metric]
+            stats[f"valid_{self.cfg.valid_metric} ({self.model.path_name(path)})"] = rows[-1][self.cfg.valid_metric]
         return {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
 
 
-def score_paths(net: EASRecSupernet, evaluator, paths: Sequence[SubnetPath], protocol: str, metric: str) -> Dict[SubnetPath, float]:
+def score_paths(net, evaluator, paths: Sequence, protocol: str, metric: str) -> Dict:
     """Each path's validation ``metric`` on the supernet's weights (inherited, not retrained)."""
     scores = {}
     for path in paths:
-        with net.on_path(*path):
+        with net.on_path(path):
             scores[path] = evaluator.evaluate(net, "valid", protocols=[protocol])[protocol][metric]
     return scores

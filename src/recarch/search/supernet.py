@@ -89,14 +89,24 @@ class EASRecSupernet(SequentialRecommender):
         return list(self.backbone.parameters())
 
     @contextmanager
-    def on_path(self, k: int, depth: int) -> Iterator[None]:
+    def on_path(self, path: SubnetPath) -> Iterator[None]:
         """Within the block the supernet computes candidate k at ``depth`` layers alone, as ``derive(k,
         depth)`` would, whatever the controllers hold (the sandwich rule's and the path scores' forward)."""
+        k, depth = path
         saved, self.path = self.path, (k, depth - 1)
         try:
             yield
         finally:
             self.path = saved
+
+    def crop(self, path: SubnetPath, batch: tuple) -> tuple:
+        """The training batch as ``path`` reads it: every path reads the whole window."""
+        return batch
+
+    def path_name(self, path: SubnetPath) -> str:
+        """A path in the user's terms: 'width 32, FFN 32, 1 layer(s)'."""
+        (d, f), depth = self.widths[path[0]], path[1]
+        return f"width {d}, FFN {f}, {depth} layer(s)"
 
     def _gates(self, logits: torch.Tensor, fixed: Optional[int] = None) -> Tuple[torch.Tensor, List[int]]:
         """(w, paths): the weights of the paths and the paths to compute. ``fixed``: that path alone,
