@@ -65,21 +65,31 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
         summary = search(cfg, data_dir=args.data_dir, run_dir=run_dir, echo=not args.quiet, resume=resume)
         summary.update(wall_seconds=time.perf_counter() - started, resumed=resume)  # this invocation's part
     summary["settings"] = sets
-    arch = json.loads((run_dir / "arch.json").read_text())
+    arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").exists() else {}
     if arch.get("path_scores"):  # derive_by validation: every path's score on the supernet's weights
         summary["path_scores"] = arch["path_scores"]
+    if (run_dir / "search" / "candidates.json").exists():  # strategy elastic: every candidate's inherited score
+        summary["candidates"] = json.loads((run_dir / "search" / "candidates.json").read_text())
     return summary
 
 
 def ratios(summary: dict) -> dict:
-    ours, base = summary["rows"]
+    """The first derived model against the baseline (the last row); with budgets, also every budget's."""
+    out = row_ratios(summary["rows"][0], summary["rows"][-1], summary["search_seconds"])
+    if len(summary["rows"]) > 2:
+        out["per_budget"] = [{"budget": r["budget"], **row_ratios(r, summary["rows"][-1], summary["search_seconds"])}
+                             for r in summary["rows"][:-1]]
+    return out
+
+
+def row_ratios(ours: dict, base: dict, search_seconds: float) -> dict:
     return {
         "pop100_ndcg@10_relative": ours["pop100_ndcg@10"] / base["pop100_ndcg@10"] - 1,
         "full_ndcg@10_relative": ours["full_ndcg@10"] / base["full_ndcg@10"] - 1,
         "flops_fraction": ours["flops_per_sequence"] / base["flops_per_sequence"],
         "inference_speedup": base["inference_seconds"] / ours["inference_seconds"],
         "memory_fraction": ours["peak_memory_mb"] / base["peak_memory_mb"] if base["peak_memory_mb"] else None,
-        "search_plus_retrain_over_sasrec": (summary["search_seconds"] + ours["train_seconds"]) / base["train_seconds"],
+        "search_plus_retrain_over_sasrec": (search_seconds + ours["train_seconds"]) / base["train_seconds"],
     }
 
 
@@ -89,7 +99,7 @@ def seed_summary(runs: list) -> dict:
                  "ndcg@10": {row["model"]: {"pop100": row["pop100_ndcg@10"], "full": row["full_ndcg@10"]}
                              for row in r["rows"]},
                  "ratios": r["ratios"]} for r in runs]
-    keys = [k for k, v in runs[0]["ratios"].items() if v is not None]
+    keys = [k for k, v in runs[0]["ratios"].items() if isinstance(v, float)]
     stats = {k: [statistics.mean(r["ratios"][k] for r in runs), statistics.stdev(r["ratios"][k] for r in runs)]
              for k in keys}
     return {"per_seed": per_seed, "ratios_mean_std": stats}
