@@ -10,6 +10,7 @@ from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
 from render_faults import fuzz_section, gpu_check_section, kill_section
 from render_ihas import ihas_section, widths_section
+from render_search import fidelity_section
 from render_sota import peer_section, precision_section, sota_table
 
 HERE = Path(__file__).resolve().parent
@@ -196,6 +197,8 @@ def main() -> int:
         lines += ["## EASRec search (`benchmarks/bench_easrec.py`)", ""]
         for path in easrec:
             lines += easrec_section(json.loads(path.read_text()))
+    for path in sorted((HERE / "results").glob("fidelity-*.json")):
+        lines += fidelity_section(json.loads(path.read_text()))
     for folder, heading in REPRODUCE_SECTIONS.items():
         tables = sorted((HERE / "results" / folder).glob("*.md"))
         if tables:

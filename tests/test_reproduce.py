@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recarch.cli import main
-from recarch.reproduce.stats import kendall_tau, mean_std, student_t_two_sided, welch_t_test
+from recarch.reproduce.stats import kendall_tau, mean_std, spearman_rho, student_t_two_sided, welch_t_test
 from recarch.reproduce.tables import (PAPER, Result, accuracy_vs_flops, head_start_lines, off_front_line, pareto_methods,
                                       render_table3)
 
@@ -40,6 +40,15 @@ def test_kendall_tau_counts_concordant_minus_discordant_pairs():
     assert kendall_tau([1, 2, 3], [5, 5, 6]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="same"):
         kendall_tau([1, 2], [1])
+
+
+def test_spearman_rho_correlates_average_ranks():
+    assert spearman_rho([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)  # monotone, not linear
+    # ranks [1, 2, 3] vs [1, 3, 2]: 1 − 6·Σd²/(n(n²−1)) = 1 − 6·2/24 = 0.5
+    assert spearman_rho([0.1, 0.2, 0.3], [5, 9, 7]) == pytest.approx(0.5)
+    # ties share ranks: b's ranks [1.5, 1.5, 3]; Pearson with [1, 2, 3] = 1.5 / √(2 · 1.5) = √3/2
+    assert spearman_rho([1, 2, 3], [5, 5, 6]) == pytest.approx(3 ** 0.5 / 2)
+    assert spearman_rho([1, 2, 3], [7, 7, 7]) == 0.0
 
 
 def _row(ndcg):

@@ -71,3 +71,29 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     sign = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
                for i in range(n) for j in range(i + 1, n))
     return sign / (n * (n - 1) / 2)
+
+
+def average_ranks(values: Sequence[float]) -> list:
+    """1-based ranks, ties sharing the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's ρ: Pearson's correlation of the two scorings' average ranks (0 if one is constant)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"spearman_rho: two scorings of the same ≥ 2 items expected, got {len(a)} and {len(b)}")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    norm = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return cov / norm if norm else 0.0

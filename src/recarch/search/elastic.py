@@ -83,8 +83,8 @@ class Arch:
         return len(self.layers)
 
     def name(self) -> str:
-        """In the user's terms: 'width 48, N 50, sasrec, 2 layers: attn 32×1 ffn 128 | attn 64×2 ffn 64'."""
-        shapes = " | ".join(f"attn {a}×{h} ffn {f}" for a, h, f in self.layers)
+        """In the user's terms: 'width 48, N 50, sasrec, 2 layer(s): attn 32×1 ffn 128; attn 64×2 ffn 64'."""
+        shapes = "; ".join(f"attn {a}×{h} ffn {f}" for a, h, f in self.layers)
         return f"width {self.width}, N {self.max_len}, {self.layer}, {self.depth} layer(s): {shapes}"
 
     def folder(self) -> str:

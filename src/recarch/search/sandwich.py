@@ -26,7 +26,7 @@ from recarch.train import Trainer
 
 @dataclass
 class SupernetTrainingConfig:
-    rule: Literal["relaxed", "sandwich"] = "relaxed"
+    rule: Literal["relaxed", "sandwich"] = "relaxed"  # strategy elastic trains by the sandwich rule whatever this says
     random_paths: int = 1  # sandwich: paths drawn uniformly per step besides the largest and the smallest
 
     def validate(self) -> None:
