@@ -8,7 +8,7 @@ import torch
 from recarch.config import ConfigError
 from recarch.models import SeqModelConfig
 from recarch.search.elastic import (Arch, ElasticSpaceConfig, ElasticSupernet, candidate_archs, largest,
-                                    sample_arch, smallest)
+                                    model_flops, sample_arch, smallest)
 
 from test_search_job import DATA
 
@@ -143,3 +143,23 @@ def test_elastic_search_derives_the_best_scoring_candidate_per_budget_and_retrai
     (run_dir / "front.json").unlink()  # resumed, every finished phase is kept and the front written again
     assert main(["--data-dir", str(DATA), "search", "--resume", str(run_dir)]) == 0
     assert json.loads((run_dir / "front.json").read_text())["rows"] == front["rows"]
+
+
+@pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+def test_random_search_draws_from_the_elastic_space_within_the_budget(tmp_path):
+    from recarch.search.job import load_search_config, search
+
+    sets = ["data.dataset=ml-100k", "strategy=random", "random.space=elastic", "random.trials=3", "random.epochs=1",
+            "budget_flops=0.6", "baseline=false", "model.max_len=12", "model.hidden_size=16", "model.inner_size=32",
+            "model.n_layers=2", "model.n_heads=1", "elastic.widths=[8, 16]", "elastic.attn_widths=[8, 16]",
+            "elastic.ffn_widths=[8, 32]", "elastic.depths=[1, 2]", "elastic.max_lens=[6, 12]", "retrain.epochs=1",
+            "retrain.progress=false", "cost.memory=false"]
+    summary = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
+    arch = json.loads((tmp_path / "s" / "arch.json").read_text())
+    cfg = load_search_config(sets=sets)
+    net = ElasticSupernet(1682, cfg.model, cfg.elastic)  # ml-100k's 1,682 items
+    drawn = [Arch.from_dict(t["arch"]) for t in arch["trials"]]
+    assert len(set(drawn)) == 3 and {d.folder() for d in drawn} == {p.name for p in (tmp_path / "s" / "trials").iterdir()}
+    assert all(net.flops(d) <= 0.6 * model_flops(1682, cfg.model) for d in drawn)
+    assert arch["arch"] == max(arch["trials"], key=lambda t: t["valid"])["arch"]
+    assert summary["rows"][0]["flops_per_sequence"] == net.flops(Arch.from_dict(arch["arch"]))  # counted alike

@@ -246,12 +246,13 @@ def model_flops(num_items: int, cfg: SeqModelConfig) -> int:
 
 
 def candidate_archs(space: ElasticSpaceConfig, n: int, seed: int, fits: Callable[[Arch], bool],
-                    tries: int = 50) -> List[Arch]:
+                    tries: int = 50, ends: bool = True) -> List[Arch]:
     """Up to ``n`` distinct architectures within the budget (``fits``): the largest and the smallest
-    when they fit, then uniform draws (at most ``tries`` × n of them)."""
+    when they fit (``ends``), then uniform draws (at most ``tries`` × n of them)."""
     rng = random.Random(seed)
     out: List[Arch] = []
-    for arch in [largest(space), smallest(space)] + [sample_arch(space, rng.randrange) for _ in range(tries * n)]:
+    first = [largest(space), smallest(space)] if ends else []
+    for arch in first + [sample_arch(space, rng.randrange) for _ in range(tries * n)]:
         if len(out) == n:
             break
         if arch not in out and fits(arch):

@@ -38,6 +38,7 @@ class RandomSearchConfig:
     trials: int = 8  # architectures drawn within the budget (the whole space, when it holds no more: a grid)
     epochs: int = 10  # each trial's short schedule (patience as the retrain's)
     seed: int = 0
+    space: Literal["easrec", "elastic"] = "easrec"  # EASRec's (k, L) paths, or the per-layer ``elastic:`` space
 
     def validate(self) -> None:
         if self.trials < 1 or self.epochs < 1:
@@ -89,8 +90,8 @@ class SearchRunConfig:
             raise cfglib.ConfigError(f"strategy {self.strategy} trains no controllers: set derive_by: validation")
         if self.budgets and strategy.flow not in ("supernet", "elastic"):
             raise cfglib.ConfigError(f"budgets: one architecture per budget needs a supernet; strategy {self.strategy} has none")
-        if strategy.flow == "elastic" and self.budget_ms is not None:
-            raise cfglib.ConfigError("budget_ms: strategy elastic budgets in FLOPs (budget_flops or budgets)")
+        if self.budget_ms is not None and (strategy.flow == "elastic" or self.random.space == "elastic"):
+            raise cfglib.ConfigError("budget_ms: the elastic space budgets in FLOPs (budget_flops or budgets)")
         if self.candidates < 1:
             raise cfglib.ConfigError(f"candidates: expected ≥ 1, got {self.candidates}")
 
@@ -389,7 +390,7 @@ def summary_row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
 
 def summarise(run_dir, arch, retrained, baseline, search_seconds, strategy_name: str) -> Dict[str, Any]:
     rows = [summary_row(f"{strategy_name} (derived)", retrained)] + ([summary_row("SASRec (hand-sized)", baseline)] if baseline else [])
-    return {"run_dir": str(run_dir), "arch": {k: arch[k] for k in ("candidate", "depth", "widths")},
+    return {"run_dir": str(run_dir), "arch": {k: arch[k] for k in ("candidate", "depth", "widths", "arch") if k in arch},
             "search_seconds": search_seconds, "rows": rows}
 
 
