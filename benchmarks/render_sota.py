@@ -39,7 +39,7 @@ def sota_table(results: list) -> list:
             f"{r['floors']['popularity']['test_full_ndcg@10']:.4f} / "
             f"{r['floors']['markov_chain']['test_full_ndcg@10']:.4f} |")
     out.append("")
-    for r in results:
+    for i, r in enumerate(results):
         mach = r["machine"]
         out += [f"- **{r['dataset']}**: `{r['command']}` (configs {', '.join(r['config_files'])}); seeds "
                 f"{r['seeds']}, {r['parallel']} at a time, one thread each; {mach.get('cpu')}, torch {mach.get('torch')}, "
@@ -48,7 +48,8 @@ def sota_table(results: list) -> list:
                 f"{sum(s['valid_seconds_per_epoch'] for s in r['ours']['per_seed']) / len(r['seeds']):.1f} s); "
                 f"training {r['training_speed']['gflops']:.1f} GFLOP/s against a {r['training_speed']['matmul_peak_gflops']:.0f} "
                 f"GFLOP/s 1024² matmul on one thread."]
-        out += [f"  - Protocol: {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
+        if i + 1 == len(results) or results[i + 1]["dataset"] != r["dataset"]:  # once, after the dataset's last row
+            out += [f"  - Protocol ({r['dataset']}): {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
     return out + [""]
 
 
