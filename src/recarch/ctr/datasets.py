@@ -10,6 +10,8 @@ Registered data sets:
   the shared data (86,582 of 288,609 rows), so their union is the data and is re-split 8:1:1.
 * ``ml-100k-ctr`` — MovieLens 100K as CTR, label = rating >= 4, from the RecBole atomic files or
   GroupLens' ``u.data``/``u.user``/``u.item`` (what ``recarch download ml-100k`` unpacks).
+* ``ml-1m-ctr`` — MovieLens 1M as a click log: SASRec's ml-1m positives, one popularity-matched
+  negative each (:mod:`recarch.ctr.readers.ml1m_ctr`), user and movie fields joined; about 2 M rows.
 * ``criteo-sample``, ``avazu-sample`` (the first 999 rows of Avazu's train), ``movielens-sample`` —
   DeepCTR/other fixtures for parser and pipeline tests; far too small for accuracy claims.
 * ``criteo``, ``avazu``, ``kdd12`` — the full Kaggle files, for users who have them (not shipped);
@@ -102,6 +104,10 @@ def _kdd12(paths: Tuple[Path, ...], chunksize: int, skip_bad_rows: bool) -> Iter
     return R.iter_kdd12(paths[0], profiles, chunksize, skip_bad_rows)
 
 
+def _ml1m_ctr(paths: Tuple[Path, ...], chunksize: int, skip_bad_rows: bool) -> Iterator[RawChunk]:
+    return R.iter_ml1m_ctr(paths[0].parent, chunksize, skip_bad_rows)
+
+
 # ---- registrations -----------------------------------------------------------------------------
 _KAGGLE_TERMS = "competition data: research use under the competition's terms; do not redistribute"
 
@@ -125,6 +131,20 @@ _add(CTRDatasetSpec(
     source="RecBole's ml-100k atomic files (recbole/dataset_example/ml-100k in the recbole wheel), or "
            "GroupLens' ml-100k.zip unpacked into <data root>/ml-100k/ (`recarch download ml-100k` "
            "fetches it); research use only",
+))
+_add(CTRDatasetSpec(
+    "ml-1m-ctr", "MovieLens 1M as a click log: SASRec's 999,611 ml-1m interactions (label 1), each with one "
+    "popularity-matched negative (label 0): 1,999,222 rows; fields user_id, item_id, gender, age, occupation, "
+    "zip_code, release_year, genre, genre2; 8:1:1 stratified split (seed 2018)",
+    ((DataFile("ml-1m/ml-1m.sasrec.txt.gz", "7c5d534ef3a363c21c424a260fa8e4e0dd0237d8370eb1a250280afbf03fd7dd"),
+      DataFile("ml-1m/sas_to_original_users.txt", "121893a66ab13fad83a67e12e3b3e6ddc56bcd01f0bcedf2ccb10bd8405e6239"),
+      DataFile("ml-1m/sas_to_original_items.txt", "9ae42c23af0b0fe2f189b9d5acc6cf3936bffe1a9568390cf5d100c0c1b1fca1"),
+      DataFile("ml-1m/users.dat", "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3"),
+      DataFile("ml-1m/movies.dat", "0140fc2356357c1a851d0f52e893a1e4d3696df632c4141cea8d5bc3d621f0b9")),),
+    _ml1m_ctr,
+    source="the files of the sequential data set ml-1m (SASRec's data/ml-1m.txt gzipped, the id maps of github "
+           "asash/ml1m-sas-mapping) and GroupLens users.dat and movies.dat (research use; do not redistribute); "
+           "negatives drawn as recarch.ctr.readers.ml1m_ctr describes",
 ))
 _add(CTRDatasetSpec(
     "criteo-sample", "Criteo sample (DeepCTR examples/criteo_sample.txt): 200 rows, 13 numeric + 26 "

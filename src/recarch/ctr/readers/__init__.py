@@ -26,6 +26,7 @@ from .libfm import FRAPPE_FIELDS, iter_frappe, iter_libfm, read_libfm
 from .criteo import CRITEO_CATEGORICAL, CRITEO_COLUMNS, CRITEO_NUMERIC, iter_criteo, read_criteo
 from .avazu import iter_avazu, read_avazu
 from .kdd12 import KDD12_CATEGORICAL, KDD12_COLUMNS, KDD12_NUMERIC, iter_kdd12, read_kdd12_profiles
+from .ml1m_ctr import ML1M_CTR_FIELDS, iter_ml1m_ctr, popularity_matched_negatives
 from .movielens import (MOVIELENS_FIELDS, iter_movielens_atomic, iter_movielens_csv,
                         iter_movielens_grouplens, read_atomic_table)
 
@@ -37,5 +38,5 @@ __all__ = [
     "iter_avazu", "read_avazu",
     "KDD12_COLUMNS", "KDD12_NUMERIC", "KDD12_CATEGORICAL", "read_kdd12_profiles", "iter_kdd12",
     "MOVIELENS_FIELDS", "read_atomic_table", "iter_movielens_atomic", "iter_movielens_grouplens",
-    "iter_movielens_csv",
+    "iter_movielens_csv", "ML1M_CTR_FIELDS", "iter_ml1m_ctr", "popularity_matched_negatives",
 ]
