@@ -230,3 +230,15 @@ def test_errors_name_what_was_expected():
     with pytest.raises(ValueError, match=r"\(1, 6\)"):
         Evaluator(ds, 3, protocols=("full",)).evaluate(Constant(4), "valid")
     assert set(ALL) <= set(PROTOCOLS.names())
+
+
+def test_batches_shrink_to_bound_the_score_memory_and_metrics_do_not_change(ml100k, monkeypatch):
+    import recarch.evaluation.evaluate as E
+
+    torch.manual_seed(0)
+    scores = torch.randn(len(ml100k.eval_users()), ml100k.num_items + 1)
+    whole = Evaluator(ml100k, 50, protocols=("full", "pop100")).evaluate_scores(scores, "test")
+    monkeypatch.setattr(E, "SCORE_BYTES", 8 * (ml100k.num_items + 1) * 7)  # room for 7 rows
+    small = Evaluator(ml100k, 50, protocols=("full", "pop100"))
+    assert small.batch_size == 7
+    assert small.evaluate_scores(scores, "test") == whole

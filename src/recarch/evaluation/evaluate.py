@@ -16,6 +16,7 @@ from recarch.evaluation.metrics import metrics_from_ranks, rank_of_target
 from recarch.modes import eval_mode
 
 Tensor = torch.Tensor
+SCORE_BYTES = 512 * 2**20  # the float32 scores of one evaluation batch, twice (recarch.evaluation.Evaluator)
 
 
 def full_ranks(
@@ -61,7 +62,9 @@ class Evaluator:
         self.max_len = int(max_len)
         self.protocols = self._check(protocols)
         self.ks = tuple(int(k) for k in ks)
-        self.batch_size = int(batch_size)
+        # rows per batch: at most ``batch_size``, and few enough that a batch's score matrix and the
+        # masked copy full ranking makes of it stay within SCORE_BYTES, however large the catalogue
+        self.batch_size = max(1, min(int(batch_size), SCORE_BYTES // (8 * (dataset.num_items + 1))))
         self.seed = int(seed)
         self.mask_history = bool(mask_history)
         self._views: Dict[str, SplitView] = {}
