@@ -179,3 +179,28 @@ def test_random_search_trains_each_drawn_architecture_and_retrains_the_best(tmp_
     assert summary["rows"][0]["model"] == "Random search (derived)" and not (tmp_path / "s" / "search").exists()
     with pytest.raises(ConfigError, match="needs a supernet"):
         load_search_config(sets=["strategy=random", "budgets=[0.5]"]).validate()
+
+
+@needs_data
+def test_random_search_trials_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_path):
+    """``--executor ray``: each trial a Ray task on a real local cluster (2 CPUs); every trial's result
+    and the retrained winner equal an in-process run's."""
+    pytest.importorskip("ray")
+    sets = TINY + ["baseline=false", "data.dataset=ml-100k", "strategy=random", "random.trials=2",
+                   "random.epochs=1", "retrain.threads=1", "cost.enabled=false"]
+    here = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "here", echo=False)
+    there = search(load_search_config(sets=sets + ["executor.kind=ray", "executor.num_cpus=2"]), data_dir=str(DATA),
+                   run_dir=tmp_path / "ray", echo=False)
+    trials = [json.loads((tmp_path / run / "arch.json").read_text())["trials"] for run in ("here", "ray")]
+    assert [(t["name"], t["valid"]) for t in trials[0]] == [(t["name"], t["valid"]) for t in trials[1]]
+    assert here["rows"][0]["full_ndcg@10"] == there["rows"][0]["full_ndcg@10"]
+    assert "trials run as ray tasks" in (tmp_path / "ray" / "log.txt").read_text()
+
+
+def test_asking_for_ray_without_it_is_a_config_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install 'recarch\\[ray\\]'"):
+        load_search_config(sets=["executor.kind=ray"])

@@ -52,14 +52,14 @@ def _search(args) -> int:
     from recarch.search.job import load_search_config, search
 
     options = _options(args, dataset="data.dataset", out_dir="out_dir", budget_flops="budget_flops", budget_ms="budget_ms",
-                       budgets="budgets", strategy="strategy")
+                       budgets="budgets", strategy="strategy", executor="executor.kind")
     if args.resume:
         cfg = load_search_config([Path(args.resume) / "config.yaml"], args.set)
     else:
         cfg = load_search_config(args.config, args.set, options)
     summary = search(cfg, data_dir=args.data_dir, run_dir=args.resume, resume=bool(args.resume))
     if "rows" in summary:  # rank 0 of a torchrun job, or a plain run
-        made = "front.json, front.png, front/" if cfg.budgets else "arch.json, retrain/"
+        made = "front.json, front.png, front/" if (Path(summary["run_dir"]) / "front.json").exists() else "arch.json, retrain/"
         print(f"results in {summary['run_dir']} ({made}, summary.json, search/, baseline/)")
     return 0
 
@@ -270,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--budget-ms", type=float, help="derive within this many measured CPU ms per batch (encoder)")
     budget.add_argument("--budgets", type=float, nargs="+", metavar="FRACTION",
                         help="one architecture per FLOPs fraction from one supernet (front.json, front.png)")
+    s.add_argument("--executor", choices=["local", "ray"],
+                   help="where independent trainings run (strategy random's trials): here, or as Ray tasks")
     s.add_argument("--out-dir")
     s.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted search run in RUN_DIR")
     s.set_defaults(func=_search)

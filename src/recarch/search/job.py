@@ -19,6 +19,7 @@ import yaml
 from recarch import config as cfglib
 from recarch import run
 from recarch.data.batching import TrainBatches
+from recarch.executor import ExecutorConfig
 from recarch.io import write_json_atomic, write_text_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import ResourceConstraint, candidate_layer_flops, candidate_layer_latency
@@ -58,6 +59,7 @@ class SearchRunConfig:
     supernet: SupernetTrainingConfig = field(default_factory=SupernetTrainingConfig)  # how its weights train
     random: RandomSearchConfig = field(default_factory=RandomSearchConfig)  # strategy random (no supernet)
     elastic: ElasticSpaceConfig = field(default_factory=ElasticSpaceConfig)  # strategy elastic's space
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where strategy random's trials train
     candidates: int = 100  # strategy elastic: architectures scored on the supernet's weights per budget
     # which path is derived within the budget: argmax (α, β) (Eq. 18) or the best validation score on
     # the supernet's weights (recarch.search.derive)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from recarch import config as cfglib
+from recarch.executor import make_executor
 from recarch.io import write_json_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.constraint import candidate_layer_flops, candidate_layer_latency
@@ -71,6 +72,11 @@ def elastic_trials(cfg: SearchRunConfig, data) -> Tuple[List[Tuple[str, SeqModel
 SPACES = {"easrec": easrec_trials, "elastic": elastic_trials}
 
 
+def train_trial(job: tuple) -> Dict[str, Any]:
+    """One trial, (run config, data dir, folder, echo, resume): train_phase's arguments, picklable."""
+    return train_phase(*job)
+
+
 @FLOWS.register("random")
 def search_random(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
     trials, described = SPACES[cfg.random.space](cfg, data)
@@ -80,10 +86,13 @@ def search_random(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist
     log(f"phase 1/4: {'grid' if grid else 'random'} search in the {cfg.random.space} space, {len(trials)} "
         f"architectures within the budget, {cfg.random.epochs} epochs each")
     protocol, metric = cfg.retrain.valid_protocol, cfg.retrain.valid_metric
-    results = {}
-    for name, model in trials:
-        short = replace(cfg.run_config(model), train=replace(cfg.retrain, epochs=cfg.random.epochs))
-        results[name] = train_phase(short, data_dir, run_dir / "trials" / name, echo, resume)
+    local = cfg.executor.kind == "local"
+    jobs = [(replace(cfg.run_config(model), train=replace(cfg.retrain, epochs=cfg.random.epochs)), data_dir,
+             run_dir / "trials" / name, echo and local, resume) for name, model in trials]
+    if not local:
+        log(f"trials run as {cfg.executor.kind} tasks, {cfg.executor.cpus_per_job} CPU(s) each")
+    results = dict(zip([name for name, _ in trials], make_executor(cfg.executor).map(train_trial, jobs)))
+    for name, _ in trials:
         log(f"trial {name}: valid {protocol} {metric} {results[name]['valid'][protocol][metric]:.4f}")
     name, best = max(trials, key=lambda t: results[t[0]]["valid"][protocol][metric])
     arch = {"model": cfglib.to_dict(best), "data": cfglib.to_dict(cfg.data), "strategy": cfg.strategy,
