@@ -21,6 +21,7 @@ from recarch.cost import cost_report, cuda_peak_memory, peak_memory_subprocess
 from recarch.data import Preprocessing, build_sequences, get_dataset, id_map_texts, read_table, save_id_maps
 from recarch.data.batching import TrainBatches
 from recarch.data.sequences import SequenceDataset
+from recarch.devices import move
 from recarch.evaluation import PROTOCOLS, Evaluator
 from recarch.io import write_json_atomic
 from recarch.run_status import open_run, recorded
@@ -233,7 +234,7 @@ def measure_cost(run_dir: Path, model: torch.nn.Module, evaluator: Evaluator, cf
     """FLOPs, parameters, inference time over the test set and (in a fresh process) its peak memory."""
     inputs = evaluator.inputs("test")
     device = next(model.parameters()).device
-    batches = [b.to(device) for b in torch.from_numpy(inputs).split(cfg.cost.batch_size)]
+    batches = [move(b, device) for b in torch.from_numpy(inputs).split(cfg.cost.batch_size)]
     memory = None
     if cfg.cost.memory and device.type == "cuda":
         def score_all():

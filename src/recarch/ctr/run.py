@@ -25,6 +25,7 @@ from recarch.ctr.metrics import log_loss, roc_auc
 from recarch.ctr import supernet as _supernet  # noqa: F401  (registers the "nasrec" model)
 from recarch.ctr.models import CTR_MODELS, CTRModelConfig, build_ctr_model
 from recarch.ctr.table import CTRData, CTRSchema, TrainBatches, batches
+from recarch.devices import move
 from recarch.io import write_json_atomic
 from recarch.modes import eval_mode
 from recarch.run import CostConfig, RunLog, unique_run_dir
@@ -72,7 +73,7 @@ class CTREvaluator:
     def probabilities(self, model: nn.Module, split: str) -> np.ndarray:
         device = next(model.parameters()).device
         with eval_mode(model):
-            out = [torch.sigmoid(model(cat.to(device), num.to(device))).float().cpu()
+            out = [torch.sigmoid(model(move(cat, device), move(num, device))).float().cpu()
                    for cat, num, _ in batches(self.data.split(split), self.batch_size)]
         return torch.cat(out).numpy()
 
@@ -120,7 +121,7 @@ def ctr_cost(model: nn.Module, data: CTRData, cost: CostConfig) -> Dict[str, Any
     """FLOPs per sample (counted on one test row), parameters (embeddings apart) and CPU inference
     time over the test set at ``cost.batch_size`` and ``cost.threads``."""
     device = next(model.parameters()).device
-    test = [(c.to(device), n.to(device)) for c, n, _ in batches(data.test, cost.batch_size)]
+    test = [(move(c, device), move(n, device)) for c, n, _ in batches(data.test, cost.batch_size)]
     one = (test[0][0][:1], test[0][1][:1])
     report = cost_report(model, 0, test, threads=cost.threads, batch_size=cost.batch_size,
                          flops_inputs=one)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recarch.data.sequences import SequenceDataset, windows
+from recarch.devices import move
 from recarch.evaluation.candidates import PROTOCOLS, Candidates, SplitView, make_candidates, split_view
 from recarch.evaluation.metrics import metrics_from_ranks, rank_of_target
 from recarch.modes import eval_mode
@@ -165,7 +166,7 @@ class Evaluator:
         ranks: Dict[str, List[Tensor]] = {p: [] for p in names}
         with eval_mode(model), torch.no_grad():
             for a in range(0, r, self.batch_size):
-                seq = torch.from_numpy(self.inputs(split, a, a + self.batch_size)).to(device)
+                seq = move(torch.from_numpy(self.inputs(split, a, a + self.batch_size)), device)
                 scores = model.score_last(seq)
                 self._check_scores(scores, seq.shape[0])
                 for p in names:

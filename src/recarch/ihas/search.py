@@ -21,6 +21,7 @@ from torch import nn
 from recarch.ctr.models import FieldEmbedding, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable, TrainBatches, batches
+from recarch.devices import move
 from recarch.ihas.cluster import PatternCollector, Patterns
 from recarch.ihas.config import IHASConfig
 from recarch.ihas.embedding import BlockMaskedEmbedding
@@ -122,7 +123,7 @@ def gate_outputs(model: nn.Module, table: CTRTable, batch_size: int) -> Tuple[Pa
     patterns, total = PatternCollector(), 0.0
     with eval_mode(model), torch.no_grad():
         for cat, num, _ in batches(table, batch_size):
-            logits = emb.gates.logits(cat.to(device), num.to(device)).cpu()
+            logits = emb.gates.logits(move(cat, device), move(num, device)).cpu()
             patterns.add(logits > 0)
             total = total + torch.sigmoid(logits).sum(0, dtype=torch.float64)
     return patterns.result(), (total / len(table)).float()
@@ -135,7 +136,7 @@ def masked_tokens(model: nn.Module, table: CTRTable, batch_size: int) -> Iterato
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad():
         for cat, num, _ in batches(table, batch_size):
-            yield emb.deterministic(cat.to(device), num.to(device))[1].flatten(1).cpu()
+            yield emb.deterministic(move(cat, device), move(num, device))[1].flatten(1).cpu()
 
 
 def run_search(cfg: IHASConfig, data: CTRData, run_dir, log, resume: bool = False) -> Tuple[nn.Module, Dict]:

@@ -15,6 +15,7 @@ import torch
 
 from recarch.config import ConfigError
 from recarch.data.sequences import SequenceDataset, windows
+from recarch.devices import move
 from recarch.registry import Registry
 from recarch.search.constraint import ResourceConstraint
 from recarch.search.supernet import EASRecSupernet
@@ -106,7 +107,7 @@ class EASRecArchitect(TrainHooks):
             return
         if self.cfg.arch_data == "valid":
             device = self.net.alpha.device
-            seq, target = (t.to(device) for t in self.valid.next())
+            seq, target = (move(t, device) for t in self.valid.next())
         self.optimizer.zero_grad(set_to_none=True)
         resource = self.resource()
         lam = self.cfg.lam if self.uses_resource else 0.0

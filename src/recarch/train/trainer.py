@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from recarch.config import ConfigError
 from recarch.data.batching import TrainBatches
+from recarch.devices import move
 from recarch.failures import TrainingDiverged
 from recarch.io import write_csv_atomic
 from recarch.train import checkpoint
@@ -176,7 +177,7 @@ class Trainer:
         bar = tqdm(self.batches.epoch(epoch), total=len(self.batches), desc=f"epoch {epoch}",
                    disable=not (self.cfg.progress and self.dist.is_main), leave=False)
         for i, batch in enumerate(bar):
-            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+            batch = tuple(move(t, self.device) for t in batch)
             loss = self.step_loss(*batch)
             value = float(self.dist.sum(loss.detach()))
             if not math.isfinite(value):
@@ -218,7 +219,7 @@ class Trainer:
         def run_batches() -> None:
             with torch.random.fork_rng(devices=[]):
                 for _, batch in zip(range(self.cfg.precise_bn_batches), self.batches.epoch(epoch)):
-                    self.forward_batch(*(t.to(self.device) for t in batch))
+                    self.forward_batch(*(move(t, self.device) for t in batch))
 
         recompute_batch_norm(self.model, run_batches)
 
