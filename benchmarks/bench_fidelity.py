@@ -29,7 +29,8 @@ from recarch.cost import machine_info
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import kendall_tau, spearman_rho
 from recarch.search.elastic import Arch, ElasticSupernet
-from recarch.search.job import SearchRunConfig, summary_row, train_phase
+from recarch.search.job import SearchRunConfig, train_phase
+from recarch.search.summary import summary_row
 
 HERE = Path(__file__).resolve().parent
 

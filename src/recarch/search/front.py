@@ -17,9 +17,10 @@ from recarch import config as cfglib
 from recarch.io import write_json_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.derive import fitting_paths
-from recarch.search.job import (FLOWS, SearchRunConfig, baseline_phase, format_summary, path_scores, pick, summary_row,
-                                train_phase, train_supernet, write_derived)
 from recarch.search import STRATEGIES
+from recarch.search.job import (FLOWS, SearchRunConfig, baseline_phase, path_scores, pick, train_phase, train_supernet,
+                                write_derived)
+from recarch.search.summary import format_summary, summary_row
 
 PLAN = "front/archs.json"  # the budgets' derived paths, written before any retrain (resume keeps it)
 

@@ -24,7 +24,8 @@ from recarch.search.constraint import candidate_layer_flops, candidate_layer_lat
 from recarch.search.derive import fitting_paths
 from recarch.search.easrec import STRATEGIES
 from recarch.search.elastic import ElasticSupernet, candidate_archs, model_flops
-from recarch.search.job import FLOWS, SearchRunConfig, baseline_phase, format_summary, summarise, train_phase
+from recarch.search.job import FLOWS, SearchRunConfig, baseline_phase, train_phase
+from recarch.search.summary import format_summary, summarise
 from recarch.search.supernet import EASRecSupernet
 
 
