@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from recarch.reproduce.stats import welch_t_test
+from recarch.search.elastic import Arch
 from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
 from render_faults import fuzz_section, gpu_check_section, kill_section
@@ -127,6 +128,15 @@ def easrec_main(m: dict) -> list:
                    f"{fmt(row['pop100_ndcg@10'])} | {fmt(row['full_ndcg@10'])} | {row['flops_per_sequence'] / 1e6:.2f} | "
                    f"{row['params']:,} | {fmt(row['inference_seconds'], 3)} | {fmt(row['peak_memory_mb'], 0)} | "
                    f"{row['train_seconds']:.0f} |")
+    searched = [(row["model"], row["arch"]) for row in m["rows"] if row.get("arch")]
+    if not searched and m.get("arch", {}).get("arch"):  # random search in the elastic space
+        searched = [(m["rows"][0]["model"], m["arch"]["arch"])]
+    if searched:
+        out += [""] + [f"- {name}: {Arch.from_dict(arch).name()}" for name, arch in searched]
+    if m.get("candidates"):
+        out += ["", f"{len(m['candidates'])} architectures scored on the supernet's weights "
+                    f"(`search/candidates.json`; validation NDCG@10 {min(c['score'] for c in m['candidates']):.4f} to "
+                    f"{max(c['score'] for c in m['candidates']):.4f})."]
     q = m["ratios"]
     name = m["rows"][0]["model"].replace(" (derived)", "")
     out += ["", f"Search took {m['search_seconds']:.0f} s. {name} vs SASRec: pop100 NDCG@10 {q['pop100_ndcg@10_relative']:+.1%}, "
