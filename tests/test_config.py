@@ -20,6 +20,11 @@ def test_every_shipped_config_loads(path):
     if path.name.startswith(("easrec-", "oneshot-")):  # presets of `recarch search`
         cfg = load_search_config([path])
         candidate_widths(cfg.model, cfg.space)  # every candidate holds whole heads
+    elif path.name.startswith("elastic-"):  # `recarch search --strategy elastic`: its space checked on the recipe
+        from recarch.search.elastic import ElasticSupernet
+
+        cfg = load_search_config([path])
+        assert cfg.strategy == "elastic" and ElasticSupernet(50, cfg.model, cfg.elastic).space.max_lens
     elif path.name.startswith("ctr-search"):
         assert isinstance(load_ctr_search([path]), CTRSearchConfig)
     elif path.name.startswith("ctr-"):
