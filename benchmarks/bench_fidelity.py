@@ -26,7 +26,7 @@ import torch
 from recarch import config as cfglib
 from recarch import run
 from recarch.cost import machine_info
-from recarch.io import write_json_atomic
+from recarch.io import save_figure_atomic, write_json_atomic
 from recarch.reproduce.stats import kendall_tau, spearman_rho
 from recarch.search.elastic import Arch, ElasticSupernet
 from recarch.search.job import SearchRunConfig, train_phase
@@ -58,10 +58,7 @@ def plot(rows: list, path: Path, title: str) -> bool:
     ax.set_ylabel("validation score, trained alone")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)
     return True
 
 

@@ -66,3 +66,18 @@ def write_csv_atomic(path: str | os.PathLike, rows: list) -> Path:
     writer.writeheader()
     writer.writerows(flat)
     return write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure_atomic(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG to a temporary file, close it, then rename it onto ``path``."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

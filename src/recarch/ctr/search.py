@@ -42,7 +42,7 @@ from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.supernet_training import (calibrated, calibration_batches, one_test_row,
                                           supernet_throughput, train_supernet)
 from recarch.ctr.table import CTRData
-from recarch.io import write_json_atomic, write_text_atomic
+from recarch.io import save_figure_atomic, write_json_atomic, write_text_atomic
 from recarch.run import RunLog, unique_run_dir
 from recarch.run_status import open_run, recorded
 
@@ -182,10 +182,7 @@ def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dic
     ax.set_xscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path.with_suffix(".png"))
+    save_figure_atomic(fig, path.with_suffix(".png"), dpi=120)
     return [rows[i] for i in front]
 
 

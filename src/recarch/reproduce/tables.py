@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from recarch.io import write_json_atomic, write_text_atomic
+from recarch.io import save_figure_atomic, write_json_atomic, write_text_atomic
 from recarch.registry import Registry
 from recarch.reproduce.methods import (METHODS, dataset_has_features, needs_features, remeasure_cost, run_folder,
                                        run_method)
@@ -266,10 +266,7 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
     ax.set_ylabel(f"test NDCG@10 ({PROTOCOL})")
     ax.set_title(f"{result.dataset}: {TABLES.get(result.table).title}", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=120)
     return front
 
 

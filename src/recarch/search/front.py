@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from recarch import config as cfglib
-from recarch.io import write_json_atomic
+from recarch.io import save_figure_atomic, write_json_atomic
 from recarch.models import SeqModelConfig
 from recarch.search.derive import fitting_paths
 from recarch.search import STRATEGIES
@@ -112,10 +112,7 @@ def plot_front(front: Dict[str, Any], path: Path) -> bool:
         ax.set_ylabel("test NDCG@10 (full ranking)")
     fig.suptitle("derived per budget (dots, width/FFN/layers) and the hand-sized model (star)", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)
     return True
 
 
