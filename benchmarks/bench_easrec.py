@@ -68,6 +68,13 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
     arch = json.loads((run_dir / "arch.json").read_text()) if (run_dir / "arch.json").exists() else {}
     if arch.get("path_scores"):  # derive_by validation: every path's score on the supernet's weights
         summary["path_scores"] = arch["path_scores"]
+    history = run_dir / "search" / "trajectory.json"
+    if history.exists():  # how the search phase ended: a patience stop, or the epoch cap
+        rows = json.loads(history.read_text())
+        metric = f"valid_{cfg.train.valid_metric}"
+        best = max(rows, key=lambda h: h.get(metric, float("-inf")))["epoch"] if metric in rows[0] else None
+        capped = len(rows) >= cfg.train.epochs and (best is None or len(rows) - best < cfg.train.patience)
+        summary["search_phase"] = {"epochs_run": len(rows), "best_epoch": best, "stopped_by": "cap" if capped else "patience"}
     if (run_dir / "search" / "candidates.json").exists():  # strategy elastic: every candidate's inherited score
         summary["candidates"] = json.loads((run_dir / "search" / "candidates.json").read_text())
     return summary

@@ -139,7 +139,10 @@ def easrec_main(m: dict) -> list:
                     f"{max(c['score'] for c in m['candidates']):.4f})."]
     q = m["ratios"]
     name = m["rows"][0]["model"].replace(" (derived)", "")
-    out += ["", f"Search took {m['search_seconds']:.0f} s. {name} vs SASRec: pop100 NDCG@10 {q['pop100_ndcg@10_relative']:+.1%}, "
+    phase = m.get("search_phase")
+    searched_for = (f" ({phase['epochs_run']} epochs, best {phase['best_epoch']}, stopped by "
+                    + ("the epoch cap: **capped**" if phase["stopped_by"] == "cap" else "patience") + ")") if phase else ""
+    out += ["", f"Search took {m['search_seconds']:.0f} s{searched_for}. {name} vs SASRec: pop100 NDCG@10 {q['pop100_ndcg@10_relative']:+.1%}, "
                 f"full NDCG@10 {q['full_ndcg@10_relative']:+.1%}, FLOPs {q['flops_fraction']:.0%} of SASRec's, "
                 f"inference {q['inference_speedup']:.1f}× faster, peak memory {fmt(q['memory_fraction'], 2)}× SASRec's, "
                 f"search + retrain = {q['search_plus_retrain_over_sasrec']:.2f}× one SASRec training. "
