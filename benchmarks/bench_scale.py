@@ -6,7 +6,8 @@ training epoch of SASRec (width 64, one block, sampled softmax with 256 negative
 over ``--train-batches`` batches and scaled to the epoch), full-ranking evaluation seconds per 1,000
 users (timed on ``--eval-users`` users), and the process's peak RSS. CTR track, per rows point:
 ingest (parse, vocabulary or hashing into at most ``--hash-buckets`` rows per field, the cached
-encoding), seconds per training epoch of DLRM (timed over batches and scaled), peak RSS. Each point
+encoding), seconds per training epoch of DLRM (timed over batches and scaled) with Adam's row-wise
+embedding updates (``train.sparse_embeddings``) and, on the same batches, with its dense step, peak RSS. Each point
 runs in its own process, so peak RSS is its own. Writes ``benchmarks/results/scale.json``
 (resumable: finished points are kept with ``--reuse``) and a plot beside it.
 
@@ -92,6 +93,8 @@ def ctr_point(rows: int, hash_buckets: int, train_batches: int, threads: int) ->
     from recarch.ctr.datasets import get_ctr_dataset
     from recarch.ctr.models import CTRModelConfig, build_ctr_model
     from recarch.ctr.table import TrainBatches
+    from recarch.train import TrainConfig
+    from recarch.train.optimizers import build_optimizer
 
     torch.set_num_threads(threads)
     root = WORK / f"ctr-{rows}"
@@ -104,23 +107,28 @@ def ctr_point(rows: int, hash_buckets: int, train_batches: int, threads: int) ->
                            progress=False)
     ingest_seconds = time.perf_counter() - start
     rss_loaded = peak_rss_mb()
-    model = build_ctr_model(data.schema, CTRModelConfig(name="dlrm"))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = TrainBatches(data.train, 4096, 0)
-    timed = 0
-    start = time.perf_counter()
-    for cat, num, label in batches.epoch(1):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(cat, num), label)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        timed += 1
-        if timed == train_batches:
-            break
+    epoch = {}
+    for sparse in (False, True):  # the same batches through Adam's dense step and its row-wise one
+        model = build_ctr_model(data.schema, CTRModelConfig(name="dlrm"))
+        optimizer = build_optimizer(model, list(model.parameters()), TrainConfig(sparse_embeddings=sparse))
+        timed = 0
+        start = time.perf_counter()
+        for cat, num, label in batches.epoch(1):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(cat, num), label)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            timed += 1
+            if timed == train_batches:
+                break
+        epoch["row_wise" if sparse else "dense"] = (time.perf_counter() - start) / timed * len(batches)
+        del model, optimizer
     return {"rows": rows, "hash_buckets": hash_buckets, "ingest_seconds": ingest_seconds,
             "embedding_rows": int(sum(data.schema.vocab_sizes)),
-            "seconds_per_epoch": (time.perf_counter() - start) / timed * len(batches), "timed_batches": timed,
-            "batches_per_epoch": len(batches), "peak_rss_mb_after_ingest": rss_loaded, "peak_rss_mb": peak_rss_mb()}
+            "seconds_per_epoch": epoch["row_wise"], "seconds_per_epoch_dense_adam": epoch["dense"],
+            "timed_batches": timed, "batches_per_epoch": len(batches), "peak_rss_mb_after_ingest": rss_loaded,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def in_child(kind: str, args: list) -> dict:
@@ -148,7 +156,8 @@ def plot(result: dict, path: Path) -> bool:
     axes[0].set_xlabel("interactions / items")
     axes[0].legend(fontsize=7)
     pts = sorted(result["ctr"], key=lambda p: p["rows"])
-    for key, label in (("ingest_seconds", "ingest s"), ("seconds_per_epoch", "s per epoch")):
+    for key, label in (("ingest_seconds", "ingest s"), ("seconds_per_epoch", "s per epoch, row-wise Adam"),
+                       ("seconds_per_epoch_dense_adam", "s per epoch, dense Adam")):
         axes[1].plot([p["rows"] / 1e6 for p in pts], [p[key] for p in pts], marker="o", label=label)
     axes[1].set_xlabel("CTR rows (millions)")
     axes[1].legend(fontsize=7)

@@ -47,6 +47,19 @@ def test_train_evaluate_and_resume(tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_row_wise_embedding_updates_resume_exactly(tmp_path):
+    args = ["--data-dir", str(DATA), "ctr", "train", "--model", "deepfm", "--dataset", "frappe", *SMALL,
+            "--set", "train.sparse_embeddings=true", "--set", "cost.enabled=false"]
+    assert main(args + ["--out-dir", str(tmp_path / "whole")]) == 0
+    assert main(args + ["--out-dir", str(tmp_path / "cut"), "--set", "train.epochs=1"]) == 0
+    (whole,), (cut,) = list((tmp_path / "whole").iterdir()), list((tmp_path / "cut").iterdir())
+    assert main(["--data-dir", str(DATA), "ctr", "train", "--resume", str(cut), "--set", "train.epochs=2"]) == 0
+    a = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(cut / "checkpoints" / "last.pt", weights_only=True)
+    assert len(a["optimizer"]["parts"]) == 2  # the dense Adam and the tables' SparseAdam
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_user_errors_name_the_problem(tmp_path, capsys):
     assert main(["--data-dir", str(DATA), "ctr", "train", "--dataset", "frapee", "--out-dir", str(tmp_path)]) == 2
     assert "did you mean 'frappe'" in capsys.readouterr().err

@@ -67,12 +67,13 @@ FRAPPE = DATA / "frappe"
 
 
 @pytest.mark.skipif(not FRAPPE.exists(), reason="frappe not present")
-def test_two_process_ctr_training_matches_one_process(tmp_path):
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "row-wise-embeddings"])
+def test_two_process_ctr_training_matches_one_process(tmp_path, sparse):
     # no dropout and no batch norm: per-rank masks and per-shard batch statistics are what may differ;
     # plain SGD, whose step (unlike Adam's) would show a gradient summed twice or half-counted
     sets = ["model.dropout=0.0", "model.batch_norm=false", "model.mlp=[64, 64]", "model.embed_dim=8",
             "train.optimizer=sgd", "train.lr=0.5", "train.epochs=2", "train.batch_size=4096",
-            "train.progress=false", "cost.enabled=false"]
+            "train.progress=false", "cost.enabled=false", f"train.sparse_embeddings={str(sparse).lower()}"]
     command = ["ctr", "train", "--model", "deepfm", "--dataset", "frappe"]
     one = launch(tmp_path / "one", 1, command, sets)
     two = launch(tmp_path / "two", 2, command, sets)

@@ -97,7 +97,7 @@ def test_early_stopping_counts_patience(tmp_path):
 @pytest.mark.parametrize("embedding_decay", [None, 0.5])
 def test_embedding_weight_decay_reaches_the_tables_only(embedding_decay):
     """A zero loss leaves only the decay term: Adam's first step moves a decayed weight by -lr·sign(w)."""
-    from recarch.train.trainer import OPTIMIZERS, decay_groups
+    from recarch.train.optimizers import OPTIMIZERS, decay_groups
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 1))

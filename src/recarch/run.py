@@ -93,6 +93,9 @@ class RunConfig:
         if metric not in ("recall", "mrr", "ndcg") or not k.isdigit() or int(k) not in self.eval.ks:
             raise cfglib.ConfigError(f"train.valid_metric: expected recall@K, mrr@K or ndcg@K with K in "
                                      f"eval.ks {self.eval.ks}, got {self.train.valid_metric!r}")
+        if self.train.sparse_embeddings:  # the item table also scores, which makes its gradient dense
+            raise cfglib.ConfigError("train.sparse_embeddings applies to CTR models only: a sequential model "
+                                     "scores with its item table, so every row gets a gradient")
 
 
 def load_run_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> RunConfig:

@@ -64,6 +64,9 @@ class IHASConfig:
             raise err(f"blocks must be ≥ 1 and divide model.embed_dim ({self.model.embed_dim}), got {self.blocks}")
         if not 0 < self.target <= 1:
             raise err(f"target must be in (0, 1], got {self.target}")
+        if self.search.sparse_embeddings:
+            raise err("search.sparse_embeddings: the iHAS search trains its block gates with dense updates; "
+                      "set it on retrain only")
         if self.budget is not None and not 0 < self.budget <= 1:
             raise err(f"budget must be in (0, 1] (a fraction of the full model's embedding parameters), got {self.budget}")
         if self.clusters < 1 or self.max_codes < 1 or self.kmeans_iters < 1:

@@ -28,7 +28,7 @@ from recarch.ihas.embedding import BlockMaskedEmbedding
 from recarch.ihas.gates import Gates, bipolar_loss, sparsity_loss
 from recarch.modes import eval_mode
 from recarch.train import TrainHooks
-from recarch.train.trainer import decay_groups, make_optimizer
+from recarch.train.optimizers import decay_groups, make_optimizer
 
 
 

@@ -43,13 +43,17 @@ class Dist:
         dist.all_reduce(out)
         return out
 
-    def sum_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
+    def sum_grads(self, params: Iterable[torch.nn.Parameter], sparse: Iterable[torch.nn.Parameter] = ()) -> None:
+        """Sum every rank's gradients. ``sparse``: parameters updated row-wise, whose gradients are
+        reduced dense (a rank may have looked up other rows, or none) and handed back row-sparse."""
         if not self.grouped:
             return
+        row_wise = {id(p) for p in sparse}
         for p in params:
-            if p.grad is None:  # a parameter unused on this rank still joins the reduction
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
+            grad = torch.zeros_like(p) if p.grad is None else p.grad  # a parameter unused here still joins
+            grad = grad.to_dense() if grad.is_sparse else grad
+            dist.all_reduce(grad)
+            p.grad = grad.to_sparse(sparse_dim=1) if id(p) in row_wise else grad
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -25,16 +25,8 @@ from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
+from recarch.train.optimizers import OPTIMIZERS, build_optimizer
 from recarch.train.scalars import scalar_log
-
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
-FUSED = {"adam", "adagrad"}  # one kernel over all parameters: torch's CPU default loops per tensor (Adam 6.4 ms → 0.55 ms a step over a 12k×64 table)
-
-
-def make_optimizer(name: str, groups: List[Dict], lr: float) -> torch.optim.Optimizer:
-    """The optimizer ``name`` (see OPTIMIZERS) over parameter ``groups``, fused where torch has it."""
-    return OPTIMIZERS[name](groups, lr=lr, **({"fused": True} if name in FUSED else {}))
 
 
 @dataclass
@@ -48,6 +40,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     embedding_weight_decay: Optional[float] = None  # L2 on nn.Embedding tables (FuxiCTR's embedding_regularizer); None: weight_decay
+    sparse_embeddings: bool = False  # row-wise updates of nn.Embedding tables (recarch.train.optimizers); CTR models
     epochs: int = 200
     patience: int = 10  # epochs without a better validation score before stopping
     valid_protocol: str = "pop100"
@@ -79,18 +72,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be ≥ 0, got {getattr(self, key)}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be ≥ 0, got {self.patience}")
-
-
-def decay_groups(model: torch.nn.Module, params: List[torch.nn.Parameter], cfg: TrainConfig) -> List[Dict]:
-    """Optimizer parameter groups: ``cfg.weight_decay`` on every parameter, except the tables of the
-    model's ``nn.Embedding`` modules, which get ``cfg.embedding_weight_decay`` when it is set. With Adam
-    this is the gradient of FuxiCTR's embedding regulariser (λ/2)·‖E‖² over whole tables."""
-    if cfg.embedding_weight_decay is None:
-        return [{"params": params, "weight_decay": cfg.weight_decay}]
-    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    groups = [{"params": [p for p in params if id(p) not in tables], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if id(p) in tables], "weight_decay": cfg.embedding_weight_decay}]
-    return [g for g in groups if g["params"]]
+        table_decay = self.weight_decay if self.embedding_weight_decay is None else self.embedding_weight_decay
+        if self.sparse_embeddings and table_decay:
+            raise ConfigError(f"train.sparse_embeddings updates only the rows a batch looks up, so it cannot decay whole "
+                              f"tables (embedding weight decay {table_decay:g}): set train.embedding_weight_decay=0 "
+                              f"(train.weight_decay then applies to the other weights)")
 
 
 class TrainHooks:
@@ -129,7 +115,8 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
         self.log = log
         self.params = list(parameters if parameters is not None else model.parameters())
-        self.optimizer = make_optimizer(cfg.optimizer, decay_groups(model, self.params, cfg), cfg.lr)
+        self.optimizer = build_optimizer(model, self.params, cfg)
+        self.sparse_params = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
         self.dist = dist
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
@@ -185,7 +172,7 @@ class Trainer:
                                        f"(global step {self.state['step']}); lower train.lr or check the data")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.dist.sum_grads(self.params)
+            self.dist.sum_grads(self.params, sparse=self.sparse_params)
             self.check_gradients(epoch, i)
             self.optimizer.step()
             self.state["step"] += 1
@@ -198,7 +185,7 @@ class Trainer:
 
     def check_gradients(self, epoch: int, i: int) -> None:
         """Stop before a non-finite gradient reaches the weights (the last checkpoint stays good)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
+        grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in self.params if p.grad is not None]
         if grads and not math.isfinite(float(torch.nn.utils.get_total_norm(grads))):
             raise TrainingDiverged(f"a gradient is non-finite at epoch {epoch}, step {i} (global step "
                                    f"{self.state['step']}); lower train.lr or check the data")
