@@ -9,7 +9,8 @@ ingest (parse, vocabulary or hashing into at most ``--hash-buckets`` rows per fi
 encoding), seconds per training epoch of DLRM (timed over batches and scaled) with Adam's row-wise
 embedding updates (``train.sparse_embeddings``) and, on the same batches, with its dense step, peak RSS. Each point
 runs in its own process, so peak RSS is its own. Writes ``benchmarks/results/scale.json``
-(resumable: finished points are kept with ``--reuse``) and a plot beside it.
+(resumable: finished points are kept with ``--reuse``, each with the command and machine that measured
+it) and a plot beside it; ``benchmarks/render.py`` renders it.
 
 Example: ``python benchmarks/bench_scale.py --seq 1e6:1e4 1e6:1e5 1e6:1e6 1e7:1e5 3e7:1e5 --ctr 1e7 4.5e7``.
 """
@@ -29,6 +30,17 @@ WORK = HERE / ".work" / "scale"
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss_split_mb() -> dict:
+    """This process's resident memory now, split into anonymous (its own arrays and tensors) and file-backed
+    (memory-mapped caches, which the kernel may drop and read again), from /proc/self/status (Linux)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    except OSError:
+        return {}
+    return {f"rss_{key[3:].lower()}_mb": int(status[key].split()[0]) / 1024 for key in ("RssAnon", "RssFile")
+            if key in status}
 
 
 def seq_point(interactions: int, items: int, train_batches: int, eval_users: int, threads: int) -> dict:
@@ -83,7 +95,7 @@ def seq_point(interactions: int, items: int, train_batches: int, eval_users: int
             "load_seconds": load_seconds, "seconds_per_epoch": train_seconds, "timed_batches": timed,
             "batches_per_epoch": len(batches), "full_ranking_seconds_per_1000_users": eval_seconds,
             "eval_rows_per_batch": evaluator.batch_size, "peak_rss_mb_after_load": rss_loaded,
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb(), **rss_split_mb()}
 
 
 def ctr_point(rows: int, hash_buckets: int, train_batches: int, threads: int) -> dict:
@@ -128,7 +140,7 @@ def ctr_point(rows: int, hash_buckets: int, train_batches: int, threads: int) ->
             "embedding_rows": int(sum(data.schema.vocab_sizes)),
             "seconds_per_epoch": epoch["row_wise"], "seconds_per_epoch_dense_adam": epoch["dense"],
             "timed_batches": timed, "batches_per_epoch": len(batches), "peak_rss_mb_after_ingest": rss_loaded,
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb(), **rss_split_mb()}
 
 
 def in_child(kind: str, args: list) -> dict:
@@ -146,14 +158,16 @@ def plot(result: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from recarch.io import save_figure_atomic
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    pts = sorted(result["seq"], key=lambda p: (p["items"], p["interactions"]))
     for key, label in (("load_seconds", "load s"), ("seconds_per_epoch", "s per epoch"),
                        ("full_ranking_seconds_per_1000_users", "full ranking s / 1k users")):
-        pts = sorted(result["seq"], key=lambda p: (p["items"], p["interactions"]))
         axes[0].plot([f"{p['interactions'] / 1e6:.0f}M/{p['items'] / 1e3:.0f}k" for p in pts], [p[key] for p in pts],
                      marker="o", label=label)
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("interactions / items")
+    axes[0].set_xlabel("interactions / items seen")
     axes[0].legend(fontsize=7)
     pts = sorted(result["ctr"], key=lambda p: p["rows"])
     for key, label in (("ingest_seconds", "ingest s"), ("seconds_per_epoch", "s per epoch, row-wise Adam"),
@@ -162,8 +176,7 @@ def plot(result: dict, path: Path) -> bool:
     axes[1].set_xlabel("CTR rows (millions)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure_atomic(fig, path)
     return True
 
 
@@ -190,20 +203,24 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     path = Path(args.out_dir) / "scale.json"
     old = json.loads(path.read_text()) if args.reuse and path.exists() else {"seq": [], "ctr": []}
-    result = {"benchmark": "scale", "seq": old["seq"], "ctr": old["ctr"],
-              "command": "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine_info(args.threads)}
+    for row in old["seq"] + old["ctr"]:  # points of an earlier invocation keep its command and machine
+        row.setdefault("command", old["command"])
+        row.setdefault("machine", old["machine"])
+    # every point records the invocation and machine that measured it: --reuse gathers points of several runs
+    here = {"command": "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine_info(args.threads)}
+    result = {"benchmark": "scale", "seq": old["seq"], "ctr": old["ctr"]}
     for point in args.seq:
         interactions, items = (int(float(v)) for v in point.split(":"))
         if not any(p["asked"] == [interactions, items] for p in result["seq"]):
             row = in_child("seq", [interactions, items, args.train_batches, args.eval_users, args.threads])
-            result["seq"].append({"asked": [interactions, items], **row})
+            result["seq"].append({"asked": [interactions, items], **row, **here})
             print(json.dumps(result["seq"][-1]), flush=True)
             write_json_atomic(path, result)
     for point in args.ctr:
         rows = int(float(point))
         if not any(p["rows"] == rows for p in result["ctr"]):
-            result["ctr"].append(in_child("ctr", [rows, args.hash_buckets, args.train_batches, args.threads]))
+            result["ctr"].append({**in_child("ctr", [rows, args.hash_buckets, args.train_batches, args.threads]), **here})
             print(json.dumps(result["ctr"][-1]), flush=True)
             write_json_atomic(path, result)
     write_json_atomic(path, result)

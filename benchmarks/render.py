@@ -11,6 +11,7 @@ from render_common import fmt, machine_line
 from render_ctr import ctr_track, ingest_section
 from render_faults import fuzz_section, gpu_check_section, kill_section
 from render_ihas import ihas_section, widths_section
+from render_scale import scale_section
 from render_search import fidelity_section
 from render_sota import peer_section, precision_section, sota_table
 
@@ -236,6 +237,8 @@ def main() -> int:
         lines += ["## Embedding track: the fixed-width frontier (`benchmarks/bench_emb_widths.py`)", ""]
         for path in widths:
             lines += widths_section(json.loads(path.read_text()))
+    if (HERE / "results" / "scale.json").exists():
+        lines += scale_section(json.loads((HERE / "results" / "scale.json").read_text()))
     if (HERE / "results" / "fuzz.json").exists():
         lines += fuzz_section(json.loads((HERE / "results" / "fuzz.json").read_text()))
     if (HERE / "results" / "kill.json").exists():

@@ -109,7 +109,6 @@ def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
 
 
 def test_export_serves_the_same_probabilities(tmp_path):
-    from recarch.ctr.run import CTREvaluator
     from recarch.export import load_program
 
     assert main(["--data-dir", str(DATA), "ctr", "train", "--model", "autoint", "--dataset", "frappe",
@@ -278,3 +277,19 @@ def test_a_search_stopped_in_its_retrains_resumes_to_the_uninterrupted_result(tm
     (whole,) = list((tmp_path / "whole").iterdir())
     a, b = (json.loads((d / "summary.json").read_text())["modes"]["arch"] for d in (whole, cut))
     assert [t["test"] for t in a["top"]] == [t["test"] for t in b["top"]] and a["winner"]["arch_file"] == b["winner"]["arch_file"]
+
+
+def test_search_retrains_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_path):
+    """``ctr search --executor ray``: every retrain (candidate × seed) a Ray task on a real local
+    cluster; each candidate's retrained metrics equal an in-process search's (one thread each, as a
+    1-CPU Ray task has)."""
+    pytest.importorskip("ray")
+    args = ["--data-dir", str(DATA), "ctr", "search", "--dataset", "frappe", *TINY_SEARCH, "--set", "top_k=2",
+            "--set", "retrain_seeds=2", "--set", "retrain.threads=1"]
+    assert main(args + ["--out-dir", str(tmp_path / "here")]) == 0
+    assert main(args + ["--out-dir", str(tmp_path / "ray"), "--executor", "ray", "--set", "executor.num_cpus=2"]) == 0
+    (here,), (there,) = list((tmp_path / "here").iterdir()), list((tmp_path / "ray").iterdir())
+    tops = [json.loads((d / "summary.json").read_text())["modes"]["arch"]["top"] for d in (here, there)]
+    assert len(tops[0]) == 2 and len(tops[0][0]["per_seed"]) == 2
+    assert [[r["test"] for r in t["per_seed"]] for t in tops[0]] == [[r["test"] for r in t["per_seed"]] for t in tops[1]]
+    assert "as ray tasks" in (there / "log.txt").read_text()

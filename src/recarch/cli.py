@@ -137,7 +137,7 @@ def _ctr_search(args) -> int:
     from recarch.ctr.search import load_search_config, search_ctr
 
     options = _options(args, dataset="data.dataset", space="space.space", hardware="hardware",
-                       budget_mflops="budget_mflops", out_dir="out_dir")
+                       budget_mflops="budget_mflops", out_dir="out_dir", executor="executor.kind")
     if args.resume:
         cfg = load_search_config([Path(args.resume) / "config.yaml"], args.set)
     else:
@@ -231,6 +231,8 @@ def ctr_parser(sub) -> None:
     s.add_argument("--config", action="append", default=[], metavar="FILE.yaml")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--out-dir")
+    s.add_argument("--executor", choices=["local", "ray"],
+                   help="where the retrains (candidate × learning rate × seed) run: here, or as Ray tasks")
     s.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted CTR search in RUN_DIR")
     s.set_defaults(func=_ctr_search)
     e = csub.add_parser("evaluate", help="evaluate a finished CTR run")

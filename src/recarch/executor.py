@@ -6,7 +6,9 @@ jobs' order. ``local`` runs them one after another here. ``ray`` submits each as
 ``$RAY_ADDRESS``), or to a local one it starts with ``num_cpus`` CPUs; every worker must see the same
 files (the package, the data root and the run folder: a shared filesystem on a multi-node cluster).
 ``fn`` and the jobs must be picklable (module-level functions, plain data). A job computes the same
-result either way: trainings here are seeded and write only under their own folder.
+result either way: trainings here are seeded and write only under their own folder. ``in_process``
+says whether jobs run in the caller's memory (so a caller may hand them data it has loaded, which a
+Ray task instead reads from the data root's cache).
 
 Ray is an optional extra (``pip install 'recarch[ray]'``); asking for it without Ray installed is a
 clear error before any work starts. Data-parallel training of one model stays on ``torchrun``.
@@ -40,6 +42,8 @@ class ExecutorConfig:
 
 @EXECUTORS.register("local")
 class InProcess:
+    in_process = True
+
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
 
@@ -49,6 +53,8 @@ class InProcess:
 
 @EXECUTORS.register("ray")
 class RayTasks:
+    in_process = False
+
     def __init__(self, cfg: ExecutorConfig) -> None:
         self.cfg = cfg
 

@@ -1,13 +1,15 @@
 """Phase 3 of ``recarch ctr search``: each chosen candidate retrained from scratch as an ordinary CTR
-run, ``retrain_seeds`` times at each learning rate of ``retrain_lrs``; the candidate keeps the learning
-rate with the best mean validation AUC. Finished runs of the same architecture and settings are reused.
+run, ``retrain_seeds`` times at each learning rate of ``retrain_lrs``, each training a job of the search's
+executor (in this process, or a Ray task); the candidate keeps the learning rate with the best mean
+validation AUC. Finished runs of the same architecture and settings are reused.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -16,6 +18,7 @@ from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.run import CTRRunConfig, train_ctr
 from recarch.ctr.table import CTRData
 from recarch.ctr.search_config import CTRSearchConfig
+from recarch.executor import make_executor
 from recarch.io import write_json_atomic
 
 
@@ -29,11 +32,12 @@ def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = 
     return CTRRunConfig(data=cfg.data, model=model, train=train, cost=cfg.cost)
 
 
-def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, lr: float, data_dir: Optional[str], run_dir: Path,
-              echo: bool, data: CTRData) -> Dict[str, Any]:
-    """One from-scratch training of the architecture in ``arch_path`` with ``seed`` and ``lr``: its metrics
-    and costs. A finished run in ``run_dir`` of the same architecture and settings (``trained.json``) is
-    reused, so an interrupted or widened search (a larger ``top_k``) retrains only what is new."""
+def retrained(job: Tuple, data: Optional[CTRData] = None) -> Dict[str, Any]:
+    """One from-scratch training, ``job`` = (search config, arch path, seed, lr, data dir, run folder, echo):
+    its metrics and costs. A finished run in the folder of the same architecture and settings
+    (``trained.json``) is reused, so an interrupted or widened search (a larger ``top_k``) retrains only
+    what is new. ``data``: the loaded data when the job runs in the caller's process (else read here)."""
+    cfg, arch_path, seed, lr, data_dir, run_dir, echo = job
     run_cfg = retrain_config(cfg, arch_path, seed, lr)
     what = {"arch": json.loads(Path(arch_path).read_text())["arch"], "config": cfglib.to_dict(run_cfg)}
     marker = run_dir / "trained.json"
@@ -48,17 +52,25 @@ def retrained(cfg: CTRSearchConfig, arch_path: Path, seed: int, lr: float, data_
             "params": cost["params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
 
 
-def retrain_candidate(cfg: CTRSearchConfig, arch_path: Path, folder: Path, data_dir: Optional[str], echo: bool,
-                      data: CTRData) -> Dict[str, Any]:
-    """The candidate in ``arch_path`` retrained ``retrain_seeds`` times at each learning rate of
-    ``cfg.learning_rates()``; the learning rate with the best mean validation AUC is kept, and its runs
-    are the candidate's. Runs go to ``<folder>-seed<s>`` (``retrain.lr``) or ``<folder>-lr<lr>-seed<s>``."""
+def retrain_candidates(cfg: CTRSearchConfig, candidates: List[Tuple[Path, Path]], data_dir: Optional[str], echo: bool,
+                       data: CTRData) -> List[Dict[str, Any]]:
+    """Each candidate (arch path, folder) retrained ``retrain_seeds`` times at each learning rate of
+    ``cfg.learning_rates()``, every training an independent job of ``cfg.executor`` (here, or Ray tasks);
+    a candidate keeps the learning rate with the best mean validation AUC, and its runs are the
+    candidate's. Runs go to ``<folder>-seed<s>`` (``retrain.lr``) or ``<folder>-lr<lr>-seed<s>``."""
     seeds = [cfg.retrain.seed + i for i in range(cfg.retrain_seeds)]
-    by_lr = {}
-    for lr in cfg.learning_rates():
-        tag = "" if lr == cfg.retrain.lr else f"-lr{lr:g}"
-        by_lr[lr] = [retrained(cfg, arch_path, s, lr, data_dir, folder.with_name(f"{folder.name}{tag}-seed{s}"), echo, data)
-                     for s in seeds]
+    lrs = cfg.learning_rates()
+    executor = make_executor(cfg.executor)
+    jobs = [(cfg, arch_path, s, lr, data_dir,
+             folder.with_name(f"{folder.name}{'' if lr == cfg.retrain.lr else f'-lr{lr:g}'}-seed{s}"),
+             echo and executor.in_process)
+            for arch_path, folder in candidates for lr in lrs for s in seeds]
+    runs = iter(executor.map(partial(retrained, data=data) if executor.in_process else retrained, jobs))
+    return [candidate_result({lr: [next(runs) for _ in seeds] for lr in lrs}) for _ in candidates]
+
+
+def candidate_result(by_lr: Dict[float, List[Dict[str, Any]]]) -> Dict[str, Any]:
+    """One candidate's row from its runs at each learning rate."""
     lr_valid_auc = {lr: float(np.mean([r["valid"]["auc"] for r in runs])) for lr, runs in by_lr.items()}
     lr = max(lr_valid_auc, key=lr_valid_auc.get)
     runs = by_lr[lr]

@@ -34,7 +34,7 @@ from recarch.cost import machine_info
 from recarch.ctr import hardware as hwlib
 from recarch.ctr.evolution import Scored, evolve, pareto_front
 from recarch.ctr.run import CTREvaluator, CTRRunConfig, load_data
-from recarch.ctr.retrain import retrain_candidate
+from recarch.ctr.retrain import retrain_candidates
 from recarch.ctr.search_config import CTRSearchConfig, load_search_config  # noqa: F401  (the job's config)
 from recarch.ctr.selection import TOP_K_SELECTORS, retrained_merit
 from recarch.ctr.space import Arch, mutate, sample, shrink
@@ -230,16 +230,18 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
         front = write_pareto(history, keys, run_dir / f"pareto-{mode}")
         log(f"{len(history)} candidates scored, {len(front)} on the Pareto front; best score {history and min(s.score for s in history):.4f}")
 
-        log(f"phase 3/3: retraining {cfg.top_k} candidates ({mode}, by {cfg.top_k_from}) from scratch")
+        log(f"phase 3/3: retraining {cfg.top_k} candidates ({mode}, by {cfg.top_k_from}) from scratch"
+            + ("" if cfg.executor.kind == "local" else f", as {cfg.executor.kind} tasks"))
         start = time.perf_counter()
-        results = []
-        for k, best in enumerate(TOP_K_SELECTORS[cfg.top_k_from](history, cfg.top_k), 1):
+        chosen = list(enumerate(TOP_K_SELECTORS[cfg.top_k_from](history, cfg.top_k), 1))
+        for k, best in chosen:
             arch, placement = best.genome
-            arch_path = run_dir / f"arch-{mode}-{k}.json"
-            write_json_atomic(arch_path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(),
-                                          "placement": sorted(placement), "search": best.info})
-            results.append({"k": k, "arch_file": arch_path.name, "search": best.info, "placement": sorted(placement),
-                            **retrain_candidate(cfg, arch_path, run_dir / "retrain" / f"{mode}-{k}", data_dir, echo, data)})
+            write_json_atomic(run_dir / f"arch-{mode}-{k}.json", {"space": cfglib.to_dict(cfg.space),
+                                                                 "arch": arch.to_dict(), "placement": sorted(placement), "search": best.info})
+        retrained = retrain_candidates(cfg, [(run_dir / f"arch-{mode}-{k}.json", run_dir / "retrain" / f"{mode}-{k}")
+                                             for k, _ in chosen], data_dir, echo, data)
+        results = [{"k": k, "arch_file": f"arch-{mode}-{k}.json", "search": best.info, "placement": sorted(best.genome[1]),
+                    **row} for (k, best), row in zip(chosen, retrained)]
         timings[f"retrain_{mode}_s"] = time.perf_counter() - start
         winner = max(results, key=retrained_merit)
         write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())

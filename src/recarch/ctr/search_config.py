@@ -10,6 +10,7 @@ from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.evolution import EvolutionConfig
 from recarch.ctr.run import ctr_train_defaults
 from recarch.ctr.space import SpaceConfig
+from recarch.executor import ExecutorConfig
 from recarch.run import CostConfig
 from recarch.train import TrainConfig
 
@@ -36,6 +37,7 @@ class CTRSearchConfig:
     # each candidate keeps the one with the best mean validation AUC over its seeds
     retrain_dropout: float = 0.0  # on every block's dense output while retraining (NASRec: none)
     retrain: TrainConfig = field(default_factory=ctr_train_defaults)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the retrains (candidate × lr × seed) run
     cost: CostConfig = field(default_factory=lambda: CostConfig(batch_size=1024, memory=False))
     out_dir: str = "runs"
 

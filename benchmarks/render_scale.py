@@ -1,0 +1,41 @@
+"""BENCHMARKS.md's section on cost curves over synthetic logs (``results/scale.json``, ``bench_scale.py``)."""
+from __future__ import annotations
+
+from typing import List
+
+from render_common import machine_line
+
+SYNTH_SEED = "0 (synth.py's default)"
+
+
+def scale_section(r: dict) -> List[str]:
+    out = ["## Cost at scale, synthetic logs (`benchmarks/bench_scale.py`)", "",
+           "Synthetic logs (`benchmarks/synth.py`: Zipf popularity, geometric lengths; Criteo's 13 numeric and "
+           "26 categorical fields) measure cost only, never accuracy. Training epochs are timed over a few "
+           "batches and scaled to the epoch; each point runs in its own process. Peak RSS counts the "
+           "memory-mapped caches the run touched (file-backed pages the kernel may drop), so the anonymous "
+           "part (the run's own arrays and tensors, at the end) is given beside it.", ""]
+    if r["seq"]:
+        out += ["**Sequential** (SASRec width 64, one block, N 50, sampled softmax with 256 negatives, batch 128; "
+                "full ranking over every item):", "",
+                "| interactions | users | items seen | load s | s / epoch | full ranking s / 1k users | "
+                "peak RSS MB | anonymous MB |", "|---|---|---|---|---|---|---|---|"]
+        for p in sorted(r["seq"], key=lambda p: (p["interactions"], p["items"])):
+            out.append(f"| {p['interactions']:,} | {p['users']:,} | {p['items']:,} | {p['load_seconds']:.1f} | "
+                       f"{p['seconds_per_epoch']:.0f} | {p['full_ranking_seconds_per_1000_users']:.2f} | "
+                       f"{p['peak_rss_mb']:,.0f} | {p.get('rss_anon_mb', float('nan')):,.0f} |")
+        out.append("")
+    if r["ctr"]:
+        out += ["**CTR** (DLRM, embedding 16, batch 4096, Adam; every field hashed into the same number of rows):", "",
+                "| rows | embedding rows | ingest s | s / epoch, row-wise Adam | s / epoch, dense Adam | "
+                "row-wise / dense | peak RSS MB | anonymous MB |", "|---|---|---|---|---|---|---|---|"]
+        for p in sorted(r["ctr"], key=lambda p: p["rows"]):
+            out.append(f"| {p['rows']:,} | {p['embedding_rows']:,} | {p['ingest_seconds']:.0f} | "
+                       f"{p['seconds_per_epoch']:.0f} | {p['seconds_per_epoch_dense_adam']:.0f} | "
+                       f"{p['seconds_per_epoch'] / p['seconds_per_epoch_dense_adam']:.2f}× | {p['peak_rss_mb']:,.0f} | "
+                       f"{p.get('rss_anon_mb', float('nan')):,.0f} |")
+        out.append("")
+    for p in r["seq"] + r["ctr"]:
+        key = f"{p['interactions']:,} interactions" if "interactions" in p else f"{p['rows']:,} CTR rows"
+        out.append(f"- {key}: `{p['command']}` — {machine_line(p['machine'], SYNTH_SEED)}")
+    return out + ["", "![cost curves](benchmarks/results/scale.png)", ""]
