@@ -191,3 +191,15 @@ def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     with pytest.raises(ValueError, match="not the easrec run .* model.hidden_size: reproduce runs 32, the folder has 16"):
         importer.import_run(tmp_path / "bench", "ml-100k", preset, [*TINY, "model.hidden_size=32"], tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_runs_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_path, capsys):
+    """``reproduce --executor ray``: each (method, seed) a Ray task; the cached rows equal an in-process run's
+    (one thread each, as a 1-CPU Ray task has)."""
+    pytest.importorskip("ray")
+    one_thread = ["--set", "train.threads=1", "--set", "retrain.threads=1", "--only", "easrec-gates0", "--seeds", "2"]
+    rows = []
+    for where, extra in (("here", []), ("ray", ["--executor", "ray"])):
+        assert main(_tiny_args(tmp_path / where) + one_thread + extra) == 0
+        rows.append({p.parent.name: json.loads(p.read_text())["test"] for p in (tmp_path / where / "runs").rglob("row.json")})
+    assert sorted(rows[0]) == ["seed42", "seed43"] and rows[0] == rows[1]

@@ -196,14 +196,17 @@ def _ihas(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from recarch.executor import ExecutorConfig
     from recarch.reproduce.tables import reproduce
 
     for preset in args.config:
         if not Path(preset).is_file():
             raise FileNotFoundError(f"--config: no preset at {preset} (run from the repository root, or give a path)")
+    executor = ExecutorConfig(kind=args.executor, cpus_per_job=args.cpus_per_job)
+    executor.validate()
     result = reproduce(args.table, args.dataset, args.seeds, args.config, args.set, args.data_dir, Path(args.out_dir),
                        echo=args.verbose, first_seed=args.first_seed, only=args.only,
-                       remeasure=args.remeasure_cost)
+                       remeasure=args.remeasure_cost, executor=executor)
     if result["markdown"] is None:
         print(f"cached rows: {', '.join(f'{m} ({len(r)} seed(s))' for m, r in result['rows'].items())}; "
               f"run again without --only to write {args.table}")
@@ -331,6 +334,9 @@ def parser() -> argparse.ArgumentParser:
                     help="search preset shared by every method (default configs/easrec-quick.yaml)")
     rp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     rp.add_argument("--out-dir", default="reproduce", help="tables, plots and cached runs (resumable)")
+    rp.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="where the runs (method × seed) train: here, or as Ray tasks ($RAY_ADDRESS, else a local Ray)")
+    rp.add_argument("--cpus-per-job", type=int, default=1, help="ray: CPUs each run reserves (match train.threads)")
     rp.add_argument("--remeasure-cost", action="store_true",
                     help="measure every cached model's FLOPs, inference time and peak memory again with this code")
     rp.add_argument("--verbose", action="store_true", help="print every run's log")

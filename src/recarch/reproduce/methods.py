@@ -145,6 +145,11 @@ def remeasure_cost(name: str, dataset: str, seed: int, runs_dir: Path, data_dir:
     return cache_row(name, dataset, seed, runs_dir, **extra)
 
 
+def method_job(job: tuple) -> Dict[str, Any]:
+    """``run_method`` on one picklable tuple of its arguments (an executor's job)."""
+    return run_method(*job)
+
+
 def run_method(name: str, dataset: str, seed: int, preset: Sequence[str], sets: Sequence[str],
                data_dir: Optional[str], runs_dir: Path, echo: bool = False) -> Dict[str, Any]:
     """Train or search-and-retrain ``name`` on ``dataset`` with ``seed``; the row is cached in

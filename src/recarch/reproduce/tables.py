@@ -11,10 +11,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
+from recarch.executor import ExecutorConfig, make_executor
 from recarch.io import save_figure_atomic, write_json_atomic, write_text_atomic
 from recarch.registry import Registry
-from recarch.reproduce.methods import (METHODS, dataset_has_features, needs_features, remeasure_cost, run_folder,
-                                       run_method)
+from recarch.reproduce.methods import (METHODS, dataset_has_features, method_job, needs_features, remeasure_cost,
+                                       run_folder)
 from recarch.reproduce.stats import mean_std, welch_t_test
 from recarch.search.job import load_search_config
 
@@ -272,8 +273,10 @@ def plot(result: Result, kind: str, path: Path) -> List[str]:
 
 def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets: Sequence[str] = (),
               data_dir: Optional[str] = None, out_dir: Path = Path("reproduce"), echo: bool = False,
-              first_seed: int = 42, only: Sequence[str] = (), remeasure: bool = False) -> Dict[str, Any]:
-    """Run (or reuse) every method × seed the table needs, then write ``<table>-<dataset>.{md,json,png}``.
+              first_seed: int = 42, only: Sequence[str] = (), remeasure: bool = False,
+              executor: ExecutorConfig = ExecutorConfig()) -> Dict[str, Any]:
+    """Run (or reuse) every method × seed the table needs, each an independent job of ``executor`` (in
+    this process, or a Ray task), then write ``<table>-<dataset>.{md,json,png}``.
 
     With ``only``, run just those methods' rows into the cache and write no table: processes given
     different ``only`` lists fill one ``out_dir`` side by side, and a last call without it assembles
@@ -289,11 +292,13 @@ def reproduce(table: str, dataset: str, seeds: int, preset: Sequence[str], sets:
     if any(needs_features(m) for m in methods) and not dataset_has_features(dataset, preset, sets, data_dir):
         skipped = [m for m in methods if needs_features(m)]
         methods = [m for m in methods if m not in skipped]
-    jobs = [(m, s) for m in methods for s in range(seeds) if not only or m in only]
-    for method, seed in tqdm(jobs, desc=f"{table} on {dataset}", leave=False):
-        row = run_method(method, dataset, first_seed + seed, preset, sets, data_dir, out_dir / "runs", echo=echo)
+    runner = make_executor(executor)
+    jobs = [(m, dataset, first_seed + s, list(preset), list(sets), data_dir, out_dir / "runs", echo and runner.in_process)
+            for m in methods for s in range(seeds) if not only or m in only]
+    done = runner.map(method_job, tqdm(jobs, desc=f"{table} on {dataset}", leave=False) if runner.in_process else jobs)
+    for (method, _, seed, *_), row in zip(jobs, done):
         if remeasure:
-            row = remeasure_cost(method, dataset, first_seed + seed, out_dir / "runs", data_dir)
+            row = remeasure_cost(method, dataset, seed, out_dir / "runs", data_dir)
         rows.setdefault(method, []).append(row)
     if only:
         return {"markdown": None, "rows": rows}
