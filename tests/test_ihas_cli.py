@@ -113,3 +113,18 @@ def test_an_interrupted_run_resumed_ends_as_the_uninterrupted_one(tmp_path, monk
     for name in a["methods"]:
         assert b["methods"][name]["test"] == a["methods"][name]["test"], name
         assert b["methods"][name]["valid"] == a["methods"][name]["valid"], name
+
+
+def test_group_models_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_path, capsys):
+    """``ihas --executor ray``: each group model a Ray task; the ensemble equals an in-process run's
+    (one thread each, as a 1-CPU Ray task has). A search this short finds one group."""
+    pytest.importorskip("ray")
+    args = ["--data-dir", str(DATA), "ihas", "--dataset", "frappe", "--backbone", "deepfm", "--clusters", "3",
+            *[x for s in TINY + ["baselines=false", "retrain.threads=1", "search.threads=1", "executor.num_cpus=2"]
+              for x in ("--set", s)]]
+    for where, extra in (("here", []), ("ray", ["--executor", "ray"])):
+        assert main(args + ["--out-dir", str(tmp_path / where)] + extra) == 0
+    (here,), (there,) = list((tmp_path / "here").iterdir()), list((tmp_path / "ray").iterdir())
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (here, there)]
+    assert summaries[0]["methods"]["ihas"]["test"] == summaries[1]["methods"]["ihas"]["test"]
+    assert "(scratch init, all data) as ray tasks" in (there / "log.txt").read_text()

@@ -181,11 +181,12 @@ def _ctr_models(args) -> int:
 def _ihas(args) -> int:
     from recarch.ihas.job import load_ihas_config, run_ihas
 
-    options = _options(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir")
+    options = _options(args, dataset="data.dataset", backbone="model.name", clusters="clusters", out_dir="out_dir",
+                       executor="executor.kind")
     if args.resume:
         if args.set or args.config or options:  # the stages already trained depend on every setting
             raise ConfigError("--resume continues a run with its own config.yaml and takes no --set, --config, "
-                              "--dataset, --backbone, --clusters or --out-dir; start a new run to change them")
+                              "--dataset, --backbone, --clusters, --out-dir or --executor; start a new run to change them")
         cfg = load_ihas_config([Path(args.resume) / "config.yaml"])
     else:
         cfg = load_ihas_config(args.config, args.set, options)
@@ -316,6 +317,8 @@ def parser() -> argparse.ArgumentParser:
     ih.add_argument("--config", action="append", default=[], metavar="FILE.yaml", help="e.g. configs/ihas-quick.yaml")
     ih.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. target=0.3")
     ih.add_argument("--out-dir")
+    ih.add_argument("--executor", choices=["local", "ray"],
+                    help="where the group models train (tables: per_group): here, or as Ray tasks")
     ih.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its config.yaml: finished "
                     "stages are reloaded, the interrupted one goes on from its last epoch")
     ih.set_defaults(func=_ihas)

@@ -9,6 +9,7 @@ from recarch import config as cfglib
 from recarch.ctr.datasets import CTRDataConfig
 from recarch.ctr.models import CTRModelConfig
 from recarch.ctr.run import VALID_METRICS, ctr_train_defaults
+from recarch.executor import ExecutorConfig
 from recarch.ihas.ensemble import TableSharing
 from recarch.ihas.gates import GateConfig
 from recarch.run import CostConfig
@@ -48,6 +49,7 @@ class IHASConfig:
     retrain_init: Literal["search", "scratch"] = "scratch"
     retrain_data: Literal["group", "all"] = "all"
     tables: TableSharing = "per_group"  # 'shared': the groups share nested embedding tables (and the budget caps them)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the group models train (per_group tables)
     baselines: bool = True  # also train the full-dimension, the AutoDim-like and the uniform models
     distill: float = 0.0  # α: retrain against (1 − α)·label + α·the full-dimension model's probability
     eval_batch_size: int = 8192

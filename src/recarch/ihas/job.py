@@ -61,13 +61,14 @@ from recarch.cost.flops import count_flops
 from recarch.ctr.models import CTRModelConfig, build_ctr_model
 from recarch.ctr.run import CTREvaluator, CTRTrainer, ctr_cost, embedding_parameters
 from recarch.ctr.table import CTRData, CTRTable, batches
+from recarch.executor import make_executor
 from recarch.io import write_json_atomic
 from recarch.ihas.budget import Budget, fit_budget
 from recarch.ihas.cluster import cluster, group_dims, group_votes, merge_identical
 from recarch.ihas.config import IHASConfig, load_ihas_config  # noqa: F401  (the job's config)
 from recarch.ihas.embedding import field_columns
 from recarch.ihas.ensemble import IHASEnsemble
-from recarch.ihas.retrain import GroupsTrainer, distilled, evaluate_both, fit_model, mixed_model, subset
+from recarch.ihas.retrain import GroupsTrainer, distilled, evaluate_both, fit_model, group_job, mixed_model, subset
 from recarch.ihas.search import field_weights, gate_outputs, masked_tokens, pattern_summary, run_search
 from recarch.run import RunLog, unique_run_dir
 from recarch.run_status import open_run, recorded
@@ -210,17 +211,20 @@ def _run_ihas(cfg: IHASConfig, data: CTRData, run_dir: Path, log: RunLog, resume
         log(f"[stage 3/3] retraining {len(columns)} group model(s) together on shared tables ({cfg.retrain_data} data)")
         trainer = GroupsTrainer if cfg.retrain_data == "all" else CTRTrainer
         group_fits.append(train(ensemble, train_data, "retrain/shared", trainer))
-    else:
+    else:  # independent trainings: one job each of cfg.executor (here, or Ray tasks)
+        log(f"[stage 3/3] retraining {plural(len(columns), 'group model')} ({cfg.retrain_init} init, {cfg.retrain_data} "
+            f"data)" + ("" if cfg.executor.kind == "local" else f" as {cfg.executor.kind} tasks"))
+        jobs = []
         for g, cols in enumerate(columns):
-            log(f"[stage 3/3] retraining group {g + 1}/{len(columns)} ({cfg.retrain_init} init, {cfg.retrain_data} data)")
             if cfg.retrain_data == "group":
                 sub = CTRData(data.name, schema, *(subset(train_data.split(s), np.flatnonzero(groups[s] == g))
                                                    for s in ("train", "valid", "test")))
             else:
                 sub = train_data
-            model = mixed_model(data, cfg.model, cols, cfg.retrain.seed, warm)
-            fit = train(model, sub, f"retrain/group-{g}")
-            ensemble.models[g].load_state_dict(model.state_dict())
+            jobs.append((cfg.model, cols, cfg.retrain.seed, warm, sub, cfg.retrain, run_dir / f"retrain/group-{g}", log,
+                         cfg.eval_batch_size, resume))
+        for g, (fit, weights) in enumerate(make_executor(cfg.executor).map(group_job, jobs)):
+            ensemble.models[g].load_state_dict(weights)
             group_fits.append(fit)
     ensemble.eval()
     ensemble.save(run_dir / "ensemble")

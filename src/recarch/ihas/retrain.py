@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -86,6 +86,16 @@ def fit_model(model: nn.Module, data: CTRData, train_cfg: TrainConfig, run_dir: 
     model.eval()
     write_json_atomic(Path(run_dir) / "history.json", fit["history"])
     return {"best_epoch": fit["best_epoch"], "epochs_run": fit["epoch"], "train_seconds": fit["train_seconds"]}
+
+
+def group_job(job: tuple) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """One group model, built and trained from a picklable tuple (an executor's job): (model config, per-field
+    columns, seed, search model to warm-start from or None, data, retrain config, run folder, log, evaluation
+    batch size, resume) → the fit and the best weights. Built right before it trains, so that the global
+    random stream its dropout draws from is the same in any process."""
+    model_cfg, columns, seed, warm, data, train_cfg, run_dir, log, eval_batch_size, resume = job
+    model = mixed_model(data, model_cfg, columns, seed, warm)
+    return fit_model(model, data, train_cfg, run_dir, log, eval_batch_size, resume=resume), model.state_dict()
 
 
 def evaluate_both(model: nn.Module, data: CTRData, batch_size: int) -> Dict[str, Dict]:
