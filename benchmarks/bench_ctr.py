@@ -3,7 +3,9 @@ search under a FLOPs budget of ``--budget-fraction`` × the best baseline's (by 
 without processing-in-memory co-design under the same hardware model, and the best baseline shrunk by
 hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
-Writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
+With ``--baselines-only`` it trains the baselines alone (``--models`` picks some, so that processes can
+share the work) and writes ``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor.
+Otherwise it writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
 normalisation, ``--search-set space.norm=…``; ``--tag`` names other variants, e.g. a larger space);
 ``benchmarks/render.py`` renders it.
 Example: ``python benchmarks/bench_ctr.py --datasets frappe ml-100k-ctr --threads 1``.
@@ -28,12 +30,14 @@ from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.cost.report import matmul_peak_gflops
 from recarch.cost.flops import count_flops
+from recarch.ctr.metrics import roc_auc
 from recarch.ctr.models import build_ctr_model
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
 from recarch.ctr.retrain import retrain_config
 from recarch.ctr.search import CTRSearchConfig, load_search_config, search_ctr
 from recarch.ctr.supernet_training import one_test_row, trained_path_mflops
 from recarch.ctr.supernet import NASRecSupernet
+from recarch.ctr.table import CTRData
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
 
@@ -57,6 +61,33 @@ def tuned_baseline(dataset: str, name: str, seeds, args, mlp: Optional[List[int]
     by_lr = {lr: aggregate([baseline(dataset, name, s, lr, args, mlp) for s in seeds]) for lr in args.lrs}
     lr = max(by_lr, key=lambda k: by_lr[k]["valid_auc"][0])
     return {**by_lr[lr], "lr": lr, "lr_valid_auc": {f"{k:g}": v["valid_auc"][0] for k, v in by_lr.items()}}
+
+
+def popularity_auc(data: CTRData, field: str) -> float:
+    """Test AUC of scoring each row by its ``field`` value's count of clicks in the training split alone."""
+    column = data.schema.fields.index(field)
+    train, test = np.asarray(data.train.cat[:, column]), np.asarray(data.test.cat[:, column])
+    clicks = np.bincount(train, weights=np.asarray(data.train.label), minlength=data.schema.vocab_sizes[column])
+    return roc_auc(np.asarray(data.test.label), clicks[test])
+
+
+def popularity_floor(dataset: str, args, field: str = "item_id") -> Optional[dict]:
+    """The floor every model must clear: ``popularity_auc`` on ``field`` (None where the dataset has none)."""
+    data = load_data(load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], [f"data.dataset={dataset}"]), args.data_dir)
+    if field not in data.schema.fields:
+        return None
+    return {"field": field, "scorer": "clicks in the training split", "test_auc": popularity_auc(data, field)}
+
+
+def write_baselines(dataset: str, seeds, machine: dict, peak: float, started: float, args) -> None:
+    """``--baselines-only``: the hand baselines of ``--models`` over the seeds, beside the popularity floor."""
+    rows = [tuned_baseline(dataset, name, seeds, args) for name in args.models]
+    best = max(rows, key=lambda r: r["valid_auc"][0])
+    write_json_atomic(Path(args.out_dir) / "ctr-baselines" / f"{dataset}.json", {
+        "dataset": dataset, "seed": args.seed, "seeds": list(seeds), "lrs": list(args.lrs),
+        "command": "python benchmarks/bench_ctr.py " + " ".join(sys.argv[1:]), "machine": machine,
+        "matmul_peak_gflops": peak, "baselines": rows, "best_baseline": best["model"],
+        "popularity_floor": popularity_floor(dataset, args), "wall_seconds": time.perf_counter() - started})
 
 
 def hand_sized_mlp(dataset: str, name: str, budget_mflops: float, args) -> Optional[List[int]]:
@@ -204,7 +235,7 @@ def aggregate(rows: list) -> dict:
         for metric in ("auc", "logloss"):
             out[f"{split}_{metric}"] = mean_std([r[split][metric] for r in rows])
     out["seeds"] = [r["seed"] for r in rows]
-    out["per_seed"] = [{k: r[k] for k in ("seed", "valid", "test", "best_epoch", "train_seconds")} for r in rows]
+    out["per_seed"] = [{k: r[k] for k in ("seed", "valid", "test", "best_epoch", "epochs_run", "train_seconds")} for r in rows]
     return out
 
 
@@ -265,6 +296,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="train the hand baselines only (with a popularity floor) and write ctr-baselines/<dataset>.json")
+    ap.add_argument("--models", nargs="+", choices=BASELINES, default=BASELINES,
+                    help="with --baselines-only: these baselines (processes given different lists share the cache)")
     ap.add_argument("--recount-supernet-flops", nargs="+", metavar="RESULT.json", default=[],
                     help="only recount the supernet GFLOP/s of earlier results (see recount_supernet_flops)")
     return ap
@@ -282,6 +317,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         peak = matmul_peak_gflops(args.threads)
         seeds = range(args.seed, args.seed + args.seeds)
+        if args.baselines_only:
+            write_baselines(dataset, seeds, machine, peak, started, args)
+            continue
         rows = [tuned_baseline(dataset, name, seeds, args) for name in BASELINES]
         best = max(rows, key=lambda r: r["valid_auc"][0])
         budget = args.budget_fraction * best["flops_per_sample"] / 1e6

@@ -203,9 +203,10 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     path = Path(args.out_dir) / "scale.json"
     old = json.loads(path.read_text()) if args.reuse and path.exists() else {"seq": [], "ctr": []}
-    for row in old["seq"] + old["ctr"]:  # points of an earlier invocation keep its command and machine
-        row.setdefault("command", old["command"])
-        row.setdefault("machine", old["machine"])
+    for row in old["seq"] + old["ctr"]:  # a file written before points kept their own: its one command and machine
+        for key in ("command", "machine"):
+            if key not in row:
+                row[key] = old[key]
     # every point records the invocation and machine that measured it: --reuse gathers points of several runs
     here = {"command": "python benchmarks/bench_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": machine_info(args.threads)}

@@ -252,3 +252,25 @@ def ingest_section(r: dict) -> List[str]:
                        f"{x['seconds'] / ref:.2f} | {x['peak_private_mb']:.0f} | {x['peak_private_mb'] - floor:.0f} | "
                        f"{x['peak_file_mb']:.0f} |")
     return out + [""]
+
+
+def baselines_section(r: dict) -> List[str]:
+    """``results/ctr-baselines/<dataset>.json`` (``bench_ctr.py --baselines-only``): the hand baselines beside
+    the popularity floor, before any search runs on the dataset."""
+    floor = r.get("popularity_floor")
+    out = [f"### {r['dataset']} — hand baselines (`--baselines-only`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} Seeds {r['seeds']} (mean ± std); "
+           f"each model keeps the learning rate of {', '.join(f'{lr:g}' for lr in r['lrs'])} with the best mean "
+           f"validation AUC. Every run stopped by patience on validation unless its epochs equal the cap (100).", "",
+           "| model | lr | test AUC | test log loss | best epoch / run (per seed) | MFLOPs/sample | params | train samples/s |",
+           "|---|---|---|---|---|---|---|---|"]
+    runs = {b["model"]: b for b in r["baselines"]}
+    for name, b in runs.items():
+        epochs = ", ".join(f"{s['best_epoch']} / {s['epochs_run']}" for s in b["per_seed"])
+        out.append(f"| {name}{' (best by valid AUC)' if name == r['best_baseline'] else ''} | {b['lr']:g} | "
+                   f"{_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {epochs} | "
+                   f"{b['flops_per_sample'] / 1e6:.3f} | {b['params']:,} | {b['samples_per_s']:.0f} |")
+    if floor:
+        out += ["", f"Popularity floor: scoring each test row by its {floor['field']}'s {floor['scorer']} gives test AUC "
+                    f"{floor['test_auc']:.4f}."]
+    return out + [""]
