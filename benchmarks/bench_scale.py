@@ -3,7 +3,8 @@ memory go as the log and the catalogue grow.
 
 Sequential track, per (interactions, items) point: the time to read and index the log, seconds per
 training epoch of SASRec (width 64, one block, sampled softmax with 256 negatives, batch 128; timed
-over ``--train-batches`` batches and scaled to the epoch), full-ranking evaluation seconds per 1,000
+over ``--train-batches`` batches and scaled to the epoch) with Adam's dense step and, on the same
+batches, with the item table updated row-wise (``train.sparse_embeddings``), full-ranking evaluation seconds per 1,000
 users (timed on ``--eval-users`` users), and the process's peak RSS. CTR track, per rows point:
 ingest (parse, vocabulary or hashing into at most ``--hash-buckets`` rows per field, the cached
 encoding), seconds per training epoch of DLRM (timed over batches and scaled) with Adam's row-wise
@@ -65,24 +66,27 @@ def seq_point(interactions: int, items: int, train_batches: int, eval_users: int
     load_seconds = time.perf_counter() - start
     rss_loaded = peak_rss_mb()
     model_cfg = SeqModelConfig(max_len=50, hidden_size=64, inner_size=64, n_layers=1, n_heads=1)
-    model = build_model(model_cfg, data.num_items)
-    tcfg = TrainConfig(loss="sampled_softmax", num_negatives=256, batch_size=128, epochs=1, progress=False,
-                       threads=threads)
-    batches = TrainBatches(data, 50, tcfg.regime, tcfg.batch_size, 0)
     evaluator = Evaluator(data, 50, protocols=["full"])
-    trainer = Trainer(model, batches, evaluator, tcfg, None, log=lambda m: None)
-    timed = 0
-    model.train()
-    start = time.perf_counter()
-    for batch in batches.epoch(1):
-        loss = trainer.step_loss(*batch)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
-        timed += 1
-        if timed == train_batches:
-            break
-    train_seconds = (time.perf_counter() - start) / timed * len(batches)
+    epoch = {}
+    for sparse in (False, True):  # the same batches and negatives through Adam's dense step and its row-wise one
+        torch.manual_seed(0)
+        model = build_model(model_cfg, data.num_items)
+        tcfg = TrainConfig(loss="sampled_softmax", num_negatives=256, batch_size=128, epochs=1, progress=False,
+                           threads=threads, sparse_embeddings=sparse)
+        batches = TrainBatches(data, 50, tcfg.regime, tcfg.batch_size, 0)
+        trainer = Trainer(model, batches, evaluator, tcfg, None, log=lambda m: None)
+        timed = 0
+        model.train()
+        start = time.perf_counter()
+        for batch in batches.epoch(1):
+            loss = trainer.step_loss(*batch)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            trainer.optimizer.step()
+            timed += 1
+            if timed == train_batches:
+                break
+        epoch["row_wise" if sparse else "dense"] = (time.perf_counter() - start) / timed * len(batches)
     rows = min(eval_users, evaluator.view("valid").num_rows)
     model.eval()
     start = time.perf_counter()
@@ -92,7 +96,8 @@ def seq_point(interactions: int, items: int, train_batches: int, eval_users: int
             evaluator.batch_ranks(model.score_last(seq), "valid", "full", a)
     eval_seconds = (time.perf_counter() - start) / rows * 1000
     return {"interactions": len(data.items), "users": data.num_users, "items": data.num_items,
-            "load_seconds": load_seconds, "seconds_per_epoch": train_seconds, "timed_batches": timed,
+            "load_seconds": load_seconds, "seconds_per_epoch": epoch["dense"],
+            "seconds_per_epoch_row_wise": epoch["row_wise"], "timed_batches": timed,
             "batches_per_epoch": len(batches), "full_ranking_seconds_per_1000_users": eval_seconds,
             "eval_rows_per_batch": evaluator.batch_size, "peak_rss_mb_after_load": rss_loaded,
             "peak_rss_mb": peak_rss_mb(), **rss_split_mb()}

@@ -90,5 +90,8 @@ def test_sparse_updates_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="embedding_weight_decay=0"):
         TrainConfig(sparse_embeddings=True, weight_decay=1e-4).validate()
     TrainConfig(sparse_embeddings=True, weight_decay=1e-4, embedding_weight_decay=0.0).validate()
-    with pytest.raises(ConfigError, match="CTR models only"):
-        load_run_config(sets=["train.sparse_embeddings=true"])
+    with pytest.raises(ConfigError, match="only under train.loss: sampled_softmax"):
+        load_run_config(sets=["train.sparse_embeddings=true"])  # full cross entropy reads every row
+    with pytest.raises(ConfigError, match="model fdsa"):
+        load_run_config(sets=["train.sparse_embeddings=true", "train.loss=sampled_softmax", "model.name=fdsa"])
+    load_run_config(sets=["train.sparse_embeddings=true", "train.loss=sampled_softmax"])

@@ -22,14 +22,15 @@ def cyclic_dataset(users=60, items=12, length=9, seed=0):
                            np.array([""] + [str(i) for i in range(1, items + 1)]))
 
 
-def make(tmp_path, epochs, regime="all_positions", lr=1e-2, loss="full_ce", negatives="batch", **kw):
+def make(tmp_path, epochs, regime="all_positions", lr=1e-2, loss="full_ce", negatives="batch", optimizer="adam",
+         sparse_embeddings=False, **kw):
     data = cyclic_dataset()
     torch.manual_seed(0)
     model = build_model(SeqModelConfig(max_len=8, hidden_size=16, inner_size=32, n_layers=1, n_heads=2,
                                        **kw), data.num_items)
     cfg = TrainConfig(regime=regime, batch_size=16, lr=lr, epochs=epochs, patience=0, seed=3, loss=loss,
-                      num_negatives=6, negatives=negatives,
-                      valid_protocol="full", progress=False)
+                      num_negatives=6, negatives=negatives, optimizer=optimizer,
+                      sparse_embeddings=sparse_embeddings, valid_protocol="full", progress=False)
     ev = Evaluator(data, 8, protocols=["full"], ks=[1, 10])
     batches = TrainBatches(data, 8, regime, cfg.batch_size, cfg.seed)
     return Trainer(model, batches, ev, cfg, tmp_path, log=lambda m: None), model, ev
@@ -131,3 +132,18 @@ def test_bf16_trains_the_encoder_in_bfloat16_and_keeps_fp32_weights(tmp_path):
     assert float(low.detach()) == pytest.approx(exact, rel=0.02)  # ... to bfloat16's precision
     low.backward()
     assert all(p.dtype == torch.float32 and p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("negatives", ["batch", "sequence", "position"])
+def test_a_row_wise_item_table_takes_the_dense_sgd_step_exactly(tmp_path, negatives):
+    """train.sparse_embeddings on SASRec under sampled softmax: the item table's gradient holds only the
+    rows read (inputs, targets, negatives), and plain SGD then steps exactly as with the dense table."""
+    runs = []
+    for sparse in (False, True):
+        trainer, model, _ = make(tmp_path / str(sparse), epochs=2, loss="sampled_softmax", negatives=negatives,
+                                 optimizer="sgd", sparse_embeddings=sparse, dropout=0.0, attn_dropout=0.0)
+        trainer.fit()
+        runs.append(model.state_dict())
+    assert len(trainer.sparse_params) == 1 and trainer.sparse_params[0] is model.embedding.item.weight
+    for key in runs[0]:
+        torch.testing.assert_close(runs[0][key], runs[1][key], msg=key)

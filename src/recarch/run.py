@@ -25,7 +25,7 @@ from recarch.devices import move
 from recarch.evaluation import PROTOCOLS, Evaluator
 from recarch.io import write_json_atomic
 from recarch.run_status import open_run, recorded
-from recarch.models import SeqModelConfig, build_model
+from recarch.models import MODELS, SeqModelConfig, SequentialRecommender, build_model
 from recarch.registry import suggest
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
 
@@ -93,9 +93,18 @@ class RunConfig:
         if metric not in ("recall", "mrr", "ndcg") or not k.isdigit() or int(k) not in self.eval.ks:
             raise cfglib.ConfigError(f"train.valid_metric: expected recall@K, mrr@K or ndcg@K with K in "
                                      f"eval.ks {self.eval.ks}, got {self.train.valid_metric!r}")
-        if self.train.sparse_embeddings:  # the item table also scores, which makes its gradient dense
-            raise cfglib.ConfigError("train.sparse_embeddings applies to CTR models only: a sequential model "
-                                     "scores with its item table, so every row gets a gradient")
+        if self.train.sparse_embeddings and not row_wise_ready(self.model, self.train):
+            raise cfglib.ConfigError("train.sparse_embeddings: a sequential model updates its item table row-wise "
+                                     "only under train.loss: sampled_softmax with model.item_dropout: 0 and a model "
+                                     f"that reads it by lookups (sasrec); got loss {self.train.loss}, item_dropout "
+                                     f"{self.model.item_dropout:g}, model {self.model.name}")
+
+
+def row_wise_ready(model: SeqModelConfig, train: TrainConfig) -> bool:
+    """Whether ``train.sparse_embeddings`` can update this model's item table row-wise: sampled softmax (full
+    cross entropy reads every row), no item dropout (it masks the whole table) and a model that names the table."""
+    names_tables = MODELS.get(model.name).row_wise_tables is not SequentialRecommender.row_wise_tables
+    return train.loss == "sampled_softmax" and not model.item_dropout and names_tables
 
 
 def load_run_config(files=(), sets=(), options: Optional[Dict[str, Any]] = None) -> RunConfig:

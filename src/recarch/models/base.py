@@ -98,6 +98,16 @@ class SequentialRecommender(nn.Module):
         """(I+1, D) table the hidden states are scored against (row 0 = padding)."""
         raise NotImplementedError
 
+    def row_wise_tables(self) -> List[nn.Embedding]:
+        """The tables ``train.sparse_embeddings`` may update row-wise: read by lookups alone, the item
+        table among them only when it is scored as it is stored (none here; SASRec has its item table)."""
+        return []
+
+    def scored_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of the scored table, ``item_embeddings()[ids]``; a row-wise item table reads them
+        by a lookup, so that its gradient holds those rows alone."""
+        return self.item_embeddings()[ids]
+
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """Hidden state after every position: (B, N) left-padded -> (B, N, D), aligned with ``seq``."""
         right, lengths = to_right_padded(seq)

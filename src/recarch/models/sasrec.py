@@ -88,3 +88,10 @@ class SASRec(SequentialRecommender):
 
     def item_embeddings(self):
         return self.embedding.table()
+
+    def row_wise_tables(self):
+        """The item table, when no item dropout stands between it and the scores (positions are read by slices)."""
+        return [self.embedding.item] if not self.config.item_dropout else []
+
+    def scored_rows(self, ids):
+        return self.embedding.item(ids) if self.embedding.item.sparse else super().scored_rows(ids)

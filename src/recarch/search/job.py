@@ -98,8 +98,8 @@ class SearchRunConfig:
         if self.candidates < 1:
             raise cfglib.ConfigError(f"candidates: expected ≥ 1, got {self.candidates}")
         if self.train.sparse_embeddings or self.retrain.sparse_embeddings:
-            raise cfglib.ConfigError("train.sparse_embeddings / retrain.sparse_embeddings apply to CTR models only: "
-                                     "a sequential model scores with its item table, so every row gets a gradient")
+            raise cfglib.ConfigError("train.sparse_embeddings / retrain.sparse_embeddings: not in a search (a "
+                                     "supernet reads its item table by slices); set it on `recarch train`")
 
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,

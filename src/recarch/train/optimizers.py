@@ -1,8 +1,9 @@
 """Weight optimizers: the registry, parameter groups with FuxiCTR's embedding decay, and row-wise
 updates of embedding tables.
 
-Row-wise ("lazy") updates: with ``train.sparse_embeddings`` every ``nn.Embedding`` table of the model
-gets a sparse gradient holding only the rows the batch looked up, and a sparse optimizer (SparseAdam
+Row-wise ("lazy") updates: with ``train.sparse_embeddings`` every ``nn.Embedding`` table of a CTR model
+(of a sequential model: the tables it names, SASRec's item table under sampled softmax) gets a sparse
+gradient holding only the rows the batch looked up, and a sparse optimizer (SparseAdam
 for Adam) updates those rows alone; the other weights keep the dense optimizer. A dense Adam step
 reads and writes every row of every table and its two moments, so over hashed CTR tables of millions
 of rows it costs more than the network; the row-wise step costs what the batch touches. It is not the
@@ -74,7 +75,8 @@ def build_optimizer(model: torch.nn.Module, params: List[torch.nn.Parameter], cf
     counterpart of ``cfg.optimizer``; TrainConfig.validate has made sure no weight decay applies to them."""
     groups = decay_groups(model, params, cfg)
     wanted = {id(p) for p in params}
-    tables = [m for m in embedding_tables(model) if id(m.weight) in wanted] if cfg.sparse_embeddings else []
+    eligible = model.row_wise_tables() if hasattr(model, "row_wise_tables") else embedding_tables(model)  # a sequential model names its own
+    tables = [m for m in eligible if id(m.weight) in wanted] if cfg.sparse_embeddings else []
     if not tables:
         return make_optimizer(cfg.optimizer, groups, cfg.lr)
     for m in tables:

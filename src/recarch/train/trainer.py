@@ -40,7 +40,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     embedding_weight_decay: Optional[float] = None  # L2 on nn.Embedding tables (FuxiCTR's embedding_regularizer); None: weight_decay
-    sparse_embeddings: bool = False  # row-wise updates of nn.Embedding tables (recarch.train.optimizers); CTR models
+    sparse_embeddings: bool = False  # row-wise updates of embedding tables (recarch.train.optimizers): CTR models, SASRec under sampled softmax
     epochs: int = 200
     patience: int = 10  # epochs without a better validation score before stopping
     valid_protocol: str = "pop100"
@@ -77,6 +77,16 @@ class TrainConfig:
             raise ConfigError(f"train.sparse_embeddings updates only the rows a batch looks up, so it cannot decay whole "
                               f"tables (embedding weight decay {table_decay:g}): set train.embedding_weight_decay=0 "
                               f"(train.weight_decay then applies to the other weights)")
+
+
+class RowLookup:
+    """``table[ids]`` for sampled softmax, read through a model's ``scored_rows`` (a row-wise item table)."""
+
+    def __init__(self, rows: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.rows = rows
+
+    def __getitem__(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.rows(ids)
 
 
 class TrainHooks:
@@ -140,7 +150,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
         hidden = hidden.float()
-        items = self.model.item_embeddings()
+        items = RowLookup(self.model.scored_rows) if self.sparse_params else self.model.item_embeddings()
         if self.cfg.loss == "full_ce":
             loss = full_ce(*select_targets(hidden, target), items, reduction="sum")
         else:
