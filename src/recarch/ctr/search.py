@@ -236,8 +236,8 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
         chosen = list(enumerate(TOP_K_SELECTORS[cfg.top_k_from](history, cfg.top_k), 1))
         for k, best in chosen:
             arch, placement = best.genome
-            write_json_atomic(run_dir / f"arch-{mode}-{k}.json", {"space": cfglib.to_dict(cfg.space),
-                                                                 "arch": arch.to_dict(), "placement": sorted(placement), "search": best.info})
+            write_json_atomic(run_dir / f"arch-{mode}-{k}.json", {
+                "space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": sorted(placement), "search": best.info})
         retrained = retrain_candidates(cfg, [(run_dir / f"arch-{mode}-{k}.json", run_dir / "retrain" / f"{mode}-{k}")
                                              for k, _ in chosen], data_dir, echo, data)
         results = [{"k": k, "arch_file": f"arch-{mode}-{k}.json", "search": best.info, "placement": sorted(best.genome[1]),

@@ -75,7 +75,8 @@ def build_optimizer(model: torch.nn.Module, params: List[torch.nn.Parameter], cf
     counterpart of ``cfg.optimizer``; TrainConfig.validate has made sure no weight decay applies to them."""
     groups = decay_groups(model, params, cfg)
     wanted = {id(p) for p in params}
-    eligible = model.row_wise_tables() if hasattr(model, "row_wise_tables") else embedding_tables(model)  # a sequential model names its own
+    # a sequential model names its own (SequentialRecommender.row_wise_tables); a CTR model offers every table
+    eligible = model.row_wise_tables() if hasattr(model, "row_wise_tables") else embedding_tables(model)
     tables = [m for m in eligible if id(m.weight) in wanted] if cfg.sparse_embeddings else []
     if not tables:
         return make_optimizer(cfg.optimizer, groups, cfg.lr)
@@ -87,4 +88,3 @@ def build_optimizer(model: torch.nn.Module, params: List[torch.nn.Parameter], cf
     parts = [make_optimizer(cfg.optimizer, dense, cfg.lr)] if dense else []
     parts.append(SPARSE[cfg.optimizer]([m.weight for m in tables], lr=cfg.lr))
     return JointOptimizer(parts)
-
