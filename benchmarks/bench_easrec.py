@@ -105,7 +105,9 @@ def seed_summary(runs: list) -> dict:
     per_seed = [{"seed": r["seed"], "arch": r["arch"],
                  "ndcg@10": {row["model"]: {"pop100": row["pop100_ndcg@10"], "full": row["full_ndcg@10"]}
                              for row in r["rows"]},
-                 "ratios": r["ratios"]} for r in runs]
+                 "stopped": {row["model"]: [row.get("stopped_by"), row.get("best_epoch"), row.get("epochs_run")]
+                             for row in r["rows"]},
+                 "search_phase": r.get("search_phase"), "ratios": r["ratios"]} for r in runs]
     keys = [k for k, v in runs[0]["ratios"].items() if isinstance(v, float)]
     stats = {k: [statistics.mean(r["ratios"][k] for r in runs), statistics.stdev(r["ratios"][k] for r in runs)]
              for k in keys}

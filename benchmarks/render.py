@@ -156,17 +156,33 @@ def derived(by_model: dict):
     return next(v for k, v in by_model.items() if k.endswith("(derived)"))
 
 
+def stops(r: dict) -> str:
+    """How the seed's supernet, derived model and hand-sized model stopped ("—" where not recorded)."""
+    def one(stop) -> str:
+        return "—" if not stop or stop[0] is None else f"{stop[0]} ({stop[1]} / {stop[2]})"
+
+    phase = r.get("search_phase") or {}
+    rows = r.get("stopped", {})
+    supernet = [phase.get("stopped_by"), phase.get("best_epoch"), phase.get("epochs_run")]
+    derived_stop = next((v for k, v in rows.items() if k != "SASRec (hand-sized)"), None)
+    return ", ".join(one(x) for x in (supernet, derived_stop, rows.get("SASRec (hand-sized)")))
+
+
 def easrec_seeds(s: dict) -> list:
+    stopped = any("stopped" in r for r in s["per_seed"])  # results written before bench_easrec kept it have none
     out = ["Every seed (the table above is the first):", "",
            "| seed | chosen d / d_ff / layers | derived pop100 / full NDCG@10 | SASRec pop100 / full NDCG@10 | "
-           "pop100 Δ | full Δ | FLOPs | search + retrain |", "|---|---|---|---|---|---|---|---|"]
+           "pop100 Δ | full Δ | FLOPs | search + retrain |"
+           + (" stopped by (best / run epochs): supernet, derived, SASRec |" if stopped else ""),
+           "|---|---|---|---|---|---|---|---|" + ("---|" if stopped else "")]
     for r in s["per_seed"]:
         (d, f), depth = r["arch"]["widths"][r["arch"]["candidate"]], r["arch"]["depth"]
         ours, base = derived(r["ndcg@10"]), r["ndcg@10"]["SASRec (hand-sized)"]
         q = r["ratios"]
         out.append(f"| {r['seed']} | {d} / {f} / {depth} | {fmt(ours['pop100'])} / {fmt(ours['full'])} | "
                    f"{fmt(base['pop100'])} / {fmt(base['full'])} | {q['pop100_ndcg@10_relative']:+.1%} | "
-                   f"{q['full_ndcg@10_relative']:+.1%} | {q['flops_fraction']:.0%} | {q['search_plus_retrain_over_sasrec']:.2f}× |")
+                   f"{q['full_ndcg@10_relative']:+.1%} | {q['flops_fraction']:.0%} | {q['search_plus_retrain_over_sasrec']:.2f}× |"
+                   + (f" {stops(r)} |" if stopped else ""))
     m = s["ratios_mean_std"]
 
     def p(protocol: str) -> str:  # Welch's t-test of EASRec's NDCG@10 against SASRec's over the seeds

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from typing import List
 
-from render_common import machine_line
+from render_common import fmt, machine_line
 
 SYNTH_SEED = "0 (synth.py's default)"
+
+
+def mb(x) -> str:
+    return "—" if x is None else f"{x:,.0f}"
 
 
 def scale_section(r: dict) -> List[str]:
@@ -18,12 +22,13 @@ def scale_section(r: dict) -> List[str]:
     if r["seq"]:
         out += ["**Sequential** (SASRec width 64, one block, N 50, sampled softmax with 256 negatives, batch 128; "
                 "full ranking over every item):", "",
-                "| interactions | users | items seen | load s | s / epoch | full ranking s / 1k users | "
-                "peak RSS MB | anonymous MB |", "|---|---|---|---|---|---|---|---|"]
+                "| interactions | users | items seen | load s | s / epoch, dense Adam | s / epoch, row-wise items | "
+                "full ranking s / 1k users | peak RSS MB | anonymous MB |", "|---|---|---|---|---|---|---|---|---|"]
         for p in sorted(r["seq"], key=lambda p: (p["interactions"], p["items"])):
             out.append(f"| {p['interactions']:,} | {p['users']:,} | {p['items']:,} | {p['load_seconds']:.1f} | "
-                       f"{p['seconds_per_epoch']:.0f} | {p['full_ranking_seconds_per_1000_users']:.2f} | "
-                       f"{p['peak_rss_mb']:,.0f} | {p.get('rss_anon_mb', float('nan')):,.0f} |")
+                       f"{p['seconds_per_epoch']:.0f} | {fmt(p.get('seconds_per_epoch_row_wise'), 0)} | "
+                       f"{p['full_ranking_seconds_per_1000_users']:.2f} | "
+                       f"{p['peak_rss_mb']:,.0f} | {mb(p.get('rss_anon_mb'))} |")
         out.append("")
     if r["ctr"]:
         out += ["**CTR** (DLRM, embedding 16, batch 4096, Adam; every field hashed into the same number of rows):", "",
@@ -33,9 +38,10 @@ def scale_section(r: dict) -> List[str]:
             out.append(f"| {p['rows']:,} | {p['embedding_rows']:,} | {p['ingest_seconds']:.0f} | "
                        f"{p['seconds_per_epoch']:.0f} | {p['seconds_per_epoch_dense_adam']:.0f} | "
                        f"{p['seconds_per_epoch'] / p['seconds_per_epoch_dense_adam']:.2f}× | {p['peak_rss_mb']:,.0f} | "
-                       f"{p.get('rss_anon_mb', float('nan')):,.0f} |")
+                       f"{mb(p.get('rss_anon_mb'))} |")
         out.append("")
     for p in r["seq"] + r["ctr"]:
         key = f"{p['interactions']:,} interactions" if "interactions" in p else f"{p['rows']:,} CTR rows"
-        out.append(f"- {key}: `{p['command']}` — {machine_line(p['machine'], SYNTH_SEED)}")
+        command, machine = p.get("command", r.get("command")), p.get("machine", r.get("machine"))  # older files: one for all
+        out.append(f"- {key}: `{command}` — {machine_line(machine, SYNTH_SEED)}")
     return out + ["", "![cost curves](benchmarks/results/scale.png)", ""]
