@@ -166,8 +166,9 @@ def plot(result: dict, path: Path) -> bool:
     from recarch.io import save_figure_atomic
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    pts = sorted(result["seq"], key=lambda p: (p["items"], p["interactions"]))
-    for key, label in (("load_seconds", "load s"), ("seconds_per_epoch", "s per epoch"),
+    pts = sorted(result["seq"], key=lambda p: (round(p["interactions"], -6), p["items"]))
+    for key, label in (("load_seconds", "load s"), ("seconds_per_epoch", "s per epoch, dense Adam"),
+                       ("seconds_per_epoch_row_wise", "s per epoch, row-wise items"),
                        ("full_ranking_seconds_per_1000_users", "full ranking s / 1k users")):
         axes[0].plot([f"{p['interactions'] / 1e6:.0f}M/{p['items'] / 1e3:.0f}k" for p in pts], [p[key] for p in pts],
                      marker="o", label=label)

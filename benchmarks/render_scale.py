@@ -12,6 +12,23 @@ def mb(x) -> str:
     return "—" if x is None else f"{x:,.0f}"
 
 
+def growth_line(points: List[dict]) -> List[str]:
+    """What an epoch costs per million interactions at the fewest and the most items seen, both steps."""
+    both = [p for p in points if p.get("seconds_per_epoch_row_wise")]
+    if len(both) < 2:
+        return []
+    few, many = min(both, key=lambda p: p["items"]), max(both, key=lambda p: p["items"])
+
+    def per_million(p, key):
+        return p[key] / (p["interactions"] / 1e6)
+
+    return [f"Per million interactions, an epoch took {per_million(few, 'seconds_per_epoch'):.0f} s with {few['items']:,} "
+            f"items seen and {per_million(many, 'seconds_per_epoch'):.0f} s with {many['items']:,} under dense Adam (the "
+            f"whole item table and its moments rewritten every step), against {per_million(few, 'seconds_per_epoch_row_wise'):.0f} "
+            f"s and {per_million(many, 'seconds_per_epoch_row_wise'):.0f} s with row-wise item updates. Full ranking grows "
+            f"with the items scored, in memory bounded by the evaluator's rows per batch."]
+
+
 def scale_section(r: dict) -> List[str]:
     out = ["## Cost at scale, synthetic logs (`benchmarks/bench_scale.py`)", "",
            "Synthetic logs (`benchmarks/synth.py`: Zipf popularity, geometric lengths; Criteo's 13 numeric and "
@@ -29,7 +46,7 @@ def scale_section(r: dict) -> List[str]:
                        f"{p['seconds_per_epoch']:.0f} | {fmt(p.get('seconds_per_epoch_row_wise'), 0)} | "
                        f"{p['full_ranking_seconds_per_1000_users']:.2f} | "
                        f"{p['peak_rss_mb']:,.0f} | {mb(p.get('rss_anon_mb'))} |")
-        out.append("")
+        out += ["", *growth_line(r["seq"]), ""]
     if r["ctr"]:
         out += ["**CTR** (DLRM, embedding 16, batch 4096, Adam; every field hashed into the same number of rows):", "",
                 "| rows | embedding rows | ingest s | s / epoch, row-wise Adam | s / epoch, dense Adam | "
@@ -40,8 +57,11 @@ def scale_section(r: dict) -> List[str]:
                        f"{p['seconds_per_epoch'] / p['seconds_per_epoch_dense_adam']:.2f}× | {p['peak_rss_mb']:,.0f} | "
                        f"{mb(p.get('rss_anon_mb'))} |")
         out.append("")
+    runs = {}  # the invocations that measured the points (older files kept one command and machine for all)
     for p in r["seq"] + r["ctr"]:
-        key = f"{p['interactions']:,} interactions" if "interactions" in p else f"{p['rows']:,} CTR rows"
-        command, machine = p.get("command", r.get("command")), p.get("machine", r.get("machine"))  # older files: one for all
-        out.append(f"- {key}: `{command}` — {machine_line(machine, SYNTH_SEED)}")
+        command, machine = p.get("command", r.get("command")), p.get("machine", r.get("machine"))
+        runs.setdefault((command, machine_line(machine, SYNTH_SEED)), []).append(
+            f"{p['interactions']:,} interactions" if "interactions" in p else f"{p['rows']:,} CTR rows")
+    for (command, machine), points in runs.items():
+        out.append(f"- {', '.join(points)}: `{command}` — {machine}")
     return out + ["", "![cost curves](benchmarks/results/scale.png)", ""]
