@@ -264,8 +264,8 @@ def baselines_section(r: dict) -> List[str]:
            f"validation AUC. Every run stopped by patience on validation unless its epochs equal the cap (100).", "",
            "| model | lr | test AUC | test log loss | best epoch / run (per seed) | MFLOPs/sample | params | train samples/s |",
            "|---|---|---|---|---|---|---|---|"]
-    runs = {b["model"]: b for b in r["baselines"]}
-    for name, b in runs.items():
+    for b in r["baselines"]:
+        name = b["model"]
         epochs = ", ".join(f"{s['best_epoch']} / {s['epochs_run']}" for s in b["per_seed"])
         out.append(f"| {name}{' (best by valid AUC)' if name == r['best_baseline'] else ''} | {b['lr']:g} | "
                    f"{_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {epochs} | "
