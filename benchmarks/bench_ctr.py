@@ -116,10 +116,11 @@ def retrain(dataset: str, search_dir: Path, winner: dict, mode: str, seed: int, 
 
 
 def cached_train(cfg: CTRRunConfig, run_dir: Path, args) -> dict:
-    """train_ctr, or the finished run already in ``run_dir`` (so an interrupted benchmark resumes)."""
+    """train_ctr, or the finished run already in ``run_dir``; an unfinished one goes on from its last
+    checkpoint (so an interrupted benchmark resumes, to the same result)."""
     if (run_dir / "metrics.json").exists() and (run_dir / "cost.json").exists():
         return stored(run_dir)
-    return train_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
+    return train_ctr(cfg, args.data_dir, run_dir, resume=True, echo=not args.quiet)
 
 
 def stored(run_dir: Path) -> dict:
