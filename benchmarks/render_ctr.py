@@ -257,9 +257,11 @@ def ingest_section(r: dict) -> List[str]:
 def baselines_section(r: dict) -> List[str]:
     """``results/ctr-baselines/<dataset>.json`` (``bench_ctr.py --baselines-only``): the hand baselines beside
     the popularity floor, before any search runs on the dataset."""
-    floor = r.get("popularity_floor")
+    floor, one_seed = r.get("popularity_floor"), len(r["seeds"]) == 1
+    stat = (lambda pair: f"{pair[0]:.4f}") if one_seed else _ms  # one seed has no spread to show
     out = [f"### {r['dataset']} — hand baselines (`--baselines-only`)", "",
-           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} Seeds {r['seeds']} (mean ± std); "
+           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} Seeds {r['seeds']}"
+           f"{' (one seed: no spread yet)' if one_seed else ' (mean ± std)'}; "
            f"each model keeps the learning rate of {', '.join(f'{lr:g}' for lr in r['lrs'])} with the best mean "
            f"validation AUC. Every run stopped by patience on validation unless its epochs equal the cap (100).", "",
            "| model | lr | test AUC | test log loss | best epoch / run (per seed) | MFLOPs/sample | params | train samples/s |",
@@ -268,7 +270,7 @@ def baselines_section(r: dict) -> List[str]:
         name = b["model"]
         epochs = ", ".join(f"{s['best_epoch']} / {s['epochs_run']}" for s in b["per_seed"])
         out.append(f"| {name}{' (best by valid AUC)' if name == r['best_baseline'] else ''} | {b['lr']:g} | "
-                   f"{_ms(b['test_auc'])} | {_ms(b['test_logloss'])} | {epochs} | "
+                   f"{stat(b['test_auc'])} | {stat(b['test_logloss'])} | {epochs} | "
                    f"{b['flops_per_sample'] / 1e6:.3f} | {b['params']:,} | {b['samples_per_s']:.0f} |")
     if floor:
         out += ["", f"Popularity floor: scoring each test row by its {floor['field']}'s {floor['scorer']} gives test AUC "
