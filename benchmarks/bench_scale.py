@@ -13,7 +13,8 @@ runs in its own process, so peak RSS is its own. Writes ``benchmarks/results/sca
 (resumable: finished points are kept with ``--reuse``, each with the command and machine that measured
 it) and a plot beside it; ``benchmarks/render.py`` renders it.
 
-Example: ``python benchmarks/bench_scale.py --seq 1e6:1e4 1e6:1e5 1e6:1e6 1e7:1e5 3e7:1e5 --ctr 1e7 4.5e7``.
+Example: ``python benchmarks/bench_scale.py --seq 1e6:1e4 1e6:1e5 1e6:1e6 1e7:1e5 1e7:1e6 3e7:1e5 --ctr 1e7 4.5e7
+--hash-buckets 400000 --reuse``.
 """
 from __future__ import annotations
 
