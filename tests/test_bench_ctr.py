@@ -1,24 +1,11 @@
 """bench_ctr.py's popularity floor on a hand-computed case."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmark_scripts import load
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_ctr", ROOT / "benchmarks" / "bench_ctr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def table(items, labels) -> CTRTable:
@@ -32,4 +19,4 @@ def test_the_popularity_floor_scores_rows_by_their_items_training_clicks():
     # test scores 2, 1, 0, 2: positives {2, 0} vs negatives {1, 2}; pairs (2>1) 1, (2=2) ½, (0<1) 0, (0<2) 0 → 1.5 / 4
     test = table([1, 2, 3, 1], [1, 0, 1, 0])
     data = CTRData("tiny", CTRSchema(fields=["user_id", "item_id"], vocab_sizes=[1, 4], numeric=[]), train, test, test)
-    assert _module().popularity_auc(data, "item_id") == pytest.approx(1.5 / 4)
+    assert load("bench_ctr").popularity_auc(data, "item_id") == pytest.approx(1.5 / 4)

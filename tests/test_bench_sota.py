@@ -1,23 +1,12 @@
 """bench_sota.py keeps the seeds of an earlier result only when it was trained with the same recipe."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_scripts import load
 
-
-def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_sota", ROOT / "benchmarks" / "bench_sota.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module()
+bench = load("bench_sota")
 
 
 def _result(path: Path, config: dict, seeds: list) -> None:

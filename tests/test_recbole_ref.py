@@ -4,28 +4,16 @@ Checks the atomic file byte for byte on a hand-made SequenceDataset, and the spl
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark_scripts import load
 from recarch.data.sequences import SequenceDataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("recbole_ref", ROOT / "benchmarks" / "recbole_ref.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["recbole_ref"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _module()
+ref = load("recbole_ref")
 
 
 def _tiny() -> SequenceDataset:

@@ -5,28 +5,15 @@ our order and split, the items RecTools will know, and parameter validation.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark_scripts import load
 from recarch.data.sequences import SequenceDataset
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("rectools_ref", ROOT / "benchmarks" / "rectools_ref.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rectools_ref"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _module()
+ref = load("rectools_ref")
 
 
 def _tiny() -> SequenceDataset:

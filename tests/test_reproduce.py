@@ -1,5 +1,4 @@
 """`recarch reproduce`: statistics, table rendering, and a real (tiny) Table V run that resumes from its cache."""
-import importlib.util
 import json
 import os
 from dataclasses import replace
@@ -7,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_scripts import load
 from recarch.cli import main
 from recarch.reproduce.stats import kendall_tau, mean_std, spearman_rho, student_t_two_sided, welch_t_test
 from recarch.reproduce.tables import (PAPER, Result, accuracy_vs_flops, head_start_lines, off_front_line, pareto_methods,
@@ -169,9 +169,7 @@ def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     from recarch.reproduce.methods import method_config, run_method, twin
     from recarch.search.job import search
 
-    spec = importlib.util.spec_from_file_location("importer", Path(__file__).resolve().parents[1] / "benchmarks" / "import_easrec_runs.py")
-    importer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(importer)
+    importer = load("import_easrec_runs")
     preset = [str(Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml")]
     cfg = method_config("easrec", "ml-100k", 42, preset, TINY)
     search(replace(cfg, baseline=True), str(DATA), tmp_path / "bench", echo=False)
