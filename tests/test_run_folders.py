@@ -144,3 +144,24 @@ def test_tensorboard_holds_every_epochs_scalars(tmp_path):
     history = json.loads((run_dir / "history.json").read_text())
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
     assert [e.value for e in events.Scalars("valid_ndcg@10")] == pytest.approx([h["valid_ndcg@10"] for h in history])
+
+
+def test_a_teacher_must_be_a_finished_run_on_the_same_data_before_a_student_run_folder_appears(tmp_path, capsys):
+    rows = "user,item,timestamp\n" + "".join(f"{u},{10 + (u + i) % 7},{i}\n" for u in range(1, 9) for i in range(6))
+    full = ["--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]
+    teacher_runs, students = tmp_path / "teacher", tmp_path / "students"
+    assert main(["train", "--set", f"data.table.path={_log(tmp_path, rows)}", "--out-dir", str(teacher_runs),
+                 *SEQ, *full]) == 0
+    (teacher,) = list(teacher_runs.iterdir())
+    _log(tmp_path, rows.replace("\n1,", "\n99,"), "other.csv")
+    for table, source, expected in [("log.csv", tmp_path / "nowhere", "is not a finished run"),
+                                    ("other.csv", teacher, "was trained on other data (data.table)")]:
+        assert main(["train", "--set", f"data.table.path={tmp_path / table}", "--out-dir", str(students), *SEQ,
+                     *full, "--set", f"distill.teacher={source}"]) == 2
+        err = capsys.readouterr().err
+        assert f"distill.teacher: {source}" in err and expected in err, err
+        assert not students.exists() or not any(students.iterdir())
+    assert main(["train", "--set", f"data.table.path={tmp_path / 'log.csv'}", "--out-dir", str(students), *SEQ,
+                 *full, "--set", f"distill.teacher={teacher}", "--set", "distill.alpha=0.7"]) == 0
+    (student,) = list(students.iterdir())
+    assert f"distilled from {teacher} (α = 0.7)" in (student / "log.txt").read_text()

@@ -26,8 +26,8 @@ def make(tmp_path, epochs, regime="all_positions", lr=1e-2, loss="full_ce", nega
          sparse_embeddings=False, **kw):
     data = cyclic_dataset()
     torch.manual_seed(0)
-    model = build_model(SeqModelConfig(max_len=8, hidden_size=16, inner_size=32, n_layers=1, n_heads=2,
-                                       **kw), data.num_items)
+    model = build_model(SeqModelConfig(**{"max_len": 8, "hidden_size": 16, "inner_size": 32, "n_layers": 1,
+                                          "n_heads": 2, **kw}), data.num_items)
     cfg = TrainConfig(regime=regime, batch_size=16, lr=lr, epochs=epochs, patience=0, seed=3, loss=loss,
                       num_negatives=6, negatives=negatives, optimizer=optimizer,
                       sparse_embeddings=sparse_embeddings, valid_protocol="full", progress=False)
@@ -147,3 +147,23 @@ def test_a_row_wise_item_table_takes_the_dense_sgd_step_exactly(tmp_path, negati
     assert len(trainer.sparse_params) == 1 and trainer.sparse_params[0] is model.embedding.item.weight
     for key in runs[0]:
         torch.testing.assert_close(runs[0][key], runs[1][key], msg=key)
+
+
+@pytest.mark.parametrize("loss", ["full_ce", "sampled_softmax"])
+def test_a_student_distilled_with_alpha_1_learns_only_what_its_teacher_knows(tmp_path, loss):
+    """With α = 1 the targets are the teacher's softmax alone: a student of another width learns the
+    cycle from a teacher that knows it, and learns nothing from an untrained teacher."""
+    from recarch.train.distill import Distillation
+
+    teacher, trained, ev = make(tmp_path / "teacher", epochs=20, dropout=0.0, attn_dropout=0.0)
+    untrained = build_model(trained.config, trained.num_items)
+    teacher.fit()
+    teacher.load_best()
+    assert ev.evaluate(trained, "test")["full"]["recall@1"] > 0.75
+    for name, source, learns in [("good", trained, True), ("bad", untrained, False)]:
+        student, model, _ = make(tmp_path / name, epochs=20, loss=loss, negatives="sequence", hidden_size=8,
+                                 inner_size=8, dropout=0.0, attn_dropout=0.0)
+        student.distill = Distillation(source, alpha=1.0)
+        student.fit()
+        student.load_best()
+        assert (ev.evaluate(model, "test")["full"]["recall@1"] > 0.75) == learns, name

@@ -28,6 +28,7 @@ from recarch.run_status import open_run, recorded
 from recarch.models import MODELS, SeqModelConfig, SequentialRecommender, build_model
 from recarch.registry import suggest
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
+from recarch.train.distill import DistillConfig, Distillation
 
 
 @dataclass
@@ -81,6 +82,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     out_dir: str = "runs"
 
     def validate(self) -> None:
@@ -179,6 +181,28 @@ def make_evaluator(cfg: RunConfig, data: SequenceDataset) -> Evaluator:
                      batch_size=cfg.eval.batch_size, seed=cfg.eval.seed, mask_history=cfg.eval.mask_history)
 
 
+def load_teacher(cfg: RunConfig, data: SequenceDataset) -> Optional[Distillation]:
+    """``distill.teacher``'s best model (None without one), checked to be a finished run on the same data
+    that reads at least the student's history length."""
+    if not cfg.distill.teacher:
+        return None
+    source = Path(cfg.distill.teacher)
+    if not (source / "config.yaml").exists() or not (source / "checkpoints" / "best.pt").exists():
+        raise cfglib.ConfigError(f"distill.teacher: {source} is not a finished run (config.yaml and "
+                                 "checkpoints/best.pt expected)")
+    taught = cfglib.from_dict(RunConfig, cfglib.read_yaml(source / "config.yaml"))
+    differ = [key for key, value in cfglib.to_dict(cfg.data).items()
+              if key != "download" and cfglib.to_dict(taught.data).get(key) != value]
+    if differ:
+        raise cfglib.ConfigError(f"distill.teacher: {source} was trained on other data (data.{', data.'.join(differ)})")
+    if taught.model.max_len < cfg.model.max_len:
+        raise cfglib.ConfigError(f"distill.teacher: {source} reads {taught.model.max_len} items of history, fewer "
+                                 f"than model.max_len {cfg.model.max_len}")
+    model = make_model(taught, data)
+    model.load_state_dict(checkpoint.load(source / "checkpoints" / "best.pt")["model"])
+    return Distillation(model, cfg.distill.alpha)
+
+
 def check_runnable(cfg: RunConfig, data: SequenceDataset) -> Tuple[Evaluator, Dict[str, str]]:
     """What a run needs from its data beyond reading it, checked before its folder is made: every
     evaluation protocol's candidates (drawn now) and id maps that a TSV can hold (their texts)."""
@@ -202,6 +226,7 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     if init_weights is not None and not resume:
         model.load_state_dict(checkpoint.load(Path(init_weights))["model"])
     evaluator, id_maps = check_runnable(cfg, data)
+    distill = load_teacher(cfg, data)
     run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(cfg))))  # made only now that the inputs are valid
     if dist.is_main:
         open_run(run_dir, cfglib.to_dict(cfg))
@@ -210,15 +235,17 @@ def train(cfg: RunConfig, data_dir: Optional[str] = None, run_dir: Optional[Path
     log(f"dataset {describe(data)} (loaded in {loaded:.1f}s)")
     if init_weights is not None and not resume:
         log(f"initial weights from {init_weights}")
+    if distill is not None:
+        log(f"distilled from {cfg.distill.teacher} (α = {cfg.distill.alpha:g})")
     with recorded(run_dir, dist.is_main):
-        return _fit(cfg, data, model, evaluator, run_dir, log, dist, resume)
+        return _fit(cfg, data, model, evaluator, run_dir, log, dist, resume, distill)
 
 
 def _fit(cfg: RunConfig, data: SequenceDataset, model: torch.nn.Module, evaluator: Evaluator, run_dir: Path,
-         log: RunLog, dist, resume: bool) -> Dict[str, Any]:
+         log: RunLog, dist, resume: bool, distill: Optional[Distillation] = None) -> Dict[str, Any]:
     """train()'s work once its run folder exists: fit, evaluate the best epoch, measure cost."""
     batches = TrainBatches(data, cfg.model.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
-    trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log, dist=dist)
+    trainer = Trainer(model, batches, evaluator, cfg.train, run_dir, log=log, dist=dist, distill=distill)
     log(f"model {cfg.model.name} ({cfg.model.attention} attention), "
         f"{sum(p.numel() for p in model.parameters()):,} parameters; regime {cfg.train.regime}, "
         f"{batches.num_samples:,} training sequences, {dist.world} process(es), run folder {run_dir}")

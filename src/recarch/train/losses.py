@@ -11,7 +11,7 @@ epoch 17); the full cross entropy learned faster and further than both (0.061 at
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,43 +28,71 @@ def select_targets(hidden: torch.Tensor, target: torch.Tensor):
 CHUNK_ELEMENTS = 1 << 18  # logits held at once by full_ce: 1 MB, so a chunk stays in cache
 
 
+class Teacher(NamedTuple):
+    """What knowledge distillation mixes into the next-item target: q = (1 − α)·onehot(target) +
+    α·softmax(teacher's scores) (Hinton et al., 2015, at temperature 1). ``hidden`` rows match the
+    student's (same sequences and positions); ``items`` is the teacher's own item table."""
+    hidden: torch.Tensor
+    items: torch.Tensor
+    alpha: float
+
+
+def _chunked_lse(hidden: torch.Tensor, items: torch.Tensor, chunk: int) -> torch.Tensor:
+    lse = hidden.new_full((hidden.shape[0],), float("-inf"))
+    for start in range(0, items.shape[0], chunk):
+        lse = torch.logaddexp(lse, torch.logsumexp(hidden @ items[start:start + chunk].T, 1))
+    return lse
+
+
 class _ChunkedSoftmaxCE(torch.autograd.Function):
-    """Σ_m [logsumexp_j(h_m·e_j) − h_m·e_{t_m}] over all I+1 rows e_j of the table, without the (M, I+1)
-    logits in memory: columns in chunks of C; the forward keeps each row's logsumexp, the backward
-    recomputes a chunk's logits and turns them into softmax − one-hot gradients. Exact; on Beauty
-    (M ≈ 860 targets a batch, I = 12k) one pass over memory instead of the logits' five."""
+    """Σ_m [logsumexp_j(s_mj) − Σ_j q_mj s_mj], s_mj = h_m·e_j over all I+1 rows e_j of the table,
+    without the (M, I+1) logits in memory: columns in chunks of C; the forward keeps each row's
+    logsumexp, the backward recomputes a chunk's logits and turns them into softmax − q gradients.
+    q is the one-hot target, or with a teacher (u_mj = teacher h_m·e_j) (1 − α)·onehot + α·softmax(u).
+    Exact; on Beauty (M ≈ 860 targets a batch, I = 12k) one pass over memory instead of the logits' five."""
 
     @staticmethod
-    def forward(ctx, hidden, items, target, chunk):
-        lse = hidden.new_full((hidden.shape[0],), float("-inf"))
-        for start in range(0, items.shape[0], chunk):
-            lse = torch.logaddexp(lse, torch.logsumexp(hidden @ items[start:start + chunk].T, 1))
-        pos = (hidden * items[target]).sum(1)
-        ctx.save_for_backward(hidden, items, target, lse)
-        ctx.chunk = chunk
-        return (lse - pos).sum()
+    def forward(ctx, hidden, items, target, chunk, t_hidden, t_items, alpha):
+        lse = _chunked_lse(hidden, items, chunk)
+        hard = 1.0 - alpha if t_hidden is not None else 1.0
+        loss = lse - hard * (hidden * items[target]).sum(1)
+        if t_hidden is not None:
+            t_lse = _chunked_lse(t_hidden, t_items, chunk)
+            for start in range(0, items.shape[0], chunk):
+                p_t = torch.exp(t_hidden @ t_items[start:start + chunk].T - t_lse[:, None])
+                loss -= alpha * (p_t * (hidden @ items[start:start + chunk].T)).sum(1)
+        else:
+            t_lse = None
+        ctx.save_for_backward(hidden, items, target, lse, t_hidden, t_items, t_lse)
+        ctx.chunk, ctx.alpha, ctx.hard = chunk, alpha, hard
+        return loss.sum()
 
     @staticmethod
     def backward(ctx, grad):
-        hidden, items, target, lse = ctx.saved_tensors
-        d_hidden = -items[target]
+        hidden, items, target, lse, t_hidden, t_items, t_lse = ctx.saved_tensors
+        d_hidden = -ctx.hard * items[target]
         d_items = torch.empty_like(items)
         for start in range(0, items.shape[0], ctx.chunk):
             e = items[start:start + ctx.chunk]
             p = torch.exp(hidden @ e.T - lse[:, None])  # (M, C) softmax columns
+            if t_hidden is not None:
+                p -= ctx.alpha * torch.exp(t_hidden @ t_items[start:start + ctx.chunk].T - t_lse[:, None])
             d_hidden.addmm_(p, e)
             torch.mm(p.T, hidden, out=d_items[start:start + ctx.chunk])
-        d_items.index_add_(0, target, -hidden)
-        return d_hidden * grad, d_items * grad, None, None
+        d_items.index_add_(0, target, -ctx.hard * hidden)
+        return d_hidden * grad, d_items * grad, None, None, None, None, None
 
 
-def full_ce(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def full_ce(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, reduction: str = "mean",
+            teacher: Optional[Teacher] = None) -> torch.Tensor:
     """Softmax cross entropy over every row of ``items`` (padding row 0 included, as a plain
-    ``F.cross_entropy`` over ``hidden @ items.T`` would), computed in chunks of columns."""
+    ``F.cross_entropy`` over ``hidden @ items.T`` would), computed in chunks of columns; with a
+    ``teacher``, against the distilled target (:class:`Teacher`)."""
     if reduction not in ("sum", "mean"):
         raise ValueError(f"full_ce: reduction must be 'sum' or 'mean', got {reduction!r}")
     chunk = max(64, CHUNK_ELEMENTS // max(len(hidden), 1))
-    loss = _ChunkedSoftmaxCE.apply(hidden, items, target, chunk)
+    t_hidden, t_items, alpha = teacher if teacher is not None else (None, None, 0.0)
+    loss = _ChunkedSoftmaxCE.apply(hidden, items, target, chunk, t_hidden, t_items, alpha)
     return loss / max(len(hidden), 1) if reduction == "mean" else loss
 
 
@@ -75,14 +103,30 @@ def draw_negatives(num_items: int, shape, generator: Optional[torch.Generator], 
 
 
 def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,
-                    reduction: str = "mean") -> torch.Tensor:
-    """Cross entropy of the target against K sampled negatives.
+                    reduction: str = "mean", teacher: Optional[Teacher] = None) -> torch.Tensor:
+    """Cross entropy of the target against K sampled negatives; with a ``teacher``, against the
+    distilled target (:class:`Teacher`) over the same candidates (the target and its negatives).
 
     hidden (B, N, D) with target (B, N) (0 = no target), or hidden (M, D) with target (M,); negatives
     (K,) shared by every row, (B, K) one set per sequence, shared by its positions, or (B, N, K) one
     set per position (RecTools's). Per-sequence sets score by one batched product over the padded
     positions, so B·K distinct draws cost little more than K shared ones; per-position sets gather
     M·K embeddings."""
+    logits = candidate_logits(hidden, target, items, negatives)
+    if teacher is None:
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device),
+                               reduction=reduction)
+    with torch.no_grad():
+        q = teacher.alpha * torch.softmax(candidate_logits(teacher.hidden, target, teacher.items, negatives), 1)
+        q[:, 0] += 1.0 - teacher.alpha
+    loss = -torch.where(q > 0, q * torch.log_softmax(logits, 1), 0.0).sum(1)  # a masked negative: q = 0
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def candidate_logits(hidden: torch.Tensor, target: torch.Tensor, items: torch.Tensor,
+                     negatives: torch.Tensor) -> torch.Tensor:
+    """(M, 1 + K) scores of every real target (column 0) and its negatives, a negative equal to the
+    target at −inf; shapes as in :func:`sampled_softmax`."""
     if negatives.dim() == 3:
         negatives = negatives[target > 0]  # (M, K)
         hidden, target = select_targets(hidden, target)
@@ -104,5 +148,4 @@ def sampled_softmax(hidden: torch.Tensor, target: torch.Tensor, items: torch.Ten
         negatives = negatives[None, :]
     pos = (hidden * items[target]).sum(-1, keepdim=True)  # (M, 1)
     neg = neg.masked_fill(negatives == target[:, None], float("-inf"))
-    logits = torch.cat([pos, neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(target), reduction=reduction)
+    return torch.cat([pos, neg], dim=1)

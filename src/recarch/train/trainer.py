@@ -24,6 +24,7 @@ from recarch.train import checkpoint
 from recarch.train.allocator import keep_freed_memory
 from recarch.train.batchnorm import recompute_batch_norm
 from recarch.train.distributed import Dist
+from recarch.train.distill import Distillation
 from recarch.train.losses import draw_negatives, full_ce, sampled_softmax, select_targets
 from recarch.train.optimizers import OPTIMIZERS, build_optimizer
 from recarch.train.scalars import scalar_log
@@ -116,9 +117,10 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, batches: TrainBatches, evaluator, cfg: TrainConfig,
                  run_dir: Optional[Path] = None, hooks: Optional[TrainHooks] = None,
                  log: Callable[[str], None] = print, parameters: Optional[List[torch.nn.Parameter]] = None,
-                 dist: Dist = Dist()) -> None:
+                 dist: Dist = Dist(), distill: Optional[Distillation] = None) -> None:
         """parameters: what the weight optimizer trains (default: all of the model's); dist: this
-        process's place in a data-parallel run (see recarch.train.distributed)."""
+        process's place in a data-parallel run (see recarch.train.distributed); distill: a teacher
+        whose scores enter the targets (recarch.train.distill)."""
         self.device = torch.device(cfg.device)
         self.model, self.batches, self.evaluator, self.cfg = model.to(self.device), batches, evaluator, cfg
         self.run_dir = Path(run_dir) if run_dir else None
@@ -128,6 +130,7 @@ class Trainer:
         self.optimizer = build_optimizer(model, self.params, cfg)
         self.sparse_params = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
         self.dist = dist
+        self.distill = distill.to(self.device) if distill is not None else None
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         self.state: Dict = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0,
                             "history": [], "step": 0, "train_seconds": 0.0}
@@ -151,10 +154,13 @@ class Trainer:
             hidden = self.model(seq) if target.dim() == 2 else self.model.hidden_last(seq)
         hidden = hidden.float()
         items = RowLookup(self.model.scored_rows) if self.sparse_params else self.model.item_embeddings()
+        teacher = self.distill.teacher(seq, target) if self.distill is not None else None
         if self.cfg.loss == "full_ce":
-            loss = full_ce(*select_targets(hidden, target), items, reduction="sum")
+            if teacher is not None:
+                teacher = teacher._replace(hidden=select_targets(teacher.hidden, target)[0])
+            loss = full_ce(*select_targets(hidden, target), items, reduction="sum", teacher=teacher)
         else:
-            loss = sampled_softmax(hidden, target, items, negatives, reduction="sum")
+            loss = sampled_softmax(hidden, target, items, negatives, reduction="sum", teacher=teacher)
         return loss / count
 
     def step_loss(self, *batch: torch.Tensor) -> torch.Tensor:
