@@ -94,7 +94,7 @@ def test_trajectory_plot_labels_candidates_by_their_widths(tmp_path, monkeypatch
 
 @needs_data
 def test_a_search_killed_in_each_phase_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
-    """Killed in the supernet's second epoch, then in the retrain's, then in the baseline's:
+    """Killed in the supernet's second epoch, then in the baseline's, then in the retrain's:
     ``recarch search --resume`` keeps what finished and ends with the same architecture, controllers and
     test scores as a run never stopped."""
     from recarch.train import Trainer
@@ -103,7 +103,7 @@ def test_a_search_killed_in_each_phase_resumes_to_the_uninterrupted_result(tmp_p
     sets = TINY + ["data.dataset=ml-100k", "retrain.epochs=2", "cost.enabled=false"]
     whole = search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "whole", echo=False)
     epoch = Trainer.train_epoch
-    for phase in ("search", "retrain", "baseline"):
+    for phase in ("search", "baseline", "retrain"):
         def killed(self, n, phase=phase):
             if n == 2 and self.run_dir.name == phase:
                 raise KeyboardInterrupt
@@ -150,6 +150,19 @@ def test_the_baseline_can_be_a_finished_run_of_the_same_settings(tmp_path):
         search(load_search_config(sets=sets + ["retrain.lr=0.01", f"baseline_run={tmp_path / 'a' / 'baseline'}"]),
                data_dir=str(DATA), run_dir=tmp_path / "c", echo=False)
     assert not (tmp_path / "c").exists()
+
+
+@needs_data
+def test_the_derived_model_can_learn_from_the_hand_sized_one(tmp_path):
+    """``distill.teacher: baseline``: the baseline trains first and the derived model's retrain distils
+    from its folder; without a baseline there is no teacher, which the config refuses."""
+    torch.set_num_threads(1)
+    sets = TINY + ["data.dataset=ml-100k", "cost.enabled=false", "distill.teacher=baseline", "distill.alpha=0.3"]
+    search(load_search_config(sets=sets), data_dir=str(DATA), run_dir=tmp_path / "s", echo=False)
+    assert f"distilled from {tmp_path / 's' / 'baseline'} (α = 0.3)" in (tmp_path / "s" / "retrain" / "log.txt").read_text()
+    assert "distilled" not in (tmp_path / "s" / "baseline" / "log.txt").read_text()
+    with pytest.raises(ConfigError, match="distill.teacher: baseline needs the hand-sized model"):
+        load_search_config(sets=sets + ["baseline=false"])
 
 
 @needs_data

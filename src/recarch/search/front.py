@@ -58,15 +58,15 @@ def derive_front(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: b
 
 
 def retrain_front(cfg: SearchRunConfig, plan, data_dir, run_dir: Path, log, echo: bool, resume: bool) -> Dict[str, Dict]:
-    """Phase 3: each distinct derived path retrained once (folder → run.train's result)."""
+    """Phase 4: each distinct derived path retrained once (folder → run.train's result)."""
     out = {}
     for entry in plan:
         folder = run_dir / entry["folder"]
         if entry["folder"] in out:
             continue
         arch = json.loads((folder / "arch.json").read_text())
-        log(f"phase 3/4: retrain {entry['folder']}")
-        out[entry["folder"]] = train_phase(cfg.run_config(cfglib.from_dict(SeqModelConfig, arch["model"])), data_dir,
+        log(f"phase 4/4: retrain {entry['folder']}")
+        out[entry["folder"]] = train_phase(cfg.retrain_config(cfglib.from_dict(SeqModelConfig, arch["model"]), run_dir), data_dir,
                                                folder / "retrain", echo, resume,
                                                init_weights=folder / "derived.pt" if cfg.inherit else None)
     return out
@@ -124,10 +124,10 @@ def search_front(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist,
 
 
 def finish_front(cfg: SearchRunConfig, plan, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool) -> Dict[str, Any]:
-    """Phases 3-4 of a plan of derived architectures (``front/archs.json``): retrain each, the baseline,
-    front.json (also the summary) and front.png."""
-    retrained = retrain_front(cfg, plan, data_dir, run_dir, log, echo, resume)
+    """Phases 3-4 of a plan of derived architectures (``front/archs.json``): the baseline, each one
+    retrained, front.json (also the summary) and front.png."""
     baseline = baseline_phase(cfg, data_dir, run_dir, log, dist, echo, resume)
+    retrained = retrain_front(cfg, plan, data_dir, run_dir, log, echo, resume)
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
     search_seconds = json.loads((run_dir / plan[0]["folder"] / "arch.json").read_text())["search_seconds"]

@@ -33,6 +33,7 @@ from recarch.search.sandwich import PathList, SandwichTrainer, SupernetTrainingC
 from recarch.search.summary import format_summary, summarise
 from recarch.search.supernet import EASRecSupernet, SearchSpaceConfig, SubnetPath
 from recarch.train import Trainer, TrainConfig, checkpoint, distributed
+from recarch.train.distill import DistillConfig
 
 
 @dataclass
@@ -61,6 +62,8 @@ class SearchRunConfig:
     random: RandomSearchConfig = field(default_factory=RandomSearchConfig)  # strategy random (no supernet)
     elastic: ElasticSpaceConfig = field(default_factory=ElasticSpaceConfig)  # strategy elastic's space
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where strategy random's trials train
+    # the derived models' retrain learns from a teacher (recarch.train.distill); "baseline": the hand-sized model
+    distill: DistillConfig = field(default_factory=DistillConfig)
     candidates: int = 100  # strategy elastic: architectures scored on the supernet's weights per budget
     # which path is derived within the budget: argmax (α, β) (Eq. 18) or the best validation score on
     # the supernet's weights (recarch.search.derive)
@@ -97,6 +100,8 @@ class SearchRunConfig:
             raise cfglib.ConfigError("budget_ms: the elastic space budgets in FLOPs (budget_flops or budgets)")
         if self.candidates < 1:
             raise cfglib.ConfigError(f"candidates: expected ≥ 1, got {self.candidates}")
+        if self.distill.teacher == "baseline" and not self.baseline:
+            raise cfglib.ConfigError("distill.teacher: baseline needs the hand-sized model (baseline: true)")
         if self.train.sparse_embeddings or self.retrain.sparse_embeddings:
             raise cfglib.ConfigError("train.sparse_embeddings / retrain.sparse_embeddings: not in a search (a "
                                      "supernet reads its item table by slices); set it on `recarch train`")
@@ -104,6 +109,11 @@ class SearchRunConfig:
     def run_config(self, model: SeqModelConfig) -> run.RunConfig:
         return run.RunConfig(data=self.data, model=model, train=self.retrain, eval=self.eval, cost=self.cost,
                              out_dir=self.out_dir)
+
+    def retrain_config(self, model: SeqModelConfig, run_dir: Path) -> run.RunConfig:
+        """A derived model's retrain: ``run_config`` with the distillation, the baseline's folder as its teacher."""
+        teacher = str(run_dir / "baseline") if self.distill.teacher == "baseline" else self.distill.teacher
+        return replace(self.run_config(model), distill=replace(self.distill, teacher=teacher))
 
 
 # "supernet": one derived architecture; "front": one per budget (recarch.search.front); "random": no
@@ -197,11 +207,10 @@ def search_supernet(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, di
     else:
         arch = search_and_derive(cfg, data, run_dir, log, dist, resume)
     derived_config = cfglib.from_dict(SeqModelConfig, arch["model"])
-
-    log("phase 3/4: retrain")
-    retrained = train_phase(cfg.run_config(derived_config), data_dir, run_dir / "retrain", echo, resume,
-                            init_weights=run_dir / "derived.pt" if cfg.inherit else None)
     baseline = baseline_phase(cfg, data_dir, run_dir, log, dist, echo, resume)
+    log("phase 4/4: retrain")
+    retrained = train_phase(cfg.retrain_config(derived_config, run_dir), data_dir, run_dir / "retrain", echo, resume,
+                            init_weights=run_dir / "derived.pt" if cfg.inherit else None)
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
     summary = summarise(run_dir, arch, retrained, baseline, arch["search_seconds"], STRATEGIES.get(cfg.strategy).paper_name)
@@ -211,10 +220,11 @@ def search_supernet(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, di
 
 
 def baseline_phase(cfg: SearchRunConfig, data_dir, run_dir: Path, log, dist, echo: bool, resume: bool):
-    """Phase 4: the hand-sized model (trained here, or a finished run adopted); None without a baseline."""
+    """Phase 3, before the retrains that it may teach: the hand-sized model (trained here, or a finished
+    run adopted); None without a baseline."""
     if not cfg.baseline:
         return None
-    log("phase 4/4: hand-sized SASRec baseline")
+    log("phase 3/4: hand-sized SASRec baseline")
     base_cfg = cfg.run_config(replace(cfg.model, gates=0))
     finished = resume and (run_dir / "baseline" / "cost.json").exists()
     if cfg.baseline_run and not finished and dist.is_main:

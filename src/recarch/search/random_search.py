@@ -104,9 +104,9 @@ def search_random(cfg: SearchRunConfig, data, data_dir, run_dir: Path, log, dist
             "search_seconds": sum(r["train_seconds"] for r in results.values()), "weights": None}
     if dist.is_main:
         write_json_atomic(run_dir / "arch.json", arch)
-    log(f"phase 2-3/4: retrain the best, {name}, from scratch")
-    retrained = train_phase(cfg.run_config(best), data_dir, run_dir / "retrain", echo, resume)
     baseline = baseline_phase(cfg, data_dir, run_dir, log, dist, echo, resume)
+    log(f"phase 4/4: retrain the best, {name}, from scratch")
+    retrained = train_phase(cfg.retrain_config(best, run_dir), data_dir, run_dir / "retrain", echo, resume)
     if not dist.is_main:
         return {"run_dir": str(run_dir)}
     summary = summarise(run_dir, arch, retrained, baseline, arch["search_seconds"], RandomSearch.paper_name)
