@@ -317,3 +317,24 @@ def shared_data():
     if not (root / "ml-1m").is_dir():
         pytest.skip("shared data folder absent")
     return root
+
+
+def test_a_csv_read_in_chunks_equals_one_read_and_names_lines_past_the_first_chunk(tmp_path, monkeypatch):
+    """Chunks of 3 rows (and a blank line) give the rows, ids and sequences of a one-chunk read; the ids
+    come back as categoricals; a bad value in the fourth chunk is reported at its own line."""
+    from recarch.data.preprocess import build_sequences
+
+    rows = [f"u{u % 4},{100 - 7 * u % 13},{u}" for u in range(11)]
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n" + "\n".join(rows[:5] + [""] + rows[5:]) + "\n")
+    whole = T.read_table(path)
+    monkeypatch.setattr(T, "CHUNK_ROWS", 3)
+    chunked = T.read_table(path)
+    assert isinstance(chunked["user"].dtype, pd.CategoricalDtype) and len(chunked) == 11
+    pd.testing.assert_frame_equal(chunked.astype({"user": str, "item": str}), whole.astype({"user": str, "item": str}))
+    assert chunked["item"].astype(str).tolist() == [r.split(",")[1] for r in rows]
+    a, b = build_sequences(whole, "log"), build_sequences(chunked.astype({"user": str, "item": str}), "log")
+    assert (a.items == b.items).all() and (a.offsets == b.offsets).all() and list(a.item_ids) == list(b.item_ids)
+    path.write_text("user,item,timestamp\n" + "\n".join(rows[:9] + ["u1,5,soon"] + rows[9:]) + "\n")
+    with pytest.raises(DataFormatError, match=r"log.csv:11: field 'timestamp'"):
+        T.read_table(path)

@@ -47,6 +47,13 @@ def _sorted_ids(ids: np.ndarray) -> np.ndarray:
     return np.asarray(sorted(ids), dtype=str)
 
 
+def _codes(ids: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+    """(integer code per row, original id per code): a categorical's own (no string per row), else factorized."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return ids.cat.codes.to_numpy(np.int64), ids.cat.categories.astype(str).to_numpy()
+    return pd.factorize(ids.astype(str))
+
+
 def _dense(codes: np.ndarray, uniques: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(dense 0-based id per row, original id per dense id), dense ids in original-id order."""
     present = np.bincount(codes, minlength=len(uniques)) > 0
@@ -86,8 +93,8 @@ def build_sequences(df: pd.DataFrame, name: str, min_rating: Optional[float] = N
             raise ValueError(f"{name}: min_rating={min_rating} needs a 'rating' column; "
                              f"this data has {list(df.columns)}")
         keep &= df["rating"].to_numpy(np.float64) >= min_rating
-    ucodes, uuniq = pd.factorize(df["user"].astype(str))
-    icodes, iuniq = pd.factorize(df["item"].astype(str))
+    ucodes, uuniq = _codes(df["user"])
+    icodes, iuniq = _codes(df["item"])
     keep = k_core_mask(ucodes, icodes, k_core, keep)
     if not keep.any():
         raise ValueError(f"{name}: no interactions left after filtering "
