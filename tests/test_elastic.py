@@ -30,13 +30,15 @@ def elastic(padding="masked", positions="inverse", gates=0, activation="gelu", *
     return net.eval()
 
 
-@pytest.mark.parametrize("padding,positions,gates,activation", [
-    ("masked", "inverse", 0, "gelu"), ("visible", "inverse", 0, "relu"), ("masked", "forward", 2, "swiglu"),
-    ("visible", "forward", 1, "gelu")])
-def test_every_drawn_architecture_derives_exactly(padding, positions, gates, activation):
-    """Per-layer attention width, heads and FFN width, the layer type, depth and the history length N:
-    the derived SASRec reading the last N items computes what the supernet computes on that path."""
-    net = elastic(padding, positions, gates, activation)
+@pytest.mark.parametrize("padding,positions,gates,activation,item_widths", [
+    ("masked", "inverse", 0, "gelu", []), ("visible", "inverse", 0, "relu", []), ("masked", "forward", 2, "swiglu", []),
+    ("visible", "forward", 1, "gelu", []), ("visible", "inverse", 0, "relu", [4, 12, 32]),
+    ("masked", "forward", 2, "gelu", [8, 16])])
+def test_every_drawn_architecture_derives_exactly(padding, positions, gates, activation, item_widths):
+    """Per-layer attention width, heads and FFN width, the layer type, depth, the history length N and
+    the item table's own width e: the derived SASRec reading the last N items computes what the
+    supernet computes on that path."""
+    net = elastic(padding, positions, gates, activation, item_widths=item_widths)
     rng = random.Random(0)
     archs = [largest(net.space), smallest(net.space)] + [sample_arch(net.space, rng.randrange) for _ in range(12)]
     assert len({a.layer for a in archs}) > 1 and len({a.max_len for a in archs}) > 1
@@ -44,11 +46,14 @@ def test_every_drawn_architecture_derives_exactly(padding, positions, gates, act
         derived = net.derive(arch).eval()
         n = arch.max_len
         assert derived.config.max_len == n and derived.config.attn_sizes == [a for a, _, _ in arch.layers]
+        assert derived.config.item_width == arch.item_width and (arch.item_width in item_widths or not item_widths)
+        assert derived.item_embeddings().shape[1] == (arch.item_width or arch.width)
         with torch.no_grad(), net.on_path(arch):
             torch.testing.assert_close(net.score_last(SEQ), derived.score_last(SEQ[:, -n:]), atol=1e-5, rtol=1e-5)
             real = SEQ[:, -n:] > 0
             torch.testing.assert_close(net(SEQ)[real], derived(SEQ[:, -n:])[real], atol=1e-5, rtol=1e-5)
     assert net.arch == largest(net.space)  # the block leaves the supernet as it was
+    assert len({a.item_width for a in archs}) == max(len(item_widths), 1)
 
 
 def test_a_heterogeneous_sasrec_is_an_ordinary_model_config():
@@ -82,6 +87,12 @@ def test_candidates_fit_the_budget_and_flops_grow_with_the_architecture():
     assert len(found) == 20 == len(set(found)) and found[0] == small  # the largest does not fit
     assert all(net.flops(a) <= limit for a in found)
     assert Arch.from_dict(found[3].to_dict()) == found[3]
+    factored = elastic(item_widths=[4, 32])  # the item table's width: the scores over 30 items cost 30·e
+    narrow, wide = (Arch(big.width, big.max_len, big.layer, big.layers, e) for e in (4, 32))
+    assert factored.flops(narrow) < factored.flops(wide) and Arch.from_dict(narrow.to_dict()) == narrow
+    assert narrow.name().startswith("width 24, items 4, N 10") and narrow.folder().startswith("d24-e4-n10")
+    with pytest.raises(ConfigError, match="model.item_width: .* got 16 on fdsa"):
+        SeqModelConfig(name="fdsa", item_width=16).validate()
 
 
 def test_a_sandwich_step_trains_every_path_it_runs(tmp_path):

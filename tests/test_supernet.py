@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -100,6 +102,8 @@ def test_widths_must_hold_whole_heads():
     cfg = SeqModelConfig(hidden_size=64, n_heads=2, inner_size=256)
     with pytest.raises(ConfigError, match="multiple of the head size 32"):
         EASRecSupernet(10, cfg, SearchSpaceConfig(attn_intensities=[0.0, 0.75], ffn_intensities=[0.0, 0.5]))
+    with pytest.raises(ConfigError, match="item_width 16: EASRec's space ties the item table"):
+        EASRecSupernet(10, replace(cfg, n_heads=1, item_width=16), SearchSpaceConfig())
 
 
 def test_candidate_flops_are_counted_and_the_constraint_prefers_small_shallow_paths():

@@ -38,6 +38,10 @@ class SeqModelConfig:
     padding: Literal["masked", "visible"] = "masked"  # visible: padded positions are keys, as in SASRec's and RecTools's code (models/attention.py)
     init: Literal["normal", "xavier"] = "normal"  # N(0, init_std) (RecBole), or Xavier-normal (SASRec, RecTools)
     init_std: float = 0.02
+    # e, the width of the item table when it differs from d (ALBERT's factorised embedding, Lan et al.,
+    # 2020): items enter through a d×e matrix P and the hidden states are scored as (Pᵀh)·E_j, the
+    # same map both ways (0: the table runs at d, tied to the hidden states as in SASRec). sasrec only
+    item_width: int = 0
     # one value per layer (empty: every layer as above), the shapes a per-layer search derives
     # (recarch.search.elastic): attention width (queries, keys and values), heads, FFN width
     attn_sizes: List[int] = field(default_factory=list)
@@ -51,6 +55,9 @@ class SeqModelConfig:
         for key in ("max_len", "hidden_size", "inner_size", "n_layers", "n_heads"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.item_width < 0 or (self.item_width and self.name != "sasrec"):
+            raise ConfigError(f"model.item_width: expected 0 (the hidden width) or a width ≥ 1 on model sasrec, "
+                              f"got {self.item_width} on {self.name}")
         for key in ("attn_sizes", "layer_heads", "inner_sizes"):
             values = getattr(self, key)
             if values and (len(values) != self.n_layers or min(values) < 1):

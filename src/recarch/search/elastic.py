@@ -2,14 +2,16 @@
 supernet whose every sub-network ``derive`` returns exactly.
 
 An architecture (:class:`Arch`) picks
-- the width d of the item embeddings and the residual stream (one for the whole model; item
-  embeddings are scored against the hidden states, so their widths are tied);
+- the width d of the residual stream, and that of the item embeddings: tied to d (the items are
+  scored against the hidden states), or with ``item_widths`` a width e of its own, the items entering
+  through P (d×e) and scored as (Pᵀh)·E_j (model.item_width);
 - the history length N the model reads (its last N items; positions embedded for N);
 - the layer type (post-norm, pre-norm, SASRec's, LiGR; one for the whole model);
 - the depth L, and for each layer independently its attention width a_l (queries, keys, values),
   its number of heads h_l (a_l / h_l per head) and its FFN width f_l.
 
-Every choice runs on the leading slices of the full-size weights: embeddings and positions [:N, :d],
+Every choice runs on the leading slices of the full-size weights: item embeddings [:, :e] (e = d
+when tied), P [:d, :e], positions [:N, :d],
 ``W_Q``, ``W_K``, ``W_V`` [:a_l, :d], ``W_O`` [:d, :a_l], the FFN [:f_l, :d] and [:d, :f_l], LayerNorms [:d].
 A path reading N < N_max items sees the last N columns of the window, which is what a model built for
 N trains and is evaluated on (one window per user, its last items), so the path and the derived model
@@ -46,12 +48,15 @@ class ElasticSpaceConfig:
     depths: List[int] = field(default_factory=lambda: [1, 2, 3, 4])  # L
     max_lens: List[int] = field(default_factory=list)  # N (empty: the model's max_len only)
     layer_types: List[str] = field(default_factory=list)  # (empty: the model's layer type only)
+    item_widths: List[int] = field(default_factory=list)  # e (empty: the item table tied to d)
 
     def validate(self) -> None:
         for key in ("widths", "attn_widths", "heads", "ffn_widths", "depths"):
             values = getattr(self, key)
             if not values or min(values) < 1:
                 raise ConfigError(f"elastic.{key}: expected a non-empty list of integers ≥ 1, got {values}")
+        if self.item_widths and min(self.item_widths) < 1:
+            raise ConfigError(f"elastic.item_widths: expected widths ≥ 1, got {self.item_widths}")
         if self.max_lens and min(self.max_lens) < 1:
             raise ConfigError(f"elastic.max_lens: expected lengths ≥ 1, got {self.max_lens}")
         for t in self.layer_types:
@@ -66,7 +71,8 @@ class ElasticSpaceConfig:
         return replace(self, widths=sorted(set(self.widths)), attn_widths=sorted(set(self.attn_widths)),
                        heads=sorted(set(self.heads)), ffn_widths=sorted(set(self.ffn_widths)),
                        depths=sorted(set(self.depths)), max_lens=sorted(set(self.max_lens or [model.max_len])),
-                       layer_types=list(dict.fromkeys(self.layer_types or [model.layer])))
+                       layer_types=list(dict.fromkeys(self.layer_types or [model.layer])),
+                       item_widths=sorted(set(self.item_widths)))
 
 
 @dataclass(frozen=True)
@@ -77,27 +83,32 @@ class Arch:
     max_len: int
     layer: str
     layers: Tuple[LayerShape, ...]
+    item_width: int = 0  # e; 0: the item table tied to the width
 
     @property
     def depth(self) -> int:
         return len(self.layers)
 
     def name(self) -> str:
-        """In the user's terms: 'width 48, N 50, sasrec, 2 layer(s): attn 32×1 ffn 128; attn 64×2 ffn 64'."""
+        """In the user's terms: 'width 48, items 32, N 50, sasrec, 2 layer(s): attn 32×1 ffn 128; attn 64×2 ffn 64'."""
         shapes = "; ".join(f"attn {a}×{h} ffn {f}" for a, h, f in self.layers)
-        return f"width {self.width}, N {self.max_len}, {self.layer}, {self.depth} layer(s): {shapes}"
+        items = f", items {self.item_width}" if self.item_width else ""
+        return f"width {self.width}{items}, N {self.max_len}, {self.layer}, {self.depth} layer(s): {shapes}"
 
     def folder(self) -> str:
-        """A short folder name: 'd48-n50-sasrec-a32h1f128-a64h2f64'."""
-        return "-".join([f"d{self.width}", f"n{self.max_len}", self.layer] + [f"a{a}h{h}f{f}" for a, h, f in self.layers])
+        """A short folder name: 'd48-e32-n50-sasrec-a32h1f128-a64h2f64'."""
+        items = [f"e{self.item_width}"] if self.item_width else []
+        return "-".join([f"d{self.width}", *items, f"n{self.max_len}", self.layer] +
+                        [f"a{a}h{h}f{f}" for a, h, f in self.layers])
 
     def to_dict(self) -> dict:
-        return {"width": self.width, "max_len": self.max_len, "layer": self.layer,
+        return {"width": self.width, "item_width": self.item_width, "max_len": self.max_len, "layer": self.layer,
                 "layers": [{"attn": a, "heads": h, "ffn": f} for a, h, f in self.layers]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Arch":
-        return cls(d["width"], d["max_len"], d["layer"], tuple((l["attn"], l["heads"], l["ffn"]) for l in d["layers"]))
+        return cls(d["width"], d["max_len"], d["layer"], tuple((l["attn"], l["heads"], l["ffn"]) for l in d["layers"]),
+                   d.get("item_width", 0))
 
 
 def sample_arch(space: ElasticSpaceConfig, index: Callable[[int], int]) -> Arch:
@@ -111,21 +122,21 @@ def sample_arch(space: ElasticSpaceConfig, index: Callable[[int], int]) -> Arch:
     for _ in range(depth):
         a = pick(space.attn_widths)
         layers.append((a, pick([h for h in space.heads if a % h == 0]), pick(space.ffn_widths)))
-    return Arch(width, max_len, layer, tuple(layers))
+    return Arch(width, max_len, layer, tuple(layers), pick(space.item_widths) if space.item_widths else 0)
 
 
 def largest(space: ElasticSpaceConfig) -> Arch:
     a = space.attn_widths[-1]
     h = max(h for h in space.heads if a % h == 0)
     return Arch(space.widths[-1], space.max_lens[-1], space.layer_types[0],
-                ((a, h, space.ffn_widths[-1]),) * space.depths[-1])
+                ((a, h, space.ffn_widths[-1]),) * space.depths[-1], (space.item_widths or [0])[-1])
 
 
 def smallest(space: ElasticSpaceConfig) -> Arch:
     a = space.attn_widths[0]
     h = min(h for h in space.heads if a % h == 0)
     return Arch(space.widths[0], space.max_lens[0], space.layer_types[0],
-                ((a, h, space.ffn_widths[0]),) * space.depths[0])
+                ((a, h, space.ffn_widths[0]),) * space.depths[0], (space.item_widths or [0])[0])
 
 
 class ElasticSpace:
@@ -161,7 +172,8 @@ class ElasticSupernet(SequentialRecommender):
         self.config = replace(cfg, name="sasrec", hidden_size=space.widths[-1], max_len=space.max_lens[-1],
                               n_layers=depth, layer=backbone_layer(space.layer_types), n_heads=1,
                               inner_size=space.ffn_widths[-1], attn_sizes=[space.attn_widths[-1]] * depth,
-                              layer_heads=[1] * depth, inner_sizes=[space.ffn_widths[-1]] * depth)
+                              layer_heads=[1] * depth, inner_sizes=[space.ffn_widths[-1]] * depth,
+                              item_width=(space.item_widths or [0])[-1])
         self.backbone = SASRec(num_items, self.config)
         self.sampler = ElasticSpace(space)
         self._flops: dict = {}
@@ -203,7 +215,8 @@ class ElasticSupernet(SequentialRecommender):
     def encode(self, seq, lengths, last_only=False):
         arch, encoder = self.arch, self.backbone.encoder
         packing = packing_for(lengths, seq.shape[1])
-        e = self.backbone.embedding(seq, width=arch.width, packing=packing)
+        embedding = self.backbone.embedding
+        e = embedding(seq, width=arch.width, packing=packing, item_width=arch.item_width or None)
         h = e
         for l, (a, heads, f) in enumerate(arch.layers):
             final = last_only and l == arch.depth - 1
@@ -211,17 +224,19 @@ class ElasticSupernet(SequentialRecommender):
                                   attn=a, heads=heads)
         if arch.layer != "post_norm":
             h = sliced_layer_norm(h, encoder.norm)
+        h = embedding.to_items(h, arch.width, arch.item_width or None)
         if packing is None or h.dim() == 3:
             return h
         return packing.last_tokens(h) if last_only else packing.unpack(h, full=True)
 
     def item_embeddings(self) -> torch.Tensor:
-        return self.backbone.item_embeddings()[:, : self.arch.width]
+        return self.backbone.item_embeddings()[:, : self.arch.item_width or self.arch.width]
 
     def derived_config(self, arch: Arch) -> SeqModelConfig:
         a, h, f = (list(v) for v in zip(*arch.layers))
         return replace(self.base, name="sasrec", hidden_size=arch.width, max_len=arch.max_len, layer=arch.layer,
-                       n_layers=arch.depth, n_heads=h[0], inner_size=f[0], attn_sizes=a, layer_heads=h, inner_sizes=f)
+                       n_layers=arch.depth, n_heads=h[0], inner_size=f[0], attn_sizes=a, layer_heads=h, inner_sizes=f,
+                       item_width=arch.item_width)
 
     def derive(self, arch: Arch) -> SASRec:
         """A plain SASRec of ``arch``'s shape holding the leading slices of the supernet's weights."""

@@ -71,6 +71,9 @@ def _pad(x: torch.Tensor, width: int) -> torch.Tensor:
 class EASRecSupernet(SequentialRecommender):
     def __init__(self, num_items: int, cfg: SeqModelConfig, space: SearchSpaceConfig) -> None:
         super().__init__()
+        if cfg.item_width:
+            raise ConfigError(f"model.item_width {cfg.item_width}: EASRec's space ties the item table to each "
+                              "candidate width; search the table's own width with strategy elastic and elastic.item_widths")
         self.num_items, self.space = num_items, space
         self.config = replace(cfg, gates=space.gates)
         self.widths = candidate_widths(cfg, space)
