@@ -256,7 +256,9 @@ def main() -> int:
         for path in widths:
             lines += widths_section(json.loads(path.read_text()))
     if (HERE / "results" / "scale.json").exists():
-        lines += scale_section(json.loads((HERE / "results" / "scale.json").read_text()))
+        before = HERE / "results" / "scale-before-chunked-load.json"
+        lines += scale_section(json.loads((HERE / "results" / "scale.json").read_text()),
+                               json.loads(before.read_text()) if before.exists() else None)
     if (HERE / "results" / "fuzz.json").exists():
         lines += fuzz_section(json.loads((HERE / "results" / "fuzz.json").read_text()))
     if (HERE / "results" / "kill.json").exists():

@@ -1,7 +1,7 @@
 """BENCHMARKS.md's section on cost curves over synthetic logs (``results/scale.json``, ``bench_scale.py``)."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 from render_common import fmt, machine_line
 
@@ -29,7 +29,19 @@ def growth_line(points: List[dict]) -> List[str]:
             f"with the items scored, in memory bounded by the evaluator's rows per batch."]
 
 
-def scale_section(r: dict) -> List[str]:
+def load_lines(points: List[dict], before: Optional[dict]) -> List[str]:
+    """The same logs loaded before read_table parsed CSVs in chunks (``before``'s points) and now."""
+    if not before:
+        return []
+    now = {tuple(p["asked"]): p for p in points}
+    rows = [f"{p['interactions']:,} interactions, {p['items']:,} items: {p['peak_rss_mb_after_load']:,.0f} → "
+            f"{now[tuple(p['asked'])]['peak_rss_mb_after_load']:,.0f} MB"
+            for p in before["seq"] if tuple(p["asked"]) in now]
+    return [f"Peak RSS after loading, before → since the CSV is parsed in chunks with categorical ids "
+            f"(`results/{before['file']}`, {before['note']}): " + "; ".join(rows) + ".", ""] if rows else []
+
+
+def scale_section(r: dict, before: Optional[dict] = None) -> List[str]:
     out = ["## Cost at scale, synthetic logs (`benchmarks/bench_scale.py`)", "",
            "Synthetic logs (`benchmarks/synth.py`: Zipf popularity, geometric lengths; Criteo's 13 numeric and "
            "26 categorical fields) measure cost only, never accuracy. Training epochs are timed over a few "
@@ -46,7 +58,7 @@ def scale_section(r: dict) -> List[str]:
                        f"{p['seconds_per_epoch']:.0f} | {fmt(p.get('seconds_per_epoch_row_wise'), 0)} | "
                        f"{p['full_ranking_seconds_per_1000_users']:.2f} | "
                        f"{p['peak_rss_mb']:,.0f} | {mb(p.get('rss_anon_mb'))} |")
-        out += ["", *growth_line(r["seq"]), ""]
+        out += ["", *growth_line(r["seq"]), "", *load_lines(r["seq"], before)]
     if r["ctr"]:
         out += ["**CTR** (DLRM, embedding 16, batch 4096, Adam; every field hashed into the same number of rows):", "",
                 "| rows | embedding rows | ingest s | s / epoch, row-wise Adam | s / epoch, dense Adam | "
