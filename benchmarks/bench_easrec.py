@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shutil
 import statistics
 import sys
 import time
@@ -31,6 +32,7 @@ import torch
 from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.io import write_json_atomic
+from recarch.run_status import open_run
 from recarch.search.job import load_search_config, search
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +55,9 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
             raise SystemExit(f"--baseline-runs: no finished run at {source}")
         cfg = replace(cfg, baseline_run=str(source.resolve()))
     run_dir = HERE / ".work" / "easrec" / f"{dataset}-{tag}"
-    resume = args.reuse and (run_dir / "config.yaml").exists()
+    if args.search_from and not (run_dir / "config.yaml").exists():
+        adopt_search(cfg, HERE / ".work" / "easrec" / f"{dataset}-{tag.replace(args.variant, args.search_from, 1)}", run_dir)
+    resume = (args.reuse or bool(args.search_from)) and (run_dir / "config.yaml").exists()
     # keys added to the config since the run started read as their defaults
     if resume and cfglib.to_dict(load_search_config([run_dir / "config.yaml"])) != cfglib.to_dict(cfg):
         raise SystemExit(f"{run_dir} holds a run with other settings; remove it or drop --reuse")
@@ -78,6 +82,26 @@ def one(dataset: str, args, tag: str, sets: list, seed: int | None = None) -> di
     if (run_dir / "search" / "candidates.json").exists():  # strategy elastic: every candidate's inherited score
         summary["candidates"] = json.loads((run_dir / "search" / "candidates.json").read_text())
     return summary
+
+
+RETRAIN_ONLY = ("distill",)  # settings that leave phases 1-3 (search, derive, baseline) as they were
+
+
+def adopt_search(cfg, source: Path, run_dir: Path) -> None:
+    """Start ``run_dir`` from ``source``'s finished search, derive and baseline (``--search-from``), so that
+    only the derived model's retrain runs under the settings that differ (``RETRAIN_ONLY``)."""
+    if not (source / "arch.json").exists() or not (source / "baseline" / "metrics.json").exists():
+        raise SystemExit(f"--search-from: {source} has no finished search and baseline (arch.json, baseline/metrics.json)")
+    theirs, ours = (cfglib.to_dict(c) for c in (load_search_config([source / "config.yaml"]), cfg))
+    differ = sorted(k for k in set(theirs) | set(ours) if k not in RETRAIN_ONLY and theirs.get(k) != ours.get(k))
+    if differ:
+        raise SystemExit(f"--search-from: {source} searched with other settings ({', '.join(differ)})")
+    scratch = run_dir.with_name(run_dir.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(source, scratch, ignore=lambda folder, names: ["retrain", "summary.json", "status.json"]
+                    if Path(folder) == source else [])
+    open_run(scratch, cfglib.to_dict(cfg))
+    scratch.rename(run_dir)
 
 
 def ratios(summary: dict) -> dict:
@@ -132,10 +156,16 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=1, help="runs (dataset × seed) trained at once, each in its own process")
     ap.add_argument("--variant", default="", help="name of a main comparison with other settings (--set)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--search-from", metavar="VARIANT",
+                    help="take each run's search, derive and baseline from the finished runs of this variant and "
+                         "retrain only (its settings may differ in distill alone), e.g. --variant oneshot-sota-distill "
+                         "--search-from oneshot-sota --set distill.teacher=baseline")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.search_from and not args.variant:
+        ap.error("--search-from needs --variant (the retrained runs' own name)")
     torch.set_num_threads(args.threads)
     attention = [f"model.attention={args.attention}"]
     seeds = range(args.seed, args.seed + args.seeds)
