@@ -33,6 +33,7 @@ from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.ctr import hardware as hwlib
 from recarch.ctr.evolution import Scored, evolve, pareto_front
+from recarch.ctr.finetune import finetune_head, finetune_rows
 from recarch.ctr.run import CTREvaluator, CTRRunConfig, load_data
 from recarch.ctr.retrain import retrain_candidates
 from recarch.ctr.search_config import CTRSearchConfig, load_search_config  # noqa: F401  (the job's config)
@@ -58,6 +59,7 @@ class CandidateScorer:
         self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
         self.evaluator = CTREvaluator(data, 8192)
         self.calibration = calibration_batches(data, cfg)
+        self.finetune = finetune_rows(data.train, cfg.finetune_rows, cfg.train.seed) if cfg.finetune_steps else None
         self.example = one_test_row(data)
         self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
         self.cache: Dict[str, Dict] = {}
@@ -91,7 +93,7 @@ class CandidateScorer:
             ops = hwlib.network_ops(plain, self.example)
             info = {"mflops": 2 * sum(op.macs for op in ops) / 1e6, "ops": ops}
             if self.cfg.budget_mflops is None or info["mflops"] <= self.cfg.budget_mflops:
-                metrics = self.evaluator.evaluate(calibrated(self.net, arch, self.calibration), "valid")["ctr"]
+                metrics = self.evaluator.evaluate(self.scored_model(arch), "valid")["ctr"]
                 info.update(valid_logloss=metrics["logloss"], valid_auc=metrics["auc"],
                             params=sum(p.numel() for p in plain.parameters()))
                 if self.latency is not None:
@@ -99,6 +101,14 @@ class CandidateScorer:
             self.cache[key] = info
         info = self.cache[key]
         return info if "valid_logloss" in info else None
+
+    def scored_model(self, arch: Arch) -> torch.nn.Module:
+        """The candidate as scored: its path on the supernet's weights, BatchNorm re-estimated, and with
+        ``finetune_steps`` its extracted network with the final layer fitted (recarch.ctr.finetune)."""
+        path = calibrated(self.net, arch, self.calibration)
+        if self.finetune is None:
+            return path
+        return finetune_head(self.net.extract(arch), self.finetune, self.cfg.finetune_steps, self.cfg.finetune_lr)
 
     def placement_for(self, arch: Arch) -> frozenset:
         if self.hw is None:

@@ -24,6 +24,11 @@ class CTRSearchConfig:
     eval_paths: int = 4  # random architectures whose mean validation AUC early-stops the supernet
     calibration_rows: int = 4096  # training rows that re-estimate a sub-network's BatchNorm statistics
     # before it is evaluated on inherited weights (space.norm: batch)
+    # NASRec's scoring (recarch.ctr.finetune): before its validation log loss is taken, a candidate's final
+    # layer alone takes this many full-batch Adam steps (lr finetune_lr) on finetune_rows training rows (0: none)
+    finetune_steps: int = 0
+    finetune_rows: int = 16384
+    finetune_lr: float = 0.01
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     budget_mflops: Optional[float] = None  # FLOPs per sample (in millions, FlopCounterMode's unit)
     hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
@@ -44,6 +49,9 @@ class CTRSearchConfig:
     def validate(self) -> None:
         if self.budget_mflops is not None and self.budget_mflops <= 0:
             raise cfglib.ConfigError(f"budget_mflops must be > 0, got {self.budget_mflops}")
+        if self.finetune_steps < 0 or self.finetune_rows < 1 or self.finetune_lr <= 0:
+            raise cfglib.ConfigError(f"finetune_steps ≥ 0, finetune_rows ≥ 1 and finetune_lr > 0 expected, got "
+                                     f"{self.finetune_steps}, {self.finetune_rows}, {self.finetune_lr}")
         if self.top_k < 1 or self.eval_paths < 1 or self.retrain_seeds < 1 or self.calibration_rows < 1:
             raise cfglib.ConfigError("top_k, retrain_seeds, eval_paths and calibration_rows must be ≥ 1")
         if not 0 <= self.retrain_dropout < 1:

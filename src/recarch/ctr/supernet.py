@@ -325,6 +325,10 @@ class NASRecNet(nn.Module):
         self.head = head if head is not None else ElasticLinear(arch.blocks[-1].dense_dim, 1)
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(cat, num)).squeeze(-1)
+
+    def features(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+        """What the final layer (``head``) reads: the last block's dense output."""
         outputs = [raw_inputs(self.embedding, cat, num)]
         for i, (block, b) in enumerate(zip(self.blocks, self.arch.blocks), 1):
             parts = self.parts.get(i)
@@ -333,7 +337,7 @@ class NASRecNet(nn.Module):
                 outputs.append((None if dense is None else self.dropout(dense), sparse))
             else:
                 outputs.append(None)
-        return self.head(outputs[-1][0]).squeeze(-1)
+        return outputs[-1][0]
 
 
 def load_arch(path: str) -> Tuple[SpaceConfig, Arch]:

@@ -1,0 +1,153 @@
+"""Ranking fidelity of the CTR supernet (issue 26): do the scores candidates get on the supernet's
+inherited weights rank them as training each alone does, and does NASRec's scoring (a short fine-tune
+of the final layer first, recarch.ctr.finetune) make that ranking hold?
+
+The supernet trains as phase 1 of ``recarch ctr search`` does (``configs/ctr-search-small.yaml`` and
+``--set`` overrides), in ``benchmarks/.work/ctr-fidelity/<dataset>[-<tag>]/`` (resumable). ``--archs``
+candidates spread evenly over the FLOPs range are picked from uniform draws of the space; each is scored
+on inherited weights as the evolution scores it (BatchNorm re-estimated), again after
+``--finetune-steps`` final-layer steps, and trained alone from scratch with the search's retrain
+settings (its learning rates, one seed; a finished training is kept). Kendall's τ and Spearman's ρ
+between each score and the trained-alone validation log loss go to
+``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
+
+Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 500``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from recarch import config as cfglib
+from recarch.cost import machine_info
+from recarch.ctr.retrain import retrain_candidates
+from recarch.ctr.run import CTRRunConfig, load_data
+from recarch.ctr.search import CandidateScorer
+from recarch.ctr.search_config import load_search_config
+from recarch.ctr.space import sample
+from recarch.ctr.supernet_training import train_supernet
+from recarch.io import save_figure_atomic, write_json_atomic
+from recarch.reproduce.stats import kendall_tau, spearman_rho
+from recarch.run import RunLog
+from recarch.run_status import open_run
+
+HERE = Path(__file__).resolve().parent
+DRAWS = 400  # uniform draws of the space the candidates are picked from
+
+
+def spread_over_flops(scorer: CandidateScorer, space, n: int, seed: int) -> list:
+    """``n`` distinct networks at evenly spaced ranks of FLOPs among ``DRAWS`` uniform draws."""
+    rng = random.Random(seed)
+    distinct = {}
+    for _ in range(DRAWS):
+        arch = sample(space, rng)
+        distinct.setdefault(arch.network_key(), arch)
+    ranked = sorted(distinct.values(), key=scorer.mflops)
+    step = (len(ranked) - 1) / max(n - 1, 1)
+    return [ranked[round(i * step)] for i in range(min(n, len(ranked)))]
+
+
+def stopped_by(metrics: dict, epochs: int, patience: int) -> str:
+    """"cap" for a training stopped by its epoch cap while validation still improved, else "patience"."""
+    return "cap" if metrics["epochs_run"] >= epochs and metrics["epochs_run"] - metrics["best_epoch"] < patience else "patience"
+
+
+def plot(rows: list, path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(4.8, 4))
+    alone = [r["alone_valid_logloss"] for r in rows]
+    ax.scatter([r["inherited_valid_logloss"] for r in rows], alone, s=18, label="inherited")
+    ax.scatter([r["finetuned_valid_logloss"] for r in rows], alone, s=18, marker="x", label="final layer fine-tuned")
+    ax.set_xlabel("validation log loss, supernet's weights")
+    ax.set_ylabel("validation log loss, trained alone")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="frappe")
+    ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--finetune-steps", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="search config overrides")
+    ap.add_argument("--tag", default="", help="names a variant (work folder and result file)")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    name = f"ctr-fidelity-{args.dataset}" + (f"-{args.tag}" if args.tag else "")
+    cfg = load_search_config([HERE.parent / "configs" / "ctr-search-small.yaml"],
+                             [f"data.dataset={args.dataset}", f"train.threads={args.threads}",
+                              f"retrain.threads={args.threads}", "retrain_seeds=1", *args.set])
+    data = load_data(CTRRunConfig(data=cfg.data), args.data_dir)
+    run_dir = HERE / ".work" / "ctr-fidelity" / name.removeprefix("ctr-fidelity-")
+    if not (run_dir / "config.yaml").exists():
+        open_run(run_dir, cfglib.to_dict(cfg))
+    elif cfglib.to_dict(load_search_config([run_dir / "config.yaml"])) != cfglib.to_dict(cfg):
+        raise SystemExit(f"{run_dir} holds a run with other settings; remove it or name this one with --tag")
+    log = RunLog(run_dir / "log.txt", not args.quiet)
+    started = time.perf_counter()
+    net, fit = train_supernet(cfg, data, run_dir, log, resume=True)
+    inherited = CandidateScorer(net, data, cfg, None, "arch")
+    finetuned = CandidateScorer(net, data, replace(cfg, finetune_steps=args.finetune_steps), None, "arch")
+    archs = spread_over_flops(inherited, cfg.space, args.archs, cfg.train.seed)
+    rows = []
+    for k, arch in enumerate(archs):
+        path = run_dir / "archs" / f"{k:02d}.json"
+        write_json_atomic(path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": []})
+        a, b = inherited.arch_info(arch), finetuned.arch_info(arch)
+        rows.append({"arch_file": str(path.relative_to(run_dir)), "mflops": a["mflops"],
+                     "inherited_valid_logloss": a["valid_logloss"], "inherited_valid_auc": a["valid_auc"],
+                     "finetuned_valid_logloss": b["valid_logloss"], "finetuned_valid_auc": b["valid_auc"]})
+        log(f"candidate {k}: {a['mflops']:.3f} MFLOPs, valid log loss inherited {a['valid_logloss']:.4f}, "
+            f"fine-tuned {b['valid_logloss']:.4f}")
+    trained = retrain_candidates(cfg, [(run_dir / r["arch_file"], run_dir / "alone" / f"{k:02d}")
+                                       for k, r in enumerate(rows)], args.data_dir, not args.quiet, data)
+    for row, alone in zip(rows, trained):
+        row.update(alone_valid_logloss=alone["valid"]["logloss"], alone_valid_auc=alone["valid"]["auc"],
+                   alone_test_auc=alone["test"]["auc"], lr=alone["lr"],
+                   stopped_by=[stopped_by(json.loads((Path(run["run_dir"]) / "metrics.json").read_text()),
+                                          cfg.retrain.epochs, cfg.retrain.patience) for run in alone["per_seed"]])
+    alone = [r["alone_valid_logloss"] for r in rows]
+    result = {"benchmark": "ctr-fidelity", "dataset": args.dataset, "tag": args.tag,
+              "command": "python benchmarks/bench_ctr_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine_info(args.threads), "seed": cfg.train.seed, "finetune_steps": args.finetune_steps,
+              "finetune_rows": cfg.finetune_rows, "finetune_lr": cfg.finetune_lr, "draws": DRAWS,
+              "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "seconds": fit["train_seconds"],
+                           "stopped_by": stopped_by({"epochs_run": fit["epoch"], "best_epoch": fit["best_epoch"]},
+                                                    cfg.train.epochs, cfg.train.patience)},
+              "space": cfglib.to_dict(cfg.space), "retrain_lrs": cfg.learning_rates(), "rows": rows,
+              "inherited": {"kendall_tau": kendall_tau([r["inherited_valid_logloss"] for r in rows], alone),
+                            "spearman_rho": spearman_rho([r["inherited_valid_logloss"] for r in rows], alone)},
+              "finetuned": {"kendall_tau": kendall_tau([r["finetuned_valid_logloss"] for r in rows], alone),
+                            "spearman_rho": spearman_rho([r["finetuned_valid_logloss"] for r in rows], alone)},
+              "wall_seconds": time.perf_counter() - started}
+    out = Path(args.out_dir)
+    write_json_atomic(out / f"{name}.json", result)
+    plot(rows, out / f"{name}.png", f"{args.dataset}: τ inherited {result['inherited']['kendall_tau']:.2f}, "
+                                    f"fine-tuned {result['finetuned']['kendall_tau']:.2f} ({len(rows)} candidates)")
+    log(f"Kendall τ inherited {result['inherited']['kendall_tau']:.3f}, fine-tuned {result['finetuned']['kendall_tau']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
