@@ -12,7 +12,7 @@ from render_ctr import baselines_section, ctr_track, ingest_section
 from render_faults import fuzz_section, gpu_check_section, kill_section
 from render_ihas import ihas_section, widths_section
 from render_scale import scale_section
-from render_search import fidelity_section
+from render_search import ctr_fidelity_section, fidelity_section
 from render_sota import peer_section, precision_section, sota_table
 
 HERE = Path(__file__).resolve().parent
@@ -229,6 +229,8 @@ def main() -> int:
             lines += easrec_section(json.loads(path.read_text()))
     for path in sorted((HERE / "results").glob("fidelity-*.json")):
         lines += fidelity_section(json.loads(path.read_text()))
+    for path in sorted((HERE / "results").glob("ctr-fidelity-*.json")):
+        lines += ctr_fidelity_section(json.loads(path.read_text()))
     for folder, heading in REPRODUCE_SECTIONS.items():
         tables = sorted((HERE / "results" / folder).glob("*.md"))
         if tables:

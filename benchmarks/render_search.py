@@ -19,3 +19,30 @@ def fidelity_section(r: dict) -> list:
         out.append(f"| {row['name']} | {row['flops_fraction']:.0%} | {row['inherited']:.4f} | {row['standalone']:.4f} | "
                    f"{row['stopped_by']} ({row['epochs_run']} epochs) | {row['test_full_ndcg@10']:.4f} |")
     return out + [""]
+
+
+def ctr_fidelity_section(r: dict) -> list:
+    """The CTR supernet's inherited scores, with and without the final-layer fine-tune, against training
+    each candidate alone (bench_ctr_fidelity.py)."""
+    stops = [s for row in r["rows"] for s in row["stopped_by"]]
+    capped = sum(s == "cap" for s in stops)
+    sup = r["supernet"]
+    out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']} (`benchmarks/bench_ctr_fidelity.py`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
+           f"{len(r['rows'])} candidates at evenly spaced FLOPs ranks among {r['draws']} uniform draws of the space, "
+           f"each scored on the supernet's weights (BatchNorm re-estimated; supernet {sup['epochs']} epochs, best "
+           f"{sup['best_epoch']}, stopped by {'the cap: **capped**' if sup['stopped_by'] == 'cap' else 'patience'}), "
+           f"again after {r['finetune_steps']} full-batch steps on the final layer alone ({r['finetune_rows']:,} training "
+           f"rows, Adam lr {r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "
+           f"{', '.join(f'{lr:g}' for lr in r['retrain_lrs'])}, one seed; {len(stops) - capped} stopped by patience"
+           + (f", {capped} by the cap: **capped**" if capped else "") + "). Scores: validation log loss.", "",
+           f"**Kendall τ {r['inherited']['kendall_tau']:.3f} on inherited weights, {r['finetuned']['kendall_tau']:.3f} "
+           f"after the fine-tune** (Spearman ρ {r['inherited']['spearman_rho']:.3f} and "
+           f"{r['finetuned']['spearman_rho']:.3f}; goal τ ≥ 0.5).", "",
+           "| MFLOPs / sample | inherited | fine-tuned | trained alone | trained alone: valid / test AUC |",
+           "|---|---|---|---|---|"]
+    for row in sorted(r["rows"], key=lambda row: row["mflops"]):
+        out.append(f"| {row['mflops']:.3f} | {row['inherited_valid_logloss']:.4f} | {row['finetuned_valid_logloss']:.4f} | "
+                   f"{row['alone_valid_logloss']:.4f} | {row['alone_valid_auc']:.4f} / {row['alone_test_auc']:.4f} |")
+    return out + ["", f"![CTR ranking fidelity, {r['dataset']}](benchmarks/results/ctr-fidelity-{r['dataset']}"
+                      f"{'-' + r['tag'] if r['tag'] else ''}.png)", ""]
