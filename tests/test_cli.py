@@ -109,10 +109,12 @@ def test_export_serves_the_models_top_k(tmp_path, model):
     scores, items = program(seq)
     expected = model.score_last(seq)
     expected[:, 0] = float("-inf")
-    assert items.shape == (300, 7) and torch.equal(items, expected.topk(7).indices)
+    # the items served hold the top 7 scores (two items within rounding of each other may swap places)
+    assert items.shape == (300, 7) and torch.allclose(expected.gather(1, items), expected.topk(7).values, atol=1e-5)
     assert torch.allclose(scores, expected.topk(7).values, atol=1e-5)
     # the same in onnxruntime, from model.onnx
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(run_dir / "export" / "model.onnx"))
     onnx_scores, onnx_items = session.run(None, {session.get_inputs()[0].name: seq.numpy()})
-    assert (onnx_items == items.numpy()).all() and abs(onnx_scores - scores.detach().numpy()).max() < 1e-5
+    assert torch.allclose(expected.gather(1, torch.from_numpy(onnx_items)), expected.topk(7).values, atol=1e-5)
+    assert abs(onnx_scores - scores.detach().numpy()).max() < 1e-5
