@@ -237,7 +237,7 @@ def main() -> int:
             lines += [heading, ""]
             for path in tables:
                 lines += ["#" + path.read_text().strip(), ""]  # one heading level down
-    ctr = sorted((HERE / "results").glob("ctr-*.json"))
+    ctr = sorted(p for p in (HERE / "results").glob("ctr-*.json") if not p.name.startswith("ctr-fidelity-"))
     if ctr:
         ablations = sorted((HERE / "results" / "ctr-ablations").glob("ctr-*.json"))
         lines += ctr_track([json.loads(path.read_text()) for path in ctr],
