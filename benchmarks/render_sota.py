@@ -25,7 +25,9 @@ def sota_table(results: list) -> list:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         o, p, m = r["ours"], r["published"], r["config"]["model"]
-        recipe = (f"{m['name']}, {m['layer']} layers, d {m['hidden_size']}, {m['n_layers']} block(s), "
+        recipe = (f"{m['name']}, {m['layer']} layers, d {m['hidden_size']}, "
+                  + (f"item table {m['item_width']}, " if m.get("item_width") else "")
+                  + f"N {m['max_len']}, {m['n_layers']} block(s), "
                   + ("padding keys, " if m.get("padding") == "visible" else "")
                   + (f"item dropout {m['item_dropout']}, " if m.get("item_dropout") else "") +
                   f"`{r['config']['train']['loss']}`" + (f" ({r['tag']})" if r.get("tag") else ""))
