@@ -105,7 +105,7 @@ class CandidateScorer:
     def scored_model(self, arch: Arch) -> torch.nn.Module:
         """The candidate as scored: its path on the supernet's weights, BatchNorm re-estimated, and with
         ``finetune_steps`` its extracted network with the final layer fitted (recarch.ctr.finetune)."""
-        path = calibrated(self.net, arch, self.calibration)
+        path = calibrated(self.net, arch, self.calibration)  # its BatchNorm statistics, which extract copies
         if self.finetune is None:
             return path
         return finetune_head(self.net.extract(arch), self.finetune, self.cfg.finetune_steps, self.cfg.finetune_lr)
