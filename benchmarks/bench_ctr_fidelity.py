@@ -5,13 +5,14 @@ of the final layer first, recarch.ctr.finetune) make that ranking hold?
 The supernet trains as phase 1 of ``recarch ctr search`` does (``configs/ctr-search-small.yaml`` and
 ``--set`` overrides), in ``benchmarks/.work/ctr-fidelity/<dataset>[-<tag>]/`` (resumable). ``--archs``
 candidates spread evenly over the FLOPs range are picked from uniform draws of the space; each is scored
-on inherited weights as the evolution scores it (BatchNorm re-estimated), again after
-``--finetune-steps`` final-layer steps, and trained alone from scratch with the search's retrain
+on inherited weights as the evolution scores it (BatchNorm re-estimated), again after each of
+``--finetune-steps`` final-layer fine-tunes, and trained alone from scratch with the search's retrain
 settings (its learning rates, one seed; a finished training is kept). Kendall's τ and Spearman's ρ
 between each score and the trained-alone validation log loss go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
-Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 500``.
+Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 50 500``
+(run again with other steps, it scores again and keeps the supernet and the trained-alone runs).
 """
 from __future__ import annotations
 
@@ -69,8 +70,8 @@ def plot(rows: list, path: Path, title: str) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(4.8, 4))
     alone = [r["alone_valid_logloss"] for r in rows]
-    ax.scatter([r["inherited_valid_logloss"] for r in rows], alone, s=18, label="inherited")
-    ax.scatter([r["finetuned_valid_logloss"] for r in rows], alone, s=18, marker="x", label="final layer fine-tuned")
+    for (label, _), marker in zip(rows[0]["scores"].items(), "ox+^v"):
+        ax.scatter([r["scores"][label] for r in rows], alone, s=18, marker=marker, label=label)
     ax.set_xlabel("validation log loss, supernet's weights")
     ax.set_ylabel("validation log loss, trained alone")
     ax.set_title(title, fontsize=9)
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="frappe")
     ap.add_argument("--archs", type=int, default=20)
-    ap.add_argument("--finetune-steps", type=int, default=500)
+    ap.add_argument("--finetune-steps", type=int, nargs="+", default=[500],
+                    help="final-layer fine-tunes to score with, beside the inherited weights as they are")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="search config overrides")
     ap.add_argument("--tag", default="", help="names a variant (work folder and result file)")
@@ -107,19 +109,19 @@ def main(argv=None) -> int:
     log = RunLog(run_dir / "log.txt", not args.quiet)
     started = time.perf_counter()
     net, fit = train_supernet(cfg, data, run_dir, log, resume=True)
-    inherited = CandidateScorer(net, data, cfg, None, "arch")
-    finetuned = CandidateScorer(net, data, replace(cfg, finetune_steps=args.finetune_steps), None, "arch")
-    archs = spread_over_flops(inherited, cfg.space, args.archs, cfg.train.seed)
+    scorers = {"inherited": CandidateScorer(net, data, cfg, None, "arch"),
+               **{f"{steps} fine-tune steps": CandidateScorer(net, data, replace(cfg, finetune_steps=steps), None, "arch")
+                  for steps in args.finetune_steps}}
+    archs = spread_over_flops(scorers["inherited"], cfg.space, args.archs, cfg.train.seed)
     rows = []
     for k, arch in enumerate(archs):
         path = run_dir / "archs" / f"{k:02d}.json"
         write_json_atomic(path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": []})
-        a, b = inherited.arch_info(arch), finetuned.arch_info(arch)
-        rows.append({"arch_file": str(path.relative_to(run_dir)), "mflops": a["mflops"],
-                     "inherited_valid_logloss": a["valid_logloss"], "inherited_valid_auc": a["valid_auc"],
-                     "finetuned_valid_logloss": b["valid_logloss"], "finetuned_valid_auc": b["valid_auc"]})
-        log(f"candidate {k}: {a['mflops']:.3f} MFLOPs, valid log loss inherited {a['valid_logloss']:.4f}, "
-            f"fine-tuned {b['valid_logloss']:.4f}")
+        scores = {label: scorer.arch_info(arch)["valid_logloss"] for label, scorer in scorers.items()}
+        rows.append({"arch_file": str(path.relative_to(run_dir)), "mflops": scorers["inherited"].mflops(arch),
+                     "scores": scores})
+        log(f"candidate {k}: {rows[-1]['mflops']:.3f} MFLOPs, valid log loss "
+            + ", ".join(f"{label} {v:.4f}" for label, v in scores.items()))
     trained = retrain_candidates(cfg, [(run_dir / r["arch_file"], run_dir / "alone" / f"{k:02d}")
                                        for k, r in enumerate(rows)], args.data_dir, not args.quiet, data)
     for row, alone in zip(rows, trained):
@@ -130,22 +132,21 @@ def main(argv=None) -> int:
     alone = [r["alone_valid_logloss"] for r in rows]
     result = {"benchmark": "ctr-fidelity", "dataset": args.dataset, "tag": args.tag,
               "command": "python benchmarks/bench_ctr_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine_info(args.threads), "seed": cfg.train.seed, "finetune_steps": args.finetune_steps,
+              "machine": machine_info(args.threads), "seed": cfg.train.seed,
               "finetune_rows": cfg.finetune_rows, "finetune_lr": cfg.finetune_lr, "draws": DRAWS,
               "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "seconds": fit["train_seconds"],
                            "stopped_by": stopped_by({"epochs_run": fit["epoch"], "best_epoch": fit["best_epoch"]},
                                                     cfg.train.epochs, cfg.train.patience)},
               "space": cfglib.to_dict(cfg.space), "retrain_lrs": cfg.learning_rates(), "rows": rows,
-              "inherited": {"kendall_tau": kendall_tau([r["inherited_valid_logloss"] for r in rows], alone),
-                            "spearman_rho": spearman_rho([r["inherited_valid_logloss"] for r in rows], alone)},
-              "finetuned": {"kendall_tau": kendall_tau([r["finetuned_valid_logloss"] for r in rows], alone),
-                            "spearman_rho": spearman_rho([r["finetuned_valid_logloss"] for r in rows], alone)},
+              "rank": {label: {"kendall_tau": kendall_tau([r["scores"][label] for r in rows], alone),
+                               "spearman_rho": spearman_rho([r["scores"][label] for r in rows], alone)}
+                       for label in scorers},
               "wall_seconds": time.perf_counter() - started}
     out = Path(args.out_dir)
     write_json_atomic(out / f"{name}.json", result)
-    plot(rows, out / f"{name}.png", f"{args.dataset}: τ inherited {result['inherited']['kendall_tau']:.2f}, "
-                                    f"fine-tuned {result['finetuned']['kendall_tau']:.2f} ({len(rows)} candidates)")
-    log(f"Kendall τ inherited {result['inherited']['kendall_tau']:.3f}, fine-tuned {result['finetuned']['kendall_tau']:.3f}")
+    taus = ", ".join(f"{label} {v['kendall_tau']:.2f}" for label, v in result["rank"].items())
+    plot(rows, out / f"{name}.png", f"{args.dataset}, Kendall τ: {taus}")
+    log(f"Kendall τ: {taus}")
     return 0
 
 

@@ -22,27 +22,27 @@ def fidelity_section(r: dict) -> list:
 
 
 def ctr_fidelity_section(r: dict) -> list:
-    """The CTR supernet's inherited scores, with and without the final-layer fine-tune, against training
+    """The CTR supernet's inherited scores, as they are and after final-layer fine-tunes, against training
     each candidate alone (bench_ctr_fidelity.py)."""
     stops = [s for row in r["rows"] for s in row["stopped_by"]]
     capped = sum(s == "cap" for s in stops)
-    sup = r["supernet"]
+    sup, labels = r["supernet"], list(r["rank"])
     out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']} (`benchmarks/bench_ctr_fidelity.py`)", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
            f"{len(r['rows'])} candidates at evenly spaced FLOPs ranks among {r['draws']} uniform draws of the space, "
            f"each scored on the supernet's weights (BatchNorm re-estimated; supernet {sup['epochs']} epochs, best "
            f"{sup['best_epoch']}, stopped by {'the cap: **capped**' if sup['stopped_by'] == 'cap' else 'patience'}), "
-           f"again after {r['finetune_steps']} full-batch steps on the final layer alone ({r['finetune_rows']:,} training "
-           f"rows, Adam lr {r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "
+           f"again after full-batch steps on the final layer alone ({r['finetune_rows']:,} training rows, Adam lr "
+           f"{r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "
            f"{', '.join(f'{lr:g}' for lr in r['retrain_lrs'])}, one seed; {len(stops) - capped} stopped by patience"
            + (f", {capped} by the cap: **capped**" if capped else "") + "). Scores: validation log loss.", "",
-           f"**Kendall τ {r['inherited']['kendall_tau']:.3f} on inherited weights, {r['finetuned']['kendall_tau']:.3f} "
-           f"after the fine-tune** (Spearman ρ {r['inherited']['spearman_rho']:.3f} and "
-           f"{r['finetuned']['spearman_rho']:.3f}; goal τ ≥ 0.5).", "",
-           "| MFLOPs / sample | inherited | fine-tuned | trained alone | trained alone: valid / test AUC |",
-           "|---|---|---|---|---|"]
+           "Kendall τ (Spearman ρ) against training alone, goal τ ≥ 0.5: "
+           + "; ".join(f"**{label} {v['kendall_tau']:.3f}** ({v['spearman_rho']:.3f})" for label, v in r["rank"].items())
+           + ".", "",
+           "| MFLOPs / sample | " + " | ".join(labels) + " | trained alone | trained alone: valid / test AUC |",
+           "|---|" + "---|" * len(labels) + "---|---|"]
     for row in sorted(r["rows"], key=lambda row: row["mflops"]):
-        out.append(f"| {row['mflops']:.3f} | {row['inherited_valid_logloss']:.4f} | {row['finetuned_valid_logloss']:.4f} | "
-                   f"{row['alone_valid_logloss']:.4f} | {row['alone_valid_auc']:.4f} / {row['alone_test_auc']:.4f} |")
+        out.append(f"| {row['mflops']:.3f} | " + " | ".join(f"{row['scores'][label]:.4f}" for label in labels)
+                   + f" | {row['alone_valid_logloss']:.4f} | {row['alone_valid_auc']:.4f} / {row['alone_test_auc']:.4f} |")
     return out + ["", f"![CTR ranking fidelity, {r['dataset']}](benchmarks/results/ctr-fidelity-{r['dataset']}"
                       f"{'-' + r['tag'] if r['tag'] else ''}.png)", ""]
