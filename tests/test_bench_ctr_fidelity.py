@@ -1,0 +1,31 @@
+"""bench_ctr_fidelity's helpers: which candidates it ranks and how it names a training's stop."""
+import random
+
+from recarch.ctr.space import SpaceConfig, sample
+
+from benchmark_scripts import load
+
+
+class CountedFlops:
+    """A stand-in for the candidate scorer's FLOPs count: the sum of the blocks' dense widths."""
+
+    def mflops(self, arch):
+        return sum(b.dense_dim for b in arch.blocks)
+
+
+def test_candidates_spread_from_the_cheapest_to_the_dearest_draw_without_repeats():
+    bench = load("bench_ctr_fidelity")
+    space = SpaceConfig(blocks=3, dense_dims=[8, 16, 32], sparse_dims=[4, 8])
+    picked = bench.spread_over_flops(CountedFlops(), space, 6, seed=0)
+    costs = [CountedFlops().mflops(a) for a in picked]
+    rng = random.Random(0)
+    drawn = [CountedFlops().mflops(sample(space, rng)) for _ in range(bench.DRAWS)]
+    assert len({a.network_key() for a in picked}) == 6 and costs == sorted(costs)
+    assert costs[0] == min(drawn) and costs[-1] == max(drawn)
+
+
+def test_a_training_still_improving_at_its_cap_is_capped():
+    bench = load("bench_ctr_fidelity")
+    assert bench.stopped_by({"epochs_run": 100, "best_epoch": 99}, epochs=100, patience=3) == "cap"
+    assert bench.stopped_by({"epochs_run": 100, "best_epoch": 97}, epochs=100, patience=3) == "patience"
+    assert bench.stopped_by({"epochs_run": 12, "best_epoch": 9}, epochs=100, patience=3) == "patience"
