@@ -103,7 +103,7 @@ class CausalSelfAttention(ResidualSublayer):
         """k, v (B, L, A) -> the same with the padding key k₀, v₀ prepended, and the additive mask
         (B, 1, L' queries, 1 + L): log(N − n) on the padding key, causal (or the real keys, for
         ``last_only``) over the rest."""
-        (b, n, a), keys = k.shape, torch.arange(k.shape[1], device=k.device)
+        (b, _, a), keys = k.shape, torch.arange(k.shape[1], device=k.device)
         k0, v0 = self._padding_key_value(d, a)
         k, v = torch.cat([k0.expand(b, 1, a), k], 1), torch.cat([v0.expand(b, 1, a), v], 1)
         visible = (keys[None, None, :] < lengths[:, None, None]) if last_only else (keys[None, :] <= keys[:, None])[None]
