@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark_scripts import load
+from test_search_job import needs_data
 from recarch.cli import main
 from recarch.reproduce.stats import kendall_tau, mean_std, spearman_rho, student_t_two_sided, welch_t_test
 from recarch.reproduce.tables import (PAPER, Result, accuracy_vs_flops, head_start_lines, off_front_line, pareto_methods,
@@ -80,7 +81,7 @@ def test_a_method_off_the_front_is_told_who_beats_it():
     assert off_front_line(result, points, "recnas") == []
 
 
-@pytest.mark.skipif(not (DATA / "ml-100k" / "ml-100k.inter").exists(), reason="ml-100k not present")
+@needs_data
 def test_a_search_that_derives_the_hand_sized_architecture_is_called_a_head_start():
     def row(ndcg, seed, layers):
         model = {"name": "sasrec", "attention": "softmax", "hidden_size": 64, "inner_size": 256, "n_layers": layers,
@@ -98,6 +99,7 @@ def test_a_search_that_derives_the_hand_sized_architecture_is_called_a_head_star
     assert head_start_lines(Result("table3", "ml-1m", rows)) == []
 
 
+@needs_data
 def test_table5_runs_every_gate_variant_and_resumes(tmp_path, capsys):
     preset = Path(__file__).resolve().parents[1] / "configs" / "easrec-quick.yaml"
     args = ["--data-dir", str(DATA), "reproduce", "table5", "--dataset", "ml-100k", "--config", str(preset),
@@ -145,6 +147,7 @@ def _tiny_args(tmp_path, table="table5"):
             "--out-dir", str(tmp_path)] + [x for s in TINY for x in ("--set", s)]
 
 
+@needs_data
 def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, capsys):
     assert main(_tiny_args(tmp_path) + ["--only", "sasrec"]) != 0
     assert "--only sasrec: not a method of table5 (its methods: easrec, easrec-gates1, easrec-gates0)" in capsys.readouterr().err
@@ -162,6 +165,7 @@ def test_only_fills_the_cache_for_its_methods_and_writes_no_table(tmp_path, caps
     assert after["flops_per_sequence"] == before["flops_per_sequence"]  # same code, same count
 
 
+@needs_data
 def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     """bench_easrec's search folder (with its SASRec baseline inside) imported into the cache gives the
     same rows as reproduce's own runs, and a folder run with another config is refused; a method whose
@@ -191,6 +195,7 @@ def test_an_imported_benchmark_run_is_the_row_reproduce_would_train(tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+@needs_data
 def test_runs_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_path, capsys):
     """``reproduce --executor ray``: each (method, seed) a Ray task; the cached rows equal an in-process run's
     (one thread each, as a 1-CPU Ray task has)."""
