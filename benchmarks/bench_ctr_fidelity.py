@@ -7,7 +7,8 @@ The supernet trains as phase 1 of ``recarch ctr search`` does (``configs/ctr-sea
 candidates spread evenly over the FLOPs range are picked from uniform draws of the space; each is scored
 on inherited weights as the evolution scores it (BatchNorm re-estimated), again after each of
 ``--finetune-steps`` final-layer fine-tunes, and trained alone from scratch with the search's retrain
-settings (its learning rates, one seed; a finished training is kept). Kendall's τ and Spearman's ρ
+settings (its learning rates, one seed; a finished training is kept, in the untagged variant's
+``alone/`` folder named by the architecture, which every variant shares). Kendall's τ and Spearman's ρ
 between each score and the trained-alone validation log loss go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
@@ -17,6 +18,7 @@ Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 -
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -53,6 +55,16 @@ def spread_over_flops(scorer: CandidateScorer, space, n: int, seed: int) -> list
     ranked = sorted(distinct.values(), key=scorer.mflops)
     step = (len(ranked) - 1) / max(n - 1, 1)
     return [ranked[round(i * step)] for i in range(min(n, len(ranked)))]
+
+
+def alone_arch_file(folder: Path, space, arch) -> Path:
+    """The architecture's file in the folder of trained-alone runs, named by its content, so that
+    variants of the supernet (``--tag``) that pick the same candidates share their trained-alone runs."""
+    text = json.dumps({"space": cfglib.to_dict(space), "arch": arch.to_dict(), "placement": []}, sort_keys=True)
+    path = folder / f"{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
+    if not path.exists():
+        write_json_atomic(path, json.loads(text))
+    return path
 
 
 def stopped_by(metrics: dict, epochs: int, patience: int) -> str:
@@ -115,15 +127,14 @@ def main(argv=None) -> int:
     archs = spread_over_flops(scorers["inherited"], cfg.space, args.archs, cfg.train.seed)
     rows = []
     for k, arch in enumerate(archs):
-        path = run_dir / "archs" / f"{k:02d}.json"
-        write_json_atomic(path, {"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": []})
+        path = alone_arch_file(HERE / ".work" / "ctr-fidelity" / args.dataset / "alone", cfg.space, arch)
         scores = {label: scorer.arch_info(arch)["valid_logloss"] for label, scorer in scorers.items()}
-        rows.append({"arch_file": str(path.relative_to(run_dir)), "mflops": scorers["inherited"].mflops(arch),
+        rows.append({"arch_file": str(path.relative_to(HERE.parent)), "mflops": scorers["inherited"].mflops(arch),
                      "scores": scores})
         log(f"candidate {k}: {rows[-1]['mflops']:.3f} MFLOPs, valid log loss "
             + ", ".join(f"{label} {v:.4f}" for label, v in scores.items()))
-    trained = retrain_candidates(cfg, [(run_dir / r["arch_file"], run_dir / "alone" / f"{k:02d}")
-                                       for k, r in enumerate(rows)], args.data_dir, not args.quiet, data)
+    trained = retrain_candidates(cfg, [(HERE.parent / r["arch_file"], (HERE.parent / r["arch_file"]).with_suffix(""))
+                                       for r in rows], args.data_dir, not args.quiet, data)
     for row, alone in zip(rows, trained):
         row.update(alone_valid_logloss=alone["valid"]["logloss"], alone_valid_auc=alone["valid"]["auc"],
                    alone_test_auc=alone["test"]["auc"], lr=alone["lr"],

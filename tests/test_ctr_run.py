@@ -225,7 +225,8 @@ def test_the_hand_sized_baseline_is_the_widest_mlp_within_the_flops_budget(monke
     assert hand_sized_mlp("frappe", "deepfm", 1e-6, args) is None
 
 
-def test_supernet_throughput_counts_the_flops_of_the_paths_it_trained_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rule", ["single", "sandwich"])
+def test_supernet_throughput_counts_the_flops_of_the_paths_it_trained_on(tmp_path, monkeypatch, rule):
     from recarch.ctr import hardware as hw
     from recarch.ctr.search import search_ctr
     from recarch.ctr.supernet_training import PathSampler, one_test_row
@@ -233,18 +234,20 @@ def test_supernet_throughput_counts_the_flops_of_the_paths_it_trained_on(tmp_pat
     from recarch.ctr.supernet import NASRecSupernet
 
     drawn = []
-    draw = PathSampler.next
-    monkeypatch.setattr(PathSampler, "next", lambda self, step: drawn.append(draw(self, step)) or drawn[-1])
+    draw = PathSampler.paths
+    monkeypatch.setattr(PathSampler, "paths", lambda self, step: drawn.append(draw(self, step)) or drawn[-1])
     sets = [s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "evolution.generations=0",
-                                                        "largest_warmup_steps=5"]
+                                                        "largest_warmup_steps=5", f"supernet.rule={rule}"]
     cfg = load_search_config(sets=sets)
     supernet = search_ctr(cfg, str(DATA), tmp_path / "run", echo=False)["supernet"]
     data = load_data(CTRRunConfig(data=cfg.data), str(DATA))
     steps = -(-len(data.train) // cfg.train.batch_size) * supernet["epochs"]
     trained = drawn[:steps]  # the replay inside the search draws the same paths again after these
-    assert [a.to_dict() for a in drawn[steps:2 * steps]] == [a.to_dict() for a in trained]
+    assert [[a.to_dict() for a in archs] for archs in drawn[steps:2 * steps]] == [[a.to_dict() for a in archs] for archs in trained]
+    assert {len(archs) for archs in trained} == {1 if rule == "single" else 3}
     net = NASRecSupernet(data.schema, cfg.space)  # FLOPs depend on the architecture, not on the weights
-    plain = [2 * sum(op.macs for op in hw.network_ops(net.extract(a), one_test_row(data))) / 1e6 for a in trained]
+    plain = [sum(2 * sum(op.macs for op in hw.network_ops(net.extract(a), one_test_row(data))) for a in archs) / 1e6
+             for archs in trained]
     assert supernet["mean_path_mflops"] == pytest.approx(np.mean(plain), rel=1e-9)
     assert supernet["train_gflops_per_s"] == pytest.approx(
         3 * supernet["mean_path_mflops"] * supernet["train_samples_per_s"] / 1e3, rel=1e-9)

@@ -224,7 +224,7 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
     timings["supernet_s"] = time.perf_counter() - start
     throughput = supernet_throughput(net, cfg, fit, one_test_row(data))
     log(f"supernet: {throughput['train_samples_per_s']:.0f} samples/s, {throughput['train_gflops_per_s']:.1f} GFLOP/s "
-        f"(paths drawn: {throughput['mean_path_mflops']:.2f} MFLOPs/sample forward)")
+        f"(paths trained per step: {throughput['mean_path_mflops']:.2f} MFLOPs/sample forward)")
 
     summary: Dict[str, Any] = {"dataset": data.name, "space": cfglib.to_dict(cfg.space), "budget_mflops": cfg.budget_mflops,
                                "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"],

@@ -16,11 +16,25 @@ from recarch.train import TrainConfig
 
 
 @dataclass
+class CTRSupernetConfig:
+    """How each weight step of the supernet picks the sub-networks it trains
+    (``recarch.ctr.supernet_training.STEP_PATHS``)."""
+    rule: Literal["single", "sandwich"] = "single"  # single: one random path (NASRec); sandwich: the largest,
+    # the smallest and ``random_paths`` random paths, their losses averaged (BigNAS)
+    random_paths: int = 1
+
+    def validate(self) -> None:
+        if self.random_paths < 0:
+            raise cfglib.ConfigError(f"supernet.random_paths must be ≥ 0, got {self.random_paths}")
+
+
+@dataclass
 class CTRSearchConfig:
     data: CTRDataConfig = field(default_factory=CTRDataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     train: TrainConfig = field(default_factory=lambda: replace(ctr_train_defaults(), batch_size=512, epochs=20))
-    largest_warmup_steps: int = 0  # the largest path is trained with probability decaying 1 → 0 over these steps
+    supernet: CTRSupernetConfig = field(default_factory=CTRSupernetConfig)
+    largest_warmup_steps: int = 0  # rule single: the largest path is trained with probability decaying 1 → 0 over these steps
     eval_paths: int = 4  # random architectures whose mean validation AUC early-stops the supernet
     calibration_rows: int = 4096  # training rows that re-estimate a sub-network's BatchNorm statistics
     # before it is evaluated on inherited weights (space.norm: batch)

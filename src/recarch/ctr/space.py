@@ -179,14 +179,23 @@ def _inputs(rng: random.Random, i: int, max_inputs: int, any_path: bool = True) 
     return sorted(ids)
 
 
-def sample(space: SpaceConfig, rng: random.Random, largest: bool = False) -> Arch:
-    """A random architecture (``largest``: widest widths, as many inputs as allowed)."""
+def sample(space: SpaceConfig, rng: random.Random, largest: bool = False, smallest: bool = False) -> Arch:
+    """A random architecture; ``largest``: the widest widths, as many inputs as allowed and both
+    mergers; ``smallest``: the narrowest widths, the previous output alone and no merger. The
+    operators are drawn either way: they have no order by size."""
+    if largest and smallest:
+        raise ValueError("an architecture is either the largest or the smallest, not both")
+    dims = max if largest else rng.choice
     blocks = []
     for i in range(1, space.blocks + 1):
+        dense_op, sparse_op = rng.choice(space.dense_ops), rng.choice(space.sparse_ops)
+        if smallest:
+            blocks.append(BlockArch(dense_op=dense_op, sparse_op=sparse_op, dense_dim=min(space.dense_dims),
+                                    sparse_dim=min(space.sparse_dims), dense_in=[i - 1], sparse_in=[i - 1],
+                                    binary_in=[i - 1], dense_to_sparse=False, fm=False))
+            continue
         blocks.append(BlockArch(
-            dense_op=rng.choice(space.dense_ops), sparse_op=rng.choice(space.sparse_ops),
-            dense_dim=max(space.dense_dims) if largest else rng.choice(space.dense_dims),
-            sparse_dim=max(space.sparse_dims) if largest else rng.choice(space.sparse_dims),
+            dense_op=dense_op, sparse_op=sparse_op, dense_dim=dims(space.dense_dims), sparse_dim=dims(space.sparse_dims),
             dense_in=_inputs(rng, i, space.max_inputs, not largest),
             sparse_in=_inputs(rng, i, space.max_inputs, not largest),
             binary_in=_inputs(rng, i, space.max_inputs, not largest),

@@ -1,6 +1,7 @@
-"""Training the NASRec supernet (phase 1 of ``recarch ctr search``): one random sub-network per step
-(single path over operators, any path over connections; the largest path with a probability decaying
-over ``largest_warmup_steps``), early stopping on the mean validation AUC of a few fixed random paths
+"""Training the NASRec supernet (phase 1 of ``recarch ctr search``): each step trains the sub-networks
+its rule picks (``supernet.rule``: ``single``, one random path as NASRec, single path over operators and
+any path over connections, the largest with a probability decaying over ``largest_warmup_steps``;
+``sandwich``, the largest, the smallest and ``random_paths`` random paths, as BigNAS), early stopping on the mean validation AUC of a few fixed random paths
 whose BatchNorm statistics are re-estimated first, and the training throughput in FLOPs of the paths
 actually trained on (the sampler replayed from its seed).
 """
@@ -10,7 +11,7 @@ import ast
 import itertools
 import random
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from recarch.cost.flops import count_flops
 from recarch.ctr.run import CTREvaluator, CTRTrainer
-from recarch.ctr.search_config import CTRSearchConfig
+from recarch.ctr.search_config import CTRSearchConfig, CTRSupernetConfig
 from recarch.ctr.space import Arch, SpaceConfig, sample
 from recarch.ctr.supernet import NASRecSupernet
 from recarch.ctr.table import CTRData, TrainBatches, batches
@@ -52,16 +53,22 @@ def calibrated(net: NASRecSupernet, arch: Arch, calibration) -> FixedPath:
 
 
 class PathSampler(TrainHooks):
-    """Draws the sub-network of each training step (single path over operators, any path over
-    connections); its random state travels in the checkpoint."""
+    """Draws the sub-networks of each training step by the rule of ``supernet`` (:data:`STEP_PATHS`);
+    its random state travels in the checkpoint."""
 
-    def __init__(self, space: SpaceConfig, seed: int, warmup_steps: int) -> None:
-        self.space, self.warmup = space, warmup_steps
+    def __init__(self, space: SpaceConfig, seed: int, warmup_steps: int,
+                 supernet: Optional[CTRSupernetConfig] = None) -> None:
+        self.space, self.warmup, self.supernet = space, warmup_steps, supernet or CTRSupernetConfig()
         self.rng = random.Random(seed)
 
     def next(self, step: int) -> Arch:
+        """One random path (any path over connections; the largest with a probability decaying 1 → 0
+        over the warm-up steps)."""
         p_largest = max(0.0, 1 - step / self.warmup) if self.warmup else 0.0
         return sample(self.space, self.rng, largest=self.rng.random() < p_largest)
+
+    def paths(self, step: int) -> List[Arch]:
+        return STEP_PATHS[self.supernet.rule](self, step)
 
     def state_dict(self) -> Dict:
         return {"rng": repr(self.rng.getstate())}
@@ -70,18 +77,35 @@ class PathSampler(TrainHooks):
         self.rng.setstate(ast.literal_eval(state["rng"]))
 
 
+def sandwich_paths(sampler: PathSampler, step: int) -> List[Arch]:
+    """The largest path, the smallest and ``random_paths`` uniform draws (each with random operators)."""
+    space, rng = sampler.space, sampler.rng
+    return [sample(space, rng, largest=True), sample(space, rng, smallest=True),
+            *(sample(space, rng) for _ in range(sampler.supernet.random_paths))]
+
+
+STEP_PATHS: Dict[str, Callable[[PathSampler, int], List[Arch]]] = {
+    "single": lambda sampler, step: [sampler.next(step)],
+    "sandwich": sandwich_paths,
+}
+
+
 class SupernetTrainer(CTRTrainer):
     def recompute_batch_norm(self, epoch: int) -> None:
         """Nothing here: every evaluated path re-estimates its own statistics (``calibrated``)."""
 
-    def loss(self, cat, num, label):
-        arch = self.hooks.next(self.state["step"])
+    def step_loss(self, cat, num, label):
+        """The mean loss of the step's paths, each run alone on the batch."""
+        archs = self.hooks.paths(self.state["step"])
         model = self.model
-        self.model = FixedPath(model, arch)
+        total = 0.0
         try:
-            return super().loss(cat, num, label)
+            for arch in archs:
+                self.model = FixedPath(model, arch)
+                total = total + self.loss(cat, num, label)
         finally:
             self.model = model
+        return total / len(archs)
 
 
 class PathsEvaluator(CTREvaluator):
@@ -108,9 +132,10 @@ def train_supernet(cfg: CTRSearchConfig, data: CTRData, run_dir: Path, log,
                                calibration_batches(data, cfg))
     trainer = SupernetTrainer(net, TrainBatches(data.train, cfg.train.batch_size, cfg.train.seed), evaluator,
                               cfg.train, run_dir / "supernet", log=log,
-                              hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps), dist=Dist())
+                              hooks=PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps, cfg.supernet),
+                              dist=Dist())
     log(f"supernet: {sum(p.numel() for p in net.parameters()):,} parameters, {cfg.space.blocks} blocks, "
-        f"space {cfg.space.space}")
+        f"space {cfg.space.space}, trained by the {cfg.supernet.rule} rule")
     reuse = (cfg.reuse_supernet or resume) and (run_dir / "supernet" / "checkpoints" / "last.pt").exists()
     if reuse:  # continued up to train.epochs unless it already stopped; a finished one is used as it is
         log(f"supernet: reusing the trained weights in {run_dir / 'supernet'}")
@@ -125,19 +150,20 @@ def one_test_row(data: CTRData) -> Tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.array(data.test.num[:1], dtype=np.float32)))
 
 
-def trained_path_mflops(net: NASRecSupernet, cfg: CTRSearchConfig, steps: int, example, max_paths: int = 256) -> float:
-    """Mean forward MFLOPs per sample of the sub-networks the supernet was trained on: its
-    :class:`PathSampler` replayed from the seed over the ``steps`` training steps (every k-th path
-    counted, at most ``max_paths``). A path's FLOPs depend on its architecture alone, not on the weights.
+def trained_path_mflops(net: NASRecSupernet, cfg: CTRSearchConfig, steps: int, example, max_steps: int = 256) -> float:
+    """Mean forward MFLOPs per sample of one training step (the sum over the sub-networks it trained):
+    the :class:`PathSampler` replayed from the seed over the ``steps`` training steps (every k-th step
+    counted, at most ``max_steps``). A path's FLOPs depend on its architecture alone, not on the weights.
     The random paths are far larger than the candidates the evolution keeps under the FLOPs budget."""
-    sampler = PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps)
-    paths = [sampler.next(step) for step in range(steps)]
-    every = max(1, -(-steps // max_paths))
-    return float(np.mean([count_flops(FixedPath(net, arch), example)["flops"] for arch in paths[::every]])) / 1e6
+    sampler = PathSampler(cfg.space, cfg.train.seed, cfg.largest_warmup_steps, cfg.supernet)
+    drawn = [sampler.paths(step) for step in range(steps)]
+    every = max(1, -(-steps // max_steps))
+    return float(np.mean([sum(count_flops(FixedPath(net, arch), example)["flops"] for arch in archs)
+                          for archs in drawn[::every]])) / 1e6
 
 
 def supernet_throughput(net: NASRecSupernet, cfg: CTRSearchConfig, fit: Dict, example) -> Dict[str, float]:
-    """Samples/s and GFLOP/s of the supernet's training loop (3 × the forward FLOPs of the paths drawn,
+    """Samples/s and GFLOP/s of the supernet's training loop (3 × the forward FLOPs of each step's paths,
     the usual forward + backward count), over all its epochs."""
     seconds = sum(h["seconds"] for h in fit["history"])
     samples = sum(h["samples_per_s"] * h["seconds"] for h in fit["history"])
