@@ -145,7 +145,7 @@ def main(argv=None) -> int:
               "command": "python benchmarks/bench_ctr_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_info(args.threads), "seed": cfg.train.seed,
               "finetune_rows": cfg.finetune_rows, "finetune_lr": cfg.finetune_lr, "draws": DRAWS,
-              "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "seconds": fit["train_seconds"],
+              "supernet": {"rule": cfg.supernet.rule, "random_paths": cfg.supernet.random_paths, "epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "seconds": fit["train_seconds"],
                            "stopped_by": stopped_by({"epochs_run": fit["epoch"], "best_epoch": fit["best_epoch"]},
                                                     cfg.train.epochs, cfg.train.patience)},
               "space": cfglib.to_dict(cfg.space), "retrain_lrs": cfg.learning_rates(), "rows": rows,

@@ -27,10 +27,15 @@ def ctr_fidelity_section(r: dict) -> list:
     stops = [s for row in r["rows"] for s in row["stopped_by"]]
     capped = sum(s == "cap" for s in stops)
     sup, labels = r["supernet"], list(r["rank"])
-    out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']} (`benchmarks/bench_ctr_fidelity.py`)", "",
+    rule = sup.get("rule", "single")  # results before supernet.rule existed: one random path per step
+    rule_words = ("one random sub-network per step (NASRec)" if rule == "single" else
+                  f"the sandwich rule: the largest, the smallest and {sup['random_paths']} random sub-network(s) per step")
+    out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']}, trained by the {rule} rule "
+           f"(`benchmarks/bench_ctr_fidelity.py`)", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
            f"{len(r['rows'])} candidates at evenly spaced FLOPs ranks among {r['draws']} uniform draws of the space, "
-           f"each scored on the supernet's weights (BatchNorm re-estimated; supernet {sup['epochs']} epochs, best "
+           f"each scored on the supernet's weights (BatchNorm re-estimated; supernet trained by {rule_words}, "
+           f"{sup['epochs']} epochs, best "
            f"{sup['best_epoch']}, stopped by {'the cap: **capped**' if sup['stopped_by'] == 'cap' else 'patience'}), "
            f"again after full-batch steps on the final layer alone ({r['finetune_rows']:,} training rows, Adam lr "
            f"{r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "

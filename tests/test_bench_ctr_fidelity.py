@@ -29,3 +29,17 @@ def test_a_training_still_improving_at_its_cap_is_capped():
     assert bench.stopped_by({"epochs_run": 100, "best_epoch": 99}, epochs=100, patience=3) == "cap"
     assert bench.stopped_by({"epochs_run": 100, "best_epoch": 97}, epochs=100, patience=3) == "patience"
     assert bench.stopped_by({"epochs_run": 12, "best_epoch": 9}, epochs=100, patience=3) == "patience"
+
+
+def test_variants_share_a_trained_alone_folder_named_by_the_architecture(tmp_path):
+    bench = load("bench_ctr_fidelity")
+    space = SpaceConfig(blocks=3, dense_dims=[8, 16, 32], sparse_dims=[4, 8])
+    rng = random.Random(0)
+    a, b = sample(space, rng), sample(space, rng)
+    path = bench.alone_arch_file(tmp_path, space, a)
+    assert bench.alone_arch_file(tmp_path, space, a) == path  # another variant picking it: the same file
+    assert bench.alone_arch_file(tmp_path, space, b) != path
+    assert bench.alone_arch_file(tmp_path, SpaceConfig(blocks=3, dense_dims=[8, 16, 64], sparse_dims=[4, 8]), a) != path
+    from recarch.ctr.supernet import load_arch
+
+    assert load_arch(str(path)) == (space, a)
