@@ -1,9 +1,9 @@
 """Training the NASRec supernet (phase 1 of ``recarch ctr search``): each step trains the sub-networks
 its rule picks (``supernet.rule``: ``single``, one random path as NASRec, single path over operators and
 any path over connections, the largest with a probability decaying over ``largest_warmup_steps``;
-``sandwich``, the largest, the smallest and ``random_paths`` random paths, as BigNAS), early stopping on the mean validation AUC of a few fixed random paths
-whose BatchNorm statistics are re-estimated first, and the training throughput in FLOPs of the paths
-actually trained on (the sampler replayed from its seed).
+``sandwich``, the largest, the smallest and ``random_paths`` random paths, as BigNAS). Early stopping on
+the mean validation AUC of a few fixed random paths whose BatchNorm statistics are re-estimated first,
+and the training throughput in FLOPs of the paths actually trained on (the sampler replayed from its seed).
 """
 from __future__ import annotations
 
