@@ -7,9 +7,10 @@ The supernet trains as phase 1 of ``recarch ctr search`` does (``configs/ctr-sea
 candidates spread evenly over the FLOPs range are picked from uniform draws of the space; each is scored
 on inherited weights as the evolution scores it (BatchNorm re-estimated), again after each of
 ``--finetune-steps`` final-layer fine-tunes, and trained alone from scratch with the search's retrain
-settings (its learning rates, one seed; a finished training is kept, in the untagged variant's
-``alone/`` folder named by the architecture, which every variant shares). Kendall's τ and Spearman's ρ
-between each score and the trained-alone validation log loss go to
+settings (its learning rates, one seed or ``--set retrain_seeds=N``; a finished training is kept, in
+the untagged variant's ``alone/`` folder named by the architecture, which every variant shares).
+Kendall's τ and Spearman's ρ between each score and the trained-alone validation log loss (with several
+seeds: their mean, and τ between two seeds as the ceiling their noise sets) go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
 Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 50 500``
@@ -43,6 +44,7 @@ from recarch.run_status import open_run
 
 HERE = Path(__file__).resolve().parent
 DRAWS = 400  # uniform draws of the space the candidates are picked from
+SUPERNET_KEYS = ("data", "space", "train", "supernet", "largest_warmup_steps", "eval_paths", "calibration_rows")
 
 
 def spread_over_flops(scorer: CandidateScorer, space, n: int, seed: int) -> list:
@@ -55,6 +57,14 @@ def spread_over_flops(scorer: CandidateScorer, space, n: int, seed: int) -> list
     ranked = sorted(distinct.values(), key=scorer.mflops)
     step = (len(ranked) - 1) / max(n - 1, 1)
     return [ranked[round(i * step)] for i in range(min(n, len(ranked)))]
+
+
+def supernet_settings(cfg) -> dict:
+    """What the supernet's weights depend on: a work folder's supernet serves any other scoring, retrain
+    or candidate settings, and goes on to a larger ``train.epochs`` (if its early stopping has not ended it)."""
+    settings = {key: value for key, value in cfglib.to_dict(cfg).items() if key in SUPERNET_KEYS}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "epochs"}
+    return settings
 
 
 def alone_arch_file(folder: Path, space, arch) -> Path:
@@ -116,8 +126,8 @@ def main(argv=None) -> int:
     run_dir = HERE / ".work" / "ctr-fidelity" / name.removeprefix("ctr-fidelity-")
     if not (run_dir / "config.yaml").exists():
         open_run(run_dir, cfglib.to_dict(cfg))
-    elif cfglib.to_dict(load_search_config([run_dir / "config.yaml"])) != cfglib.to_dict(cfg):
-        raise SystemExit(f"{run_dir} holds a run with other settings; remove it or name this one with --tag")
+    elif supernet_settings(load_search_config([run_dir / "config.yaml"])) != supernet_settings(cfg):
+        raise SystemExit(f"{run_dir} holds a supernet trained with other settings; remove it or name this one with --tag")
     log = RunLog(run_dir / "log.txt", not args.quiet)
     started = time.perf_counter()
     net, fit = train_supernet(cfg, data, run_dir, log, resume=True)
@@ -141,6 +151,10 @@ def main(argv=None) -> int:
                    stopped_by=[stopped_by(json.loads((Path(run["run_dir"]) / "metrics.json").read_text()),
                                           cfg.retrain.epochs, cfg.retrain.patience) for run in alone["per_seed"]])
     alone = [r["alone_valid_logloss"] for r in rows]
+    noise = None  # the ranks between the first two trained-alone seeds: how far their noise lets any score rank
+    if cfg.retrain_seeds > 1:
+        first, second = ([t["per_seed"][k]["valid"]["logloss"] for t in trained] for k in (0, 1))
+        noise = {"kendall_tau": kendall_tau(first, second), "spearman_rho": spearman_rho(first, second)}
     result = {"benchmark": "ctr-fidelity", "dataset": args.dataset, "tag": args.tag,
               "command": "python benchmarks/bench_ctr_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_info(args.threads), "seed": cfg.train.seed,
@@ -152,6 +166,7 @@ def main(argv=None) -> int:
               "rank": {label: {"kendall_tau": kendall_tau([r["scores"][label] for r in rows], alone),
                                "spearman_rho": spearman_rho([r["scores"][label] for r in rows], alone)}
                        for label in scorers},
+              "alone_seed_to_seed": noise, "alone_seeds": cfg.retrain_seeds,
               "wall_seconds": time.perf_counter() - started}
     out = Path(args.out_dir)
     write_json_atomic(out / f"{name}.json", result)

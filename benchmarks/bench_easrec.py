@@ -124,9 +124,16 @@ def row_ratios(ours: dict, base: dict, search_seconds: float) -> dict:
     }
 
 
+def chosen_arch(summary: dict) -> dict:
+    """The searched architecture: EASRec's {widths, candidate, depth, …}, or an elastic space's
+    architecture (random search in it, or the first budget's of an elastic search)."""
+    arch = summary.get("arch") or summary["rows"][0]["arch"]
+    return arch.get("arch", arch)
+
+
 def seed_summary(runs: list) -> dict:
     """Per seed: the chosen architecture, both models' NDCG@10 and the ratios; mean ± std of each ratio."""
-    per_seed = [{"seed": r["seed"], "arch": r["arch"],
+    per_seed = [{"seed": r["seed"], "arch": chosen_arch(r),
                  "ndcg@10": {row["model"]: {"pop100": row["pop100_ndcg@10"], "full": row["full_ndcg@10"]}
                              for row in r["rows"]},
                  "stopped": {row["model"]: [row.get("stopped_by"), row.get("best_epoch"), row.get("epochs_run")]

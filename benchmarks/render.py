@@ -152,8 +152,9 @@ def easrec_main(m: dict) -> list:
 
 
 def derived(by_model: dict):
-    """The derived model's entry of a {model name: …} map (EASRec's, or another strategy's)."""
-    return next(v for k, v in by_model.items() if k.endswith("(derived)"))
+    """The derived model's entry of a {model name: …} map (EASRec's, or another strategy's: the first
+    that is not the hand-sized model)."""
+    return next(v for k, v in by_model.items() if k != "SASRec (hand-sized)")
 
 
 def stops(r: dict) -> str:
@@ -168,18 +169,25 @@ def stops(r: dict) -> str:
     return ", ".join(one(x) for x in (supernet, derived_stop, rows.get("SASRec (hand-sized)")))
 
 
+def chosen(arch: dict) -> str:
+    """A seed's searched architecture: EASRec's width / FFN width / depth, or an elastic one's name."""
+    if "candidate" in arch:
+        (d, f) = arch["widths"][arch["candidate"]]
+        return f"{d} / {f} / {arch['depth']}"
+    return Arch.from_dict(arch).name()
+
+
 def easrec_seeds(s: dict) -> list:
     stopped = any("stopped" in r for r in s["per_seed"])  # results written before bench_easrec kept it have none
     out = ["Every seed (the table above is the first):", "",
-           "| seed | chosen d / d_ff / layers | derived pop100 / full NDCG@10 | SASRec pop100 / full NDCG@10 | "
+           "| seed | chosen d / d_ff / layers (elastic: the architecture) | derived pop100 / full NDCG@10 | SASRec pop100 / full NDCG@10 | "
            "pop100 Δ | full Δ | FLOPs | search + retrain |"
            + (" stopped by (best / run epochs): supernet, derived, SASRec |" if stopped else ""),
            "|---|---|---|---|---|---|---|---|" + ("---|" if stopped else "")]
     for r in s["per_seed"]:
-        (d, f), depth = r["arch"]["widths"][r["arch"]["candidate"]], r["arch"]["depth"]
         ours, base = derived(r["ndcg@10"]), r["ndcg@10"]["SASRec (hand-sized)"]
         q = r["ratios"]
-        out.append(f"| {r['seed']} | {d} / {f} / {depth} | {fmt(ours['pop100'])} / {fmt(ours['full'])} | "
+        out.append(f"| {r['seed']} | {chosen(r['arch'])} | {fmt(ours['pop100'])} / {fmt(ours['full'])} | "
                    f"{fmt(base['pop100'])} / {fmt(base['full'])} | {q['pop100_ndcg@10_relative']:+.1%} | "
                    f"{q['full_ndcg@10_relative']:+.1%} | {q['flops_fraction']:.0%} | {q['search_plus_retrain_over_sasrec']:.2f}× |"
                    + (f" {stops(r)} |" if stopped else ""))

@@ -27,6 +27,8 @@ def ctr_fidelity_section(r: dict) -> list:
     stops = [s for row in r["rows"] for s in row["stopped_by"]]
     capped = sum(s == "cap" for s in stops)
     sup, labels = r["supernet"], list(r["rank"])
+    noise, seeds = r.get("alone_seed_to_seed"), r.get("alone_seeds", 1)
+    seeds_words = "one seed" if seeds == 1 else f"{seeds} seeds, their mean validation log loss the reference"
     rule = sup.get("rule", "single")  # results before supernet.rule existed: one random path per step
     rule_words = ("one random sub-network per step (NASRec)" if rule == "single" else
                   f"the sandwich rule: the largest, the smallest and {sup['random_paths']} random sub-network(s) per step")
@@ -39,11 +41,12 @@ def ctr_fidelity_section(r: dict) -> list:
            f"{sup['best_epoch']}, stopped by {'the cap: **capped**' if sup['stopped_by'] == 'cap' else 'patience'}), "
            f"again after full-batch steps on the final layer alone ({r['finetune_rows']:,} training rows, Adam lr "
            f"{r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "
-           f"{', '.join(f'{lr:g}' for lr in r['retrain_lrs'])}, one seed; {len(stops) - capped} stopped by patience"
+           f"{', '.join(f'{lr:g}' for lr in r['retrain_lrs'])}, {seeds_words}; {len(stops) - capped} stopped by patience"
            + (f", {capped} by the cap: **capped**" if capped else "") + "). Scores: validation log loss.", "",
            "Kendall τ (Spearman ρ) against training alone, goal τ ≥ 0.5: "
            + "; ".join(f"**{label} {v['kendall_tau']:.3f}** ({v['spearman_rho']:.3f})" for label, v in r["rank"].items())
-           + ".", "",
+           + "." + (f" Between two seeds of training alone: τ {noise['kendall_tau']:.3f} (ρ {noise['spearman_rho']:.3f}), "
+                    "how well the trained-alone noise lets any score rank." if noise else ""), "",
            "| MFLOPs / sample | " + " | ".join(labels) + " | trained alone | trained alone: valid / test AUC |",
            "|---|" + "---|" * len(labels) + "---|---|"]
     for row in sorted(r["rows"], key=lambda row: row["mflops"]):

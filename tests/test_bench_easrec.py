@@ -29,3 +29,24 @@ def test_a_finished_search_is_retrained_with_distillation_and_nothing_else_is_ru
     with pytest.raises(SystemExit, match="searched with other settings \\(retrain\\)"):
         bench.adopt_search(load_search_config(sets=sets + ["retrain.lr=0.01"]), tmp_path / "plain", tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_seeds_of_an_elastic_search_are_summarised_and_rendered_with_their_architectures():
+    bench, render = load("bench_easrec"), load("render")
+    arch = {"width": 64, "item_width": 0, "max_len": 50, "layer": "sasrec",
+            "layers": [{"attn": 64, "heads": 2, "ffn": 16}, {"attn": 64, "heads": 2, "ffn": 64}]}
+
+    def run(seed, ours, base):
+        row = {"pop100_ndcg@10": 0.4, "flops_per_sequence": 1.0, "inference_seconds": 1.0, "peak_memory_mb": 1.0,
+               "train_seconds": 1.0, "stopped_by": "patience", "best_epoch": 3, "epochs_run": 5}
+        summary = {"rows": [{**row, "model": "Elastic one-shot (≤ 40% FLOPs)", "full_ndcg@10": ours, "arch": arch,
+                             "flops_per_sequence": 0.25},
+                            {**row, "model": "SASRec (hand-sized)", "full_ndcg@10": base}], "search_seconds": 1.0}
+        return {**summary, "seed": seed, "ratios": bench.ratios(summary)}
+
+    summary = bench.seed_summary([run(0, 0.18, 0.2), run(1, 0.19, 0.2)])
+    assert [s["arch"] for s in summary["per_seed"]] == [arch, arch]
+    assert summary["ratios_mean_std"]["full_ndcg@10_relative"][0] == pytest.approx(-0.075)
+    assert summary["ratios_mean_std"]["flops_fraction"][0] == pytest.approx(0.25)
+    text = "\n".join(render.easrec_seeds(summary))
+    assert "| 0 | width 64, N 50, sasrec, 2 layer(s)" in text and "full -7.5% ± 3.5%" in text
