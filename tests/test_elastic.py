@@ -144,6 +144,7 @@ def test_elastic_search_derives_the_best_scoring_candidate_per_budget_and_retrai
     scored = json.loads((run_dir / "search" / "candidates.json").read_text())
     front = json.loads((run_dir / "front.json").read_text())
     assert [p["budget"] for p in plan] == [0.5, 1.0] and front["rows"][-1]["model"] == "SASRec (hand-sized)"
+    assert "model.positions: inverse shares them consistently" in (run_dir / "log.txt").read_text()  # N 6 and 12
     for entry, row in zip(plan, front["rows"]):
         fits = [c for c in scored if c["flops_fraction"] <= entry["budget"]]
         assert entry["inherited_score"] == max(c["score"] for c in fits) and entry["flops_fraction"] <= entry["budget"]

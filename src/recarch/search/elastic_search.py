@@ -45,6 +45,9 @@ def train_elastic(cfg: SearchRunConfig, data, run_dir: Path, log, dist, resume: 
     s = net.space
     log(f"phase 1/4: search (elastic): widths {s.widths}, attention widths {s.attn_widths}, heads {s.heads}, "
         f"FFN widths {s.ffn_widths}, depths {s.depths}, history lengths {s.max_lens}, layer types {s.layer_types}")
+    if len(s.max_lens) > 1 and cfg.model.positions == "forward":
+        log("note: with model.positions forward, the history lengths share each position's embedding between "
+            "items at different distances from the most recent one; model.positions: inverse shares them consistently")
     evaluator = run.make_evaluator(replace(cfg.run_config(net.config), train=cfg.train), data)
     batches = TrainBatches(data, net.config.max_len, cfg.train.regime, cfg.train.batch_size, cfg.train.seed)
     trainer = SandwichTrainer(net, batches, evaluator, cfg.train, run_dir / "search", log=log,
