@@ -148,6 +148,9 @@ def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
             "valid_seconds_per_epoch": mean(h["valid_seconds"] for h in history),
             "train_seconds": metrics["train_seconds"], "run_dir": str(folder.relative_to(ROOT)),
             "git_commit": finished_at(folder),
+            # counted FLOPs of scoring every item after the last N (the run's cost report; same count as a search's)
+            "inference_flops_per_sequence": (json.loads((folder / "cost.json").read_text())["flops_per_sequence"]
+                                             if (folder / "cost.json").exists() else None),
             # [epoch, seconds since the start, validation score] per epoch
             "valid_curve": [[h["epoch"], round(h["elapsed_s"], 1), h[f"valid_{metric}"]] for h in history]}
 
@@ -198,6 +201,7 @@ def main(argv=None) -> int:
             "stopped_by": [r["stopped_by"] for r in rows], "epochs_run": [r["epochs_run"] for r in rows],
             "seconds_per_epoch": mean(r["seconds_per_epoch"] for r in rows),
             "train_seconds": [r["train_seconds"] for r in rows],
+            "inference_flops_per_sequence": rows[0].get("inference_flops_per_sequence"),
             "per_seed": rows,
         },
         "training_speed": {"flops_per_sequence": flops, "sequences_per_s": seq_per_s,

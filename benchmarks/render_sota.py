@@ -49,7 +49,9 @@ def sota_table(results: list) -> list:
                 f"Seconds per epoch: training only (validation adds "
                 f"{sum(s['valid_seconds_per_epoch'] for s in r['ours']['per_seed']) / len(r['seeds']):.1f} s); "
                 f"training {r['training_speed']['gflops']:.1f} GFLOP/s against a {r['training_speed']['matmul_peak_gflops']:.0f} "
-                f"GFLOP/s 1024² matmul on one thread."]
+                f"GFLOP/s 1024² matmul on one thread."
+                + (f" Inference: {r['ours']['inference_flops_per_sequence'] / 1e6:.2f} MFLOPs per sequence (every item "
+                   "scored after the last N)." if r["ours"].get("inference_flops_per_sequence") else "")]
         if i + 1 == len(results) or results[i + 1]["dataset"] != r["dataset"]:  # once, after the dataset's last row
             out += [f"  - Protocol ({r['dataset']}): {note}" for note in PROTOCOL_NOTES.get(r["dataset"], [])]
     return out + [""]

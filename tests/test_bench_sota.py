@@ -43,3 +43,18 @@ def test_a_seed_folder_of_another_recipe_is_refused(tmp_path):
     bench.check_same_recipe(tmp_path / "fresh", cfg)  # no folder yet: trained
     with pytest.raises(SystemExit, match="holds a run of another recipe"):
         bench.check_same_recipe(tmp_path, bench.seed_config(files, "toys", 0, ["model.item_dropout=0.0"]))
+
+
+def test_a_seed_row_carries_the_runs_counted_inference_flops(tmp_path, monkeypatch):
+    run = tmp_path / "seed0"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"test": {"full": {"ndcg@10": 0.2, "recall@10": 0.3}}, "best_epoch": 3,
+                                                  "epochs_run": 5, "train_seconds": 10.0}))
+    (run / "history.json").write_text(json.dumps([{"epoch": 1, "elapsed_s": 2.0, "seconds": 2.0, "sequences_per_s": 50.0,
+                                                   "valid_seconds": 0.5, "valid_ndcg@10": 0.1}]))
+    (run / "cost.json").write_text(json.dumps({"flops_per_sequence": 1234, "machine": {"git_commit": "abc"}}))
+    monkeypatch.setattr(bench, "ROOT", tmp_path)  # run folders are named relative to the repository
+    row = bench.seed_row(0, run, patience=2, metric="ndcg@10")
+    assert row["inference_flops_per_sequence"] == 1234 and row["stopped_by"] == "patience" and row["git_commit"] == "abc"
+    (run / "cost.json").unlink()
+    assert bench.seed_row(0, run, patience=2, metric="ndcg@10")["inference_flops_per_sequence"] is None
