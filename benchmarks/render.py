@@ -172,7 +172,7 @@ def stops(r: dict) -> str:
 def chosen(arch: dict) -> str:
     """A seed's searched architecture: EASRec's width / FFN width / depth, or an elastic one's name."""
     if "candidate" in arch:
-        (d, f) = arch["widths"][arch["candidate"]]
+        d, f = arch["widths"][arch["candidate"]]
         return f"{d} / {f} / {arch['depth']}"
     return Arch.from_dict(arch).name()
 
