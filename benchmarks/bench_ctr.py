@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -52,7 +52,28 @@ def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[
             f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set]
     tag, narrowed = ("", []) if mlp is None else ("-mlp" + "x".join(map(str, mlp)), [f"model.mlp={mlp}"])
     cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets + narrowed)
-    return finished(cached_train(cfg, HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}", args), name)
+    run_dir = HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}"
+    earlier = args.earlier.get((dataset, name, lr, seed)) if mlp is None and not (run_dir / "metrics.json").exists() else None
+    return earlier or finished(cached_train(cfg, run_dir, args), name)
+
+
+def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
+    """``--reuse-results``: the per-seed runs stored in the baselines result file that this call overwrites,
+    keyed by (dataset, model, lr, seed), for runs whose folders are gone (a fresh clone). Used only where that
+    file was made with the same ``--set`` overrides and threads; each run takes its model's stored cost
+    fields (FLOPs, parameters, and the speeds measured on its first seed)."""
+    path = Path(args.out_dir) / "ctr-baselines" / f"{dataset}.json"
+    if not args.reuse_results or not path.exists():
+        return {}
+    stored_result = json.loads(path.read_text())
+    then = parser().parse_args(shlex.split(stored_result["command"])[2:])
+    if (then.set, then.threads) != (args.set, args.threads):
+        print(f"{path}: made with --set {then.set} and {then.threads} thread(s), not reused", file=sys.stderr)
+        return {}
+    cost_fields = ("samples_per_s", "flops_per_sample", "params", "embedding_params", "inference_us_per_sample")
+    return {(dataset, row["model"], row["lr"], run["seed"]):
+            {"model": row["model"], "run_dir": row["run_dir"], **{k: row[k] for k in cost_fields}, **run}
+            for row in stored_result["baselines"] for run in row["per_seed"]}
 
 
 def tuned_baseline(dataset: str, name: str, seeds, args, mlp: Optional[List[int]] = None) -> dict:
@@ -301,6 +322,8 @@ def parser() -> argparse.ArgumentParser:
                     help="train the hand baselines only (with a popularity floor) and write ctr-baselines/<dataset>.json")
     ap.add_argument("--models", nargs="+", choices=BASELINES, default=BASELINES,
                     help="with --baselines-only: these baselines (processes given different lists share the cache)")
+    ap.add_argument("--reuse-results", action="store_true",
+                    help="with --baselines-only: keep the seeds already in the result file whose run folders are gone")
     ap.add_argument("--recount-supernet-flops", nargs="+", metavar="RESULT.json", default=[],
                     help="only recount the supernet GFLOP/s of earlier results (see recount_supernet_flops)")
     return ap
@@ -318,6 +341,7 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         peak = matmul_peak_gflops(args.threads)
         seeds = range(args.seed, args.seed + args.seeds)
+        args.earlier = earlier_runs(dataset, args) if args.baselines_only else {}
         if args.baselines_only:
             write_baselines(dataset, seeds, machine, peak, started, args)
             continue

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from recarch.config import ConfigError
+from recarch.dropout import Dropout
 from recarch.ctr.table import CTRSchema
 from recarch.registry import Registry, suggest
 
@@ -63,7 +64,7 @@ def mlp(widths: Sequence[int], dropout: float = 0.0, batch_norm: bool = False) -
     for a, b in zip(widths[:-1], widths[1:]):
         layers += [nn.Linear(a, b), *([nn.BatchNorm1d(b)] if batch_norm else []), nn.ReLU()]
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 

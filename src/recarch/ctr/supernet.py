@@ -36,6 +36,7 @@ from recarch.ctr.elastic import NORM_LAYERS, Cols, ElasticLinear
 from recarch.ctr.models import CTR_MODELS, FieldEmbedding
 from recarch.ctr.space import ALL_PARTS, BINARY_OPS, Arch, BlockArch, Parts, SpaceConfig, check
 from recarch.ctr.table import CTRSchema
+from recarch.dropout import Dropout
 from recarch.modes import eval_mode
 from recarch.train.batchnorm import recompute_batch_norm
 
@@ -305,7 +306,7 @@ class NASRecNet(nn.Module):
                  init_std: float = 1e-2, dropout: float = 0.0) -> None:
         super().__init__()
         self.schema, self.space, self.arch = schema, space, arch
-        self.dropout = nn.Dropout(dropout)  # on every block's dense output while training, as the baselines' MLPs
+        self.dropout = Dropout(dropout)  # on every block's dense output while training, as the baselines' MLPs
         d = space.embed_dim
         self.embedding = embedding if embedding is not None else FieldEmbedding(schema, d, numeric=False, init_std=init_std)
         raw = len(schema.numeric) + schema.num_fields * d
