@@ -51,10 +51,11 @@ def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[
     sets = [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}", f"train.lr={lr}",
             f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set]
     tag, narrowed = ("", []) if mlp is None else ("-mlp" + "x".join(map(str, mlp)), [f"model.mlp={mlp}"])
-    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets + narrowed)
     run_dir = HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}"
-    earlier = args.earlier.get((dataset, name, lr, seed)) if mlp is None and not (run_dir / "metrics.json").exists() else None
-    return earlier or finished(cached_train(cfg, run_dir, args), name)
+    if mlp is None and not (run_dir / "metrics.json").exists() and (dataset, name, lr, seed) in args.earlier:
+        return args.earlier[dataset, name, lr, seed]
+    cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets + narrowed)
+    return finished(cached_train(cfg, run_dir, args), name)
 
 
 def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:

@@ -1,5 +1,7 @@
-"""bench_ctr.py's popularity floor on a hand-computed case."""
+"""bench_ctr.py's popularity floor on a hand-computed case; --reuse-results keeps stored seeds."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -20,3 +22,31 @@ def test_the_popularity_floor_scores_rows_by_their_items_training_clicks():
     test = table([1, 2, 3, 1], [1, 0, 1, 0])
     data = CTRData("tiny", CTRSchema(fields=["user_id", "item_id"], vocab_sizes=[1, 4], numeric=[]), train, test, test)
     assert load("bench_ctr").popularity_auc(data, "item_id") == pytest.approx(1.5 / 4)
+
+
+def stored_baselines(out_dir, command: str) -> None:
+    run = {"seed": 42, "valid": {"auc": 0.8}, "test": {"auc": 0.79}, "best_epoch": 3, "epochs_run": 6, "train_seconds": 9.0}
+    row = {"model": "dlrm", "seed": 42, "run_dir": "/gone", "lr": 3e-4, "per_seed": [run], "samples_per_s": 1.0,
+           "flops_per_sample": 2, "params": 3, "embedding_params": 1, "inference_us_per_sample": 4.0}
+    (out_dir / "ctr-baselines").mkdir()
+    (out_dir / "ctr-baselines" / "tiny.json").write_text(json.dumps({"command": command, "baselines": [row]}))
+
+
+def test_reuse_results_keeps_a_stored_seed_whose_run_folder_is_gone(tmp_path):
+    bench = load("bench_ctr")
+    stored_baselines(tmp_path, "python benchmarks/bench_ctr.py --datasets tiny --baselines-only --lrs 3e-4 --threads 1")
+    args = bench.parser().parse_args(["--baselines-only", "--reuse-results", "--lrs", "3e-4", "--out-dir", str(tmp_path)])
+    args.earlier = bench.earlier_runs("tiny", args)
+    row = bench.baseline("tiny", "dlrm", 42, 3e-4, args)  # trained, this would fail: there is no dataset "tiny"
+    assert (row["model"], row["seed"], row["test"]["auc"], row["epochs_run"], row["flops_per_sample"]) == ("dlrm", 42, 0.79, 6, 2)
+    assert set(args.earlier) == {("tiny", "dlrm", 3e-4, 42)}
+
+
+def test_reuse_results_skips_a_file_made_with_other_overrides(tmp_path, capsys):
+    bench = load("bench_ctr")
+    stored_baselines(tmp_path, "python benchmarks/bench_ctr.py --baselines-only --set model.embed_dim=16")
+    args = bench.parser().parse_args(["--baselines-only", "--reuse-results", "--out-dir", str(tmp_path)])
+    assert bench.earlier_runs("tiny", args) == {}
+    assert "not reused" in capsys.readouterr().err
+    args = bench.parser().parse_args(["--baselines-only", "--out-dir", str(tmp_path)])  # no --reuse-results
+    assert bench.earlier_runs("tiny", args) == {}
