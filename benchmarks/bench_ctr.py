@@ -35,8 +35,7 @@ from recarch.ctr.models import build_ctr_model
 from recarch.ctr.run import CTRRunConfig, load_ctr_config, load_data, train_ctr
 from recarch.ctr.retrain import retrain_config
 from recarch.ctr.search import CTRSearchConfig, load_search_config, search_ctr
-from recarch.ctr.supernet_training import one_test_row, trained_path_mflops
-from recarch.ctr.supernet import NASRecSupernet
+from recarch.ctr.supernet_training import one_test_row
 from recarch.ctr.table import CTRData
 from recarch.io import write_json_atomic
 from recarch.reproduce.stats import mean_std, welch_t_test
@@ -62,7 +61,7 @@ def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
     """``--reuse-results``: the per-seed runs stored in the baselines result file that this call overwrites,
     keyed by (dataset, model, lr, seed), for runs whose folders are gone (a fresh clone). Used only where that
     file was made with the same ``--set`` overrides and threads; each run takes its model's stored cost
-    fields (FLOPs, parameters, and the speeds measured on its first seed)."""
+    fields (FLOPs, parameters, and the speeds measured on its first seed) and, unless stored, that file's commit."""
     path = Path(args.out_dir) / "ctr-baselines" / f"{dataset}.json"
     if not args.reuse_results or not path.exists():
         return {}
@@ -73,7 +72,8 @@ def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
         return {}
     cost_fields = ("samples_per_s", "flops_per_sample", "params", "embedding_params", "inference_us_per_sample")
     return {(dataset, row["model"], row["lr"], run["seed"]):
-            {"model": row["model"], "run_dir": row["run_dir"], **{k: row[k] for k in cost_fields}, **run}
+            {"model": row["model"], "run_dir": row["run_dir"], **{k: row[k] for k in cost_fields},
+             "commit": stored_result["machine"]["git_commit"], **run}
             for row in stored_result["baselines"] for run in row["per_seed"]}
 
 
@@ -159,7 +159,8 @@ def finished(result: dict, name: str) -> dict:
             "epochs_run": result["epochs_run"], "train_seconds": result["train_seconds"],
             "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])),
             "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
-            "embedding_params": cost["embedding_params"], "inference_us_per_sample": cost["inference"]["us_per_sample"]}
+            "embedding_params": cost["embedding_params"], "inference_us_per_sample": cost["inference"]["us_per_sample"],
+            "commit": cost["machine"]["git_commit"]}  # the checkout when the run finished
 
 
 def variant_name(norm: str, tag: str) -> str:
@@ -180,11 +181,7 @@ def search(dataset: str, budget_mflops: float, args) -> dict:
     cfg = search_config(dataset, budget_mflops, args)
     run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
     if args.reuse_search and (run_dir / "summary.json").exists():
-        summary = json.loads((run_dir / "summary.json").read_text())
-        supernet = summary["supernet"]
-        if "train_gflops_per_s" not in supernet:  # a search from before it recorded them
-            supernet.update(replayed_supernet_flops(load_search_config([run_dir / "config.yaml"]), supernet, args.data_dir))
-        return {"run_dir": str(run_dir), **summary}
+        return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
     shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
     return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
 
@@ -204,7 +201,6 @@ def placement_effect(run_dir: Path, args) -> dict:
     (embeddings in memory) and the co-designed one — to separate the architecture's share of the
     co-design gain from the placement's; then, under each of HARDWARE_VARIANTS, the best placement of
     each winner (the architectures stay as searched) and its gain over the usual one."""
-    from recarch import config as cfglib
     from recarch.ctr import hardware as hw
     from recarch.ctr.supernet import NASRecNet, load_arch
 
@@ -258,7 +254,8 @@ def aggregate(rows: list) -> dict:
         for metric in ("auc", "logloss"):
             out[f"{split}_{metric}"] = mean_std([r[split][metric] for r in rows])
     out["seeds"] = [r["seed"] for r in rows]
-    out["per_seed"] = [{k: r[k] for k in ("seed", "valid", "test", "best_epoch", "epochs_run", "train_seconds")} for r in rows]
+    out["per_seed"] = [{k: r[k] for k in ("seed", "valid", "test", "best_epoch", "epochs_run", "train_seconds", "commit")}
+                       for r in rows]
     return out
 
 
@@ -267,40 +264,6 @@ def same_network(run_dir: Path) -> bool:
     from recarch.ctr.supernet import load_arch
 
     return load_arch(str(run_dir / "arch-arch.json"))[1].network_key() == load_arch(str(run_dir / "arch-codesign.json"))[1].network_key()
-
-
-def replayed_supernet_flops(cfg: CTRSearchConfig, supernet: dict, data_dir: Optional[str]) -> dict:
-    """Mean forward MFLOPs of the paths a finished supernet trained on (its sampler replayed over
-    ``supernet["epochs"]`` full epochs) and its training GFLOP/s at the recorded samples/s."""
-    data = load_data(CTRRunConfig(data=cfg.data), data_dir)
-    steps = supernet["epochs"] * -(-len(data.train) // cfg.train.batch_size)
-    mflops = trained_path_mflops(NASRecSupernet(data.schema, cfg.space), cfg, steps, one_test_row(data))
-    return {"mean_path_mflops": mflops, "train_gflops_per_s": 3 * mflops * supernet["train_samples_per_s"] / 1e3}
-
-
-def recount_supernet_flops(path: Path, data_dir: Optional[str], search_sets: List[str]) -> None:
-    """Recount a result written before the search recorded its supernet's GFLOP/s: that result divided
-    3 × the mean FLOPs of the evolution's first candidates — drawn under the FLOPs budget, 3-35× smaller
-    than the random paths the supernet trains on — by the matmul peak. The paths are replayed from the
-    search's seed over the epochs it trained (their FLOPs need no weights); the samples/s are the run's.
-    The search config is rebuilt from the result's command plus ``search_sets`` (for options added to the
-    preset since) and must agree with the space the result recorded."""
-    result = json.loads(path.read_text())
-    args = parser().parse_args(shlex.split(result["command"])[2:])
-    args.search_set += search_sets
-    cfg = search_config(result["dataset"], result["budget_mflops"], args)
-    space, recorded = cfglib.to_dict(cfg.space), result["search"]["space"]
-    if any(space[k] != v for k, v in recorded.items()):
-        raise SystemExit(f"{path}: the search space rebuilt from its command, {space}, differs from the recorded {recorded}")
-    supernet = result["search"]["supernet"]
-    supernet.update(replayed_supernet_flops(cfg, supernet, data_dir or args.data_dir))
-    mflops = supernet["mean_path_mflops"]
-    result["ratios"]["supernet_fraction_of_peak"] = supernet["train_gflops_per_s"] / result["matmul_peak_gflops"]
-    result["supernet_flops_recounted"] = {"machine": machine_info(1), "command": "python benchmarks/bench_ctr.py "
-                                          f"--recount-supernet-flops {path.name}" + "".join(f" --search-set {x}" for x in search_sets)}
-    write_json_atomic(path, result)
-    print(f"{path.name}: paths {mflops:.2f} MFLOPs/sample, {supernet['train_gflops_per_s']:.1f} GFLOP/s, "
-          f"{result['ratios']['supernet_fraction_of_peak']:.1%} of the matmul peak")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -325,17 +288,11 @@ def parser() -> argparse.ArgumentParser:
                     help="with --baselines-only: these baselines (processes given different lists share the cache)")
     ap.add_argument("--reuse-results", action="store_true",
                     help="with --baselines-only: keep the seeds already in the result file whose run folders are gone")
-    ap.add_argument("--recount-supernet-flops", nargs="+", metavar="RESULT.json", default=[],
-                    help="only recount the supernet GFLOP/s of earlier results (see recount_supernet_flops)")
     return ap
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.recount_supernet_flops:
-        for name in args.recount_supernet_flops:
-            recount_supernet_flops(Path(args.out_dir) / Path(name).name, args.data_dir, args.search_set)
-        return 0
     torch.set_num_threads(args.threads)
     machine = machine_info(args.threads)  # the commit the runs start from
     for dataset in args.datasets:

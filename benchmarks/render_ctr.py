@@ -272,6 +272,13 @@ def baselines_section(r: dict) -> List[str]:
         out.append(f"| {name}{' (best by valid AUC)' if name == r['best_baseline'] else ''} | {b['lr']:g} | "
                    f"{stat(b['test_auc'])} | {stat(b['test_logloss'])} | {epochs} | "
                    f"{b['flops_per_sample'] / 1e6:.3f} | {b['params']:,} | {b['samples_per_s']:.0f} |")
+    commits = {}
+    for b in r["baselines"]:
+        for run in b["per_seed"]:
+            commits.setdefault(f"`{(run.get('commit') or '?')[:10]}`", set()).add(run["seed"])
+    if len(commits) > 1:  # e.g. seeds kept by --reuse-results from an earlier result
+        out += ["", "Seeds trained at different commits: " + "; ".join(
+            f"seed(s) {', '.join(map(str, sorted(seeds)))} at {commit}" for commit, seeds in commits.items()) + "."]
     if floor:
         out += ["", f"Popularity floor: scoring each test row by its {floor['field']}'s {floor['scorer']} gives test AUC "
                     f"{floor['test_auc']:.4f}."]

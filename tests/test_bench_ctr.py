@@ -29,7 +29,8 @@ def stored_baselines(out_dir, command: str) -> None:
     row = {"model": "dlrm", "seed": 42, "run_dir": "/gone", "lr": 3e-4, "per_seed": [run], "samples_per_s": 1.0,
            "flops_per_sample": 2, "params": 3, "embedding_params": 1, "inference_us_per_sample": 4.0}
     (out_dir / "ctr-baselines").mkdir()
-    (out_dir / "ctr-baselines" / "tiny.json").write_text(json.dumps({"command": command, "baselines": [row]}))
+    stored = {"command": command, "machine": {"git_commit": "7b73156dc5"}, "baselines": [row]}
+    (out_dir / "ctr-baselines" / "tiny.json").write_text(json.dumps(stored))
 
 
 def test_reuse_results_keeps_a_stored_seed_whose_run_folder_is_gone(tmp_path):
@@ -39,6 +40,7 @@ def test_reuse_results_keeps_a_stored_seed_whose_run_folder_is_gone(tmp_path):
     args.earlier = bench.earlier_runs("tiny", args)
     row = bench.baseline("tiny", "dlrm", 42, 3e-4, args)  # trained, this would fail: there is no dataset "tiny"
     assert (row["model"], row["seed"], row["test"]["auc"], row["epochs_run"], row["flops_per_sample"]) == ("dlrm", 42, 0.79, 6, 2)
+    assert row["commit"] == "7b73156dc5"  # the stored file's: the run's own code, not this checkout's
     assert set(args.earlier) == {("tiny", "dlrm", 3e-4, 42)}
 
 
@@ -50,3 +52,15 @@ def test_reuse_results_skips_a_file_made_with_other_overrides(tmp_path, capsys):
     assert "not reused" in capsys.readouterr().err
     args = bench.parser().parse_args(["--baselines-only", "--out-dir", str(tmp_path)])  # no --reuse-results
     assert bench.earlier_runs("tiny", args) == {}
+
+
+def test_the_baselines_table_names_the_commits_of_seeds_trained_apart():
+    render = load("render_ctr")
+    runs = [{"seed": s, "best_epoch": 3, "epochs_run": 6, "commit": c} for s, c in ((42, "7b73156dc5aa"), (43, "190a66d0bb"))]
+    row = {"model": "dlrm", "lr": 3e-4, "test_auc": [0.8, 0.01], "test_logloss": [0.5, 0.01], "per_seed": runs,
+           "flops_per_sample": 1e6, "params": 10, "samples_per_s": 5.0}
+    r = {"dataset": "tiny", "command": "python benchmarks/bench_ctr.py", "machine": {}, "seed": 42, "seeds": [42, 43],
+         "lrs": [3e-4], "baselines": [row], "best_baseline": "dlrm"}
+    assert "seed(s) 42 at `7b73156dc5`; seed(s) 43 at `190a66d0bb`" in "\n".join(render.baselines_section(r))
+    runs[1]["commit"] = runs[0]["commit"]
+    assert "different commits" not in "\n".join(render.baselines_section(r))
