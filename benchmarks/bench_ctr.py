@@ -4,7 +4,8 @@ without processing-in-memory co-design under the same hardware model, and the be
 hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
 With ``--baselines-only`` it trains the baselines alone (``--models`` picks some, so that processes can
-share the work) and writes ``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor.
+share the work) and writes ``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor;
+``--reuse-results`` keeps the runs stored there (in a fresh clone, whose run folders are gone).
 Otherwise it writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
 normalisation, ``--search-set space.norm=…``; ``--tag`` names other variants, e.g. a larger space);
 ``benchmarks/render.py`` renders it.
@@ -58,7 +59,7 @@ def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[
 
 
 def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
-    """``--reuse-results``: the per-seed runs stored in the baselines result file that this call overwrites,
+    """``--reuse-results``: the per-seed runs stored in ``ctr-baselines/<dataset>.json`` (``--baselines-only``),
     keyed by (dataset, model, lr, seed), for runs whose folders are gone (a fresh clone). Used only where that
     file was made with the same ``--set`` overrides and threads; each run takes its model's stored cost
     fields (FLOPs, parameters, and the speeds measured on its first seed) and, unless stored, that file's commit."""
@@ -287,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", nargs="+", choices=BASELINES, default=BASELINES,
                     help="with --baselines-only: these baselines (processes given different lists share the cache)")
     ap.add_argument("--reuse-results", action="store_true",
-                    help="with --baselines-only: keep the seeds already in the result file whose run folders are gone")
+                    help="keep the baseline runs stored in ctr-baselines/<dataset>.json whose run folders are gone")
     return ap
 
 
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         peak = matmul_peak_gflops(args.threads)
         seeds = range(args.seed, args.seed + args.seeds)
-        args.earlier = earlier_runs(dataset, args) if args.baselines_only else {}
+        args.earlier = earlier_runs(dataset, args)
         if args.baselines_only:
             write_baselines(dataset, seeds, machine, peak, started, args)
             continue
