@@ -13,6 +13,10 @@ Kendall's τ and Spearman's ρ between each score and the trained-alone validati
 seeds: their mean, and τ between two seeds as the ceiling their noise sets) go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
+``--finetune-from valid`` fits the fine-tunes on held-out validation rows instead of training rows (both:
+``train valid``); ``--reuse-alone RESULT.json`` takes the trained-alone scores of the same candidates from an
+earlier result (a fresh clone has no trained-alone runs).
+
 Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 50 500``
 (run again with other steps, it scores again and keeps the supernet and the trained-alone runs).
 """
@@ -26,6 +30,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -44,6 +49,7 @@ from recarch.run_status import open_run
 
 HERE = Path(__file__).resolve().parent
 DRAWS = 400  # uniform draws of the space the candidates are picked from
+ON_ROWS = {"train": "", "valid": " on held-out rows"}  # how a fine-tune's score is labelled by the rows it fits on
 SUPERNET_KEYS = ("data", "space", "train", "supernet", "largest_warmup_steps", "eval_paths", "calibration_rows")
 
 
@@ -82,6 +88,24 @@ def stopped_by(metrics: dict, epochs: int, patience: int) -> str:
     return "cap" if metrics["epochs_run"] >= epochs and metrics["epochs_run"] - metrics["best_epoch"] < patience else "patience"
 
 
+ALONE_FIELDS = ("alone_valid_logloss", "alone_valid_auc", "alone_test_auc", "lr", "stopped_by")
+
+
+def stored_alone(path: Path, rows: list, cfg) -> tuple:
+    """``--reuse-alone``: the trained-alone fields of ``rows`` and the seed-to-seed ranks from an earlier
+    result over the same candidates (architecture files are named by content) with the same space and
+    retrain learning rates and seeds, for a fresh clone whose trained-alone runs are gone."""
+    earlier = json.loads(path.read_text())
+    same = {"space": cfglib.to_dict(cfg.space), "retrain_lrs": cfg.learning_rates(), "alone_seeds": cfg.retrain_seeds}
+    if any(earlier[k] != v for k, v in same.items()):
+        raise SystemExit(f"{path}: its candidates were trained with other settings than {same}")
+    by_arch = {Path(r["arch_file"]).name: r for r in earlier["rows"]}
+    missing = [r["arch_file"] for r in rows if Path(r["arch_file"]).name not in by_arch]
+    if missing:
+        raise SystemExit(f"{path} lacks {len(missing)} of the {len(rows)} candidates, e.g. {missing[0]}")
+    return [{k: by_arch[Path(r["arch_file"]).name][k] for k in ALONE_FIELDS} for r in rows], earlier["alone_seed_to_seed"]
+
+
 def plot(rows: list, path: Path, title: str) -> bool:
     try:
         import matplotlib
@@ -104,12 +128,32 @@ def plot(rows: list, path: Path, title: str) -> bool:
     return True
 
 
+def trained_alone(rows: list, cfg, data, args) -> Optional[dict]:
+    """Trains every candidate of ``rows`` alone (finished runs are kept) and adds their scores to the rows;
+    with several seeds, returns the ranks between the first two seeds: how far their noise lets any score rank."""
+    trained = retrain_candidates(cfg, [(HERE.parent / r["arch_file"], (HERE.parent / r["arch_file"]).with_suffix(""))
+                                       for r in rows], args.data_dir, not args.quiet, data)
+    for row, alone in zip(rows, trained):
+        row.update(alone_valid_logloss=alone["valid"]["logloss"], alone_valid_auc=alone["valid"]["auc"],
+                   alone_test_auc=alone["test"]["auc"], lr=alone["lr"],
+                   stopped_by=[stopped_by(json.loads((Path(run["run_dir"]) / "metrics.json").read_text()),
+                                          cfg.retrain.epochs, cfg.retrain.patience) for run in alone["per_seed"]])
+    if cfg.retrain_seeds == 1:
+        return None
+    first, second = ([t["per_seed"][k]["valid"]["logloss"] for t in trained] for k in (0, 1))
+    return {"kendall_tau": kendall_tau(first, second), "spearman_rho": spearman_rho(first, second)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="frappe")
     ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--finetune-steps", type=int, nargs="+", default=[500],
                     help="final-layer fine-tunes to score with, beside the inherited weights as they are")
+    ap.add_argument("--finetune-from", nargs="+", choices=["train", "valid"], default=["train"],
+                    help="rows each fine-tune fits on: training rows (NASRec), held-out validation rows, or both")
+    ap.add_argument("--reuse-alone", type=Path, metavar="RESULT.json",
+                    help="take the trained-alone scores from this earlier result instead of training the candidates")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="search config overrides")
     ap.add_argument("--tag", default="", help="names a variant (work folder and result file)")
@@ -132,8 +176,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     net, fit = train_supernet(cfg, data, run_dir, log, resume=True)
     scorers = {"inherited": CandidateScorer(net, data, cfg, None, "arch"),
-               **{f"{steps} fine-tune steps": CandidateScorer(net, data, replace(cfg, finetune_steps=steps), None, "arch")
-                  for steps in args.finetune_steps}}
+               **{f"{steps} fine-tune steps" + ON_ROWS[rows]:
+                  CandidateScorer(net, data, replace(cfg, finetune_steps=steps, finetune_from=rows), None, "arch")
+                  for rows in args.finetune_from for steps in args.finetune_steps}}
     archs = spread_over_flops(scorers["inherited"], cfg.space, args.archs, cfg.train.seed)
     rows = []
     for k, arch in enumerate(archs):
@@ -143,18 +188,13 @@ def main(argv=None) -> int:
                      "scores": scores})
         log(f"candidate {k}: {rows[-1]['mflops']:.3f} MFLOPs, valid log loss "
             + ", ".join(f"{label} {v:.4f}" for label, v in scores.items()))
-    trained = retrain_candidates(cfg, [(HERE.parent / r["arch_file"], (HERE.parent / r["arch_file"]).with_suffix(""))
-                                       for r in rows], args.data_dir, not args.quiet, data)
-    for row, alone in zip(rows, trained):
-        row.update(alone_valid_logloss=alone["valid"]["logloss"], alone_valid_auc=alone["valid"]["auc"],
-                   alone_test_auc=alone["test"]["auc"], lr=alone["lr"],
-                   stopped_by=[stopped_by(json.loads((Path(run["run_dir"]) / "metrics.json").read_text()),
-                                          cfg.retrain.epochs, cfg.retrain.patience) for run in alone["per_seed"]])
+    if args.reuse_alone:
+        fields, noise = stored_alone(args.reuse_alone, rows, cfg)
+        for row, alone in zip(rows, fields):
+            row.update(alone)
+    else:
+        noise = trained_alone(rows, cfg, data, args)
     alone = [r["alone_valid_logloss"] for r in rows]
-    noise = None  # the ranks between the first two trained-alone seeds: how far their noise lets any score rank
-    if cfg.retrain_seeds > 1:
-        first, second = ([t["per_seed"][k]["valid"]["logloss"] for t in trained] for k in (0, 1))
-        noise = {"kendall_tau": kendall_tau(first, second), "spearman_rho": spearman_rho(first, second)}
     result = {"benchmark": "ctr-fidelity", "dataset": args.dataset, "tag": args.tag,
               "command": "python benchmarks/bench_ctr_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_info(args.threads), "seed": cfg.train.seed,
@@ -168,6 +208,7 @@ def main(argv=None) -> int:
                                "spearman_rho": spearman_rho([r["scores"][label] for r in rows], alone)}
                        for label in scorers},
               "alone_seed_to_seed": noise, "alone_seeds": cfg.retrain_seeds,
+              "alone_from": str(args.reuse_alone) if args.reuse_alone else None,
               "wall_seconds": time.perf_counter() - started}
     out = Path(args.out_dir)
     write_json_atomic(out / f"{name}.json", result)

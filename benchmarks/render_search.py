@@ -40,9 +40,13 @@ def ctr_fidelity_section(r: dict) -> list:
            f"{sup['epochs']} epochs, best "
            f"{sup['best_epoch']}, stopped by {'the cap: **capped**' if sup['stopped_by'] == 'cap' else 'patience'}), "
            f"again after full-batch steps on the final layer alone ({r['finetune_rows']:,} training rows, Adam lr "
-           f"{r['finetune_lr']:g}: NASRec's scoring), and trained alone from scratch (learning rate "
+           f"{r['finetune_lr']:g}: NASRec's scoring"
+           + ("; \"on held-out rows\": fitted on that many validation rows, at most half, and scored on the rest"
+              if any(label.endswith("held-out rows") for label in labels) else "")
+           + "), and trained alone from scratch (learning rate "
            f"{', '.join(f'{lr:g}' for lr in r['retrain_lrs'])}, {seeds_words}; {len(stops) - capped} stopped by patience"
-           + (f", {capped} by the cap: **capped**" if capped else "") + "). Scores: validation log loss.", "",
+           + (f", {capped} by the cap: **capped**" if capped else "") + ")"
+           + (f", those scores taken from `{r['alone_from']}`" if r.get("alone_from") else "") + ". Scores: validation log loss.", "",
            "Kendall τ (Spearman ρ) against training alone, goal τ ≥ 0.5: "
            + "; ".join(f"**{label} {v['kendall_tau']:.3f}** ({v['spearman_rho']:.3f})" for label, v in r["rank"].items())
            + "." + (f" Between two seeds of training alone: τ {noise['kendall_tau']:.3f} (ρ {noise['spearman_rho']:.3f}), "

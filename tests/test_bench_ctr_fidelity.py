@@ -54,3 +54,28 @@ def test_a_supernet_serves_other_scoring_and_retrain_settings_but_not_another_ru
     assert bench.supernet_settings(same) == base
     for other in (["supernet.rule=sandwich"], ["train.lr=0.1"], ["space.blocks=3"]):
         assert bench.supernet_settings(load_search_config(sets=other)) != base
+
+
+def test_reuse_alone_takes_the_scores_of_the_same_candidates_and_refuses_others(tmp_path):
+    import json
+
+    import pytest
+
+    from recarch import config as cfglib
+    from recarch.ctr.search_config import load_search_config
+
+    bench = load("bench_ctr_fidelity")
+    cfg = load_search_config(sets=["retrain_lrs=[0.001]"])
+    stored = [{"arch_file": f"x/alone/{name}.json", "alone_valid_logloss": loss, "alone_valid_auc": 0.9,
+               "alone_test_auc": 0.8, "lr": 0.001, "stopped_by": ["patience"]} for name, loss in (("aa", 0.3), ("bb", 0.2))]
+    earlier = {"space": cfglib.to_dict(cfg.space), "retrain_lrs": [0.001], "alone_seeds": 1, "rows": stored,
+               "alone_seed_to_seed": None}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    rows = [{"arch_file": "y/alone/bb.json"}, {"arch_file": "y/alone/aa.json"}]  # same content, another folder
+    fields, noise = bench.stored_alone(path, rows, cfg)
+    assert [f["alone_valid_logloss"] for f in fields] == [0.2, 0.3] and noise is None
+    with pytest.raises(SystemExit, match="lacks 1 of the 2"):
+        bench.stored_alone(path, [{"arch_file": "y/alone/aa.json"}, {"arch_file": "y/alone/cc.json"}], cfg)
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.stored_alone(path, rows, load_search_config(sets=["retrain_lrs=[0.0003]"]))

@@ -357,29 +357,3 @@ def test_spread_over_front_retrains_across_sizes_not_near_copies_of_the_best():
     assert [p.info["name"] for p in spread_over_front(pts, 3)] == ["big", "s", "m"]
     # a short front is filled with the next best scores
     assert [p.info["name"] for p in spread_over_front(pts, 4)] == ["big", "s", "m", "b1"]
-
-
-def test_the_final_layer_fine_tune_fits_the_head_alone_to_the_candidates_features():
-    """NASRec's scoring: full-batch steps on the head lower the training log loss of those rows and move
-    no other weight; 0 steps leave the extracted network as it was."""
-    import torch.nn.functional as F
-
-    from recarch.ctr.finetune import finetune_head, finetune_rows
-    from recarch.ctr.table import CTRTable
-
-    torch.manual_seed(0)
-    net = NASRecSupernet(SCHEMA, SPACE).eval()
-    arch = sample(SPACE, random.Random(3))
-    cat, num = inputs(256)
-    label = (cat[:, 0] == 1).float()  # a rule the random head does not know
-    table = CTRTable(cat.numpy(), num.numpy(), label.numpy())
-    rows = finetune_rows(table, 200, seed=0)
-    assert len(rows[2]) == 200 and len(set(map(tuple, rows[0].tolist()))) > 1
-    before = net.extract(arch)
-    same = finetune_head(net.extract(arch), rows, 0, 0.05)
-    assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(), same.state_dict().values()))
-    tuned = finetune_head(net.extract(arch), rows, 100, 0.05)
-    changed = {k for k, v in tuned.state_dict().items() if not torch.equal(v, before.state_dict()[k])}
-    assert changed == {"head.weight", "head.bias"}
-    loss = [F.binary_cross_entropy_with_logits(m(rows[0], rows[1]), rows[2]).item() for m in (before, tuned)]
-    assert loss[1] < loss[0] - 0.05

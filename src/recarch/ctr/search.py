@@ -24,6 +24,7 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -33,7 +34,7 @@ from recarch import config as cfglib
 from recarch.cost import machine_info
 from recarch.ctr import hardware as hwlib
 from recarch.ctr.evolution import Scored, evolve, pareto_front
-from recarch.ctr.finetune import finetune_head, finetune_rows
+from recarch.ctr.finetune import finetune_head, finetune_rows, held_out_split
 from recarch.ctr.run import CTREvaluator, CTRRunConfig, load_data
 from recarch.ctr.retrain import retrain_candidates
 from recarch.ctr.search_config import CTRSearchConfig, load_search_config  # noqa: F401  (the job's config)
@@ -57,9 +58,14 @@ class CandidateScorer:
     def __init__(self, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
                  hw: Optional[hwlib.HardwareConfig], mode: str) -> None:
         self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
-        self.evaluator = CTREvaluator(data, 8192)
         self.calibration = calibration_batches(data, cfg)
-        self.finetune = finetune_rows(data.train, cfg.finetune_rows, cfg.train.seed) if cfg.finetune_steps else None
+        if cfg.finetune_from == "valid":
+            fit, held_out = held_out_split(data.valid, cfg.finetune_rows, cfg.train.seed)
+            data = replace(data, valid=held_out)  # every candidate is scored on rows its head never saw
+        else:
+            fit = finetune_rows(data.train, cfg.finetune_rows, cfg.train.seed)
+        self.finetune = fit if cfg.finetune_steps else None
+        self.evaluator = CTREvaluator(data, 8192)
         self.example = one_test_row(data)
         self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
         self.cache: Dict[str, Dict] = {}

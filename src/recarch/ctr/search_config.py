@@ -43,6 +43,8 @@ class CTRSearchConfig:
     finetune_steps: int = 0
     finetune_rows: int = 16384
     finetune_lr: float = 0.01
+    finetune_from: Literal["train", "valid"] = "train"  # valid: fit on held-out rows (at most half the validation
+    # split) and score every candidate on the rest (recarch.ctr.finetune)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     budget_mflops: Optional[float] = None  # FLOPs per sample (in millions, FlopCounterMode's unit)
     hardware: Optional[str] = None  # a HardwareConfig YAML; enables the co-design mode
