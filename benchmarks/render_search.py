@@ -1,6 +1,7 @@
 """BENCHMARKS.md sections on how far the search can be trusted: ranking fidelity of a supernet."""
 from __future__ import annotations
 
+from recarch.reproduce.stats import kendall_tau
 from render_common import machine_line
 
 
@@ -32,8 +33,9 @@ def ctr_fidelity_section(r: dict) -> list:
     rule = sup.get("rule", "single")  # results before supernet.rule existed: one random path per step
     rule_words = ("one random sub-network per step (NASRec)" if rule == "single" else
                   f"the sandwich rule: the largest, the smallest and {sup['random_paths']} random sub-network(s) per step")
-    out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']}, trained by the {rule} rule "
-           f"(`benchmarks/bench_ctr_fidelity.py`)", "",
+    by_size = kendall_tau([row["mflops"] for row in r["rows"]], [row["alone_valid_logloss"] for row in r["rows"]])
+    out = [f"## Ranking fidelity of the CTR supernet on {r['dataset']}, trained by the {rule} rule"
+           + (f", `--tag {r['tag']}`" if r["tag"] else "") + " (`benchmarks/bench_ctr_fidelity.py`)", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])}", "",
            f"{len(r['rows'])} candidates at evenly spaced FLOPs ranks among {r['draws']} uniform draws of the space, "
            f"each scored on the supernet's weights (BatchNorm re-estimated; supernet trained by {rule_words}, "
@@ -50,7 +52,8 @@ def ctr_fidelity_section(r: dict) -> list:
            "Kendall τ (Spearman ρ) against training alone, goal τ ≥ 0.5: "
            + "; ".join(f"**{label} {v['kendall_tau']:.3f}** ({v['spearman_rho']:.3f})" for label, v in r["rank"].items())
            + "." + (f" Between two seeds of training alone: τ {noise['kendall_tau']:.3f} (ρ {noise['spearman_rho']:.3f}), "
-                    "how well the trained-alone noise lets any score rank." if noise else ""), "",
+                    "how well the trained-alone noise lets any score rank." if noise else "")
+           + f" FLOPs against the trained-alone log loss: τ {by_size:.3f} (positive: larger candidates do worse trained alone).", "",
            "| MFLOPs / sample | " + " | ".join(labels) + " | trained alone | trained alone: valid / test AUC |",
            "|---|" + "---|" * len(labels) + "---|---|"]
     for row in sorted(r["rows"], key=lambda row: row["mflops"]):
