@@ -3,9 +3,10 @@ search under a FLOPs budget of ``--budget-fraction`` × the best baseline's (by 
 without processing-in-memory co-design under the same hardware model, and the best baseline shrunk by
 hand to the same budget (its MLP narrowed). Every model is trained at each of ``--lrs``.
 
-With ``--baselines-only`` it trains the baselines alone (``--models`` picks some, so that processes can
-share the work) and writes ``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor;
-``--reuse-results`` keeps the runs stored there (in a fresh clone, whose run folders are gone).
+With ``--baselines-only`` it trains the baselines alone (``--models`` picks some) and writes
+``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor; ``--reuse-results`` keeps the runs
+stored there (in a fresh clone, whose run folders are gone). ``--parallel N`` trains N baseline runs at a time,
+each in its own process.
 Otherwise it writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
 normalisation, ``--search-set space.norm=…``; ``--tag`` names other variants, e.g. a larger space);
 ``benchmarks/render.py`` renders it.
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shlex
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -51,7 +54,7 @@ def baseline(dataset: str, name: str, seed: int, lr: float, args, mlp: Optional[
     sets = [f"data.dataset={dataset}", f"model.name={name}", f"train.seed={seed}", f"train.lr={lr}",
             f"train.threads={args.threads}", f"cost.threads={args.threads}", *args.set]
     tag, narrowed = ("", []) if mlp is None else ("-mlp" + "x".join(map(str, mlp)), [f"model.mlp={mlp}"])
-    run_dir = HERE / ".work" / "ctr" / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}"
+    run_dir = Path(args.work_dir) / f"{dataset}-{name}{tag}-lr{lr:g}-seed{seed}"
     if mlp is None and not (run_dir / "metrics.json").exists() and (dataset, name, lr, seed) in args.earlier:
         return args.earlier[dataset, name, lr, seed]
     cfg = load_ctr_config([ROOT / "configs/ctr-baselines.yaml"], sets + narrowed)
@@ -76,6 +79,16 @@ def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
             {"model": row["model"], "run_dir": row["run_dir"], **{k: row[k] for k in cost_fields},
              "commit": stored_result["machine"]["git_commit"], **run}
             for row in stored_result["baselines"] for run in row["per_seed"]}
+
+
+def train_side_by_side(dataset: str, names: List[str], seeds, args) -> None:
+    """Trains the baseline runs of ``names`` × ``--lrs`` × ``seeds`` that are not finished yet, ``--parallel``
+    at a time in their own processes (``--threads`` each); ``baseline`` then finds them finished."""
+    jobs = [(name, seed, lr) for name in names for lr in args.lrs for seed in seeds]
+    if args.parallel > 1:
+        with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(baseline, dataset, *job, args) for job in jobs]:
+                done.result()
 
 
 def tuned_baseline(dataset: str, name: str, seeds, args, mlp: Optional[List[int]] = None) -> dict:
@@ -104,6 +117,7 @@ def popularity_floor(dataset: str, args, field: str = "item_id") -> Optional[dic
 
 def write_baselines(dataset: str, seeds, machine: dict, peak: float, started: float, args) -> None:
     """``--baselines-only``: the hand baselines of ``--models`` over the seeds, beside the popularity floor."""
+    train_side_by_side(dataset, args.models, seeds, args)
     rows = [tuned_baseline(dataset, name, seeds, args) for name in args.models]
     best = max(rows, key=lambda r: r["valid_auc"][0])
     write_json_atomic(Path(args.out_dir) / "ctr-baselines" / f"{dataset}.json", {
@@ -180,7 +194,7 @@ def search_config(dataset: str, budget_mflops: float, args) -> CTRSearchConfig:
 
 def search(dataset: str, budget_mflops: float, args) -> dict:
     cfg = search_config(dataset, budget_mflops, args)
-    run_dir = HERE / ".work" / "ctr" / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
+    run_dir = Path(args.work_dir) / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
     if args.reuse_search and (run_dir / "summary.json").exists():
         return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
     shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
@@ -282,6 +296,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tag", default="", help="names a search variant (folder and result file), e.g. 7blocks")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--work-dir", default=str(HERE / ".work" / "ctr"), help="run folders (kept: a rerun reuses them)")
+    ap.add_argument("--parallel", type=int, default=1, help="baseline runs trained at once, in their own processes")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--baselines-only", action="store_true",
                     help="train the hand baselines only (with a popularity floor) and write ctr-baselines/<dataset>.json")
@@ -304,6 +320,7 @@ def main(argv=None) -> int:
         if args.baselines_only:
             write_baselines(dataset, seeds, machine, peak, started, args)
             continue
+        train_side_by_side(dataset, BASELINES, seeds, args)
         rows = [tuned_baseline(dataset, name, seeds, args) for name in BASELINES]
         best = max(rows, key=lambda r: r["valid_auc"][0])
         budget = args.budget_fraction * best["flops_per_sample"] / 1e6

@@ -64,3 +64,23 @@ def test_the_baselines_table_names_the_commits_of_seeds_trained_apart():
     assert "seed(s) 42 at `7b73156dc5`; seed(s) 43 at `190a66d0bb`" in "\n".join(render.baselines_section(r))
     runs[1]["commit"] = runs[0]["commit"]
     assert "different commits" not in "\n".join(render.baselines_section(r))
+
+
+def test_baselines_trained_side_by_side_equal_those_trained_one_after_another(tmp_path):
+    """--parallel 2 trains in two processes what --parallel 1 trains in this one: the same runs, the same scores."""
+    bench = load("bench_ctr")
+    results = {}
+    for parallel in (2, 1):
+        out = tmp_path / f"parallel{parallel}"
+        argv = ["--datasets", "avazu-sample", "--baselines-only", "--models", "dlrm", "deepfm", "--seeds", "1",
+                "--lrs", "1e-3", "--set", "train.epochs=2", "--set", "model.mlp=[16]",
+                "--work-dir", str(out / "runs"), "--out-dir", str(out), "--parallel", str(parallel), "--quiet"]
+        if parallel == 2:  # the worker processes alone train them
+            args = bench.parser().parse_args(argv)
+            args.earlier = {}
+            bench.train_side_by_side("avazu-sample", ["dlrm", "deepfm"], [42], args)
+            assert len(list((out / "runs").glob("avazu-sample-*-seed42/metrics.json"))) == 2
+        bench.main(argv)
+        stored = json.loads((out / "ctr-baselines" / "avazu-sample.json").read_text())
+        results[parallel] = {b["model"]: (b["valid"]["logloss"], b["test"]["auc"], b["epochs_run"]) for b in stored["baselines"]}
+    assert set(results[1]) == {"dlrm", "deepfm"} and results[1] == results[2]
