@@ -170,12 +170,14 @@ def finished(result: dict, name: str) -> dict:
     cost = json.loads((run_dir / "cost.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     seed = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["seed"])
+    # the commit that trained the run; runs from before status.json recorded it: the one that measured its cost
+    commit = json.loads((run_dir / "status.json").read_text()).get("commit") or cost["machine"]["git_commit"]
     return {"model": name, "seed": seed, "run_dir": str(run_dir), "valid": result["valid"], "test": result["test"], "best_epoch": result["best_epoch"],
             "epochs_run": result["epochs_run"], "train_seconds": result["train_seconds"],
             "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])),
             "flops_per_sample": cost["flops_per_sample"], "params": cost["params"],
             "embedding_params": cost["embedding_params"], "inference_us_per_sample": cost["inference"]["us_per_sample"],
-            "commit": cost["machine"]["git_commit"]}  # the checkout when the run finished
+            "commit": commit}
 
 
 def variant_name(norm: str, tag: str) -> str:

@@ -55,7 +55,11 @@ def test_short_users_are_counted_in_the_log(tmp_path):
                  "--set", "eval.protocols=[full]", "--set", "train.valid_protocol=full"]) == 0
     (run_dir,) = list((tmp_path / "runs").iterdir())
     assert "1 users with fewer than 3 train only (not validated or tested)" in (run_dir / "log.txt").read_text()
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "finished"
+    from recarch.cost.report import git_commit  # the code that ran it, as the results record it
+
+    assert status["commit"] == git_commit() and (status["commit"] is None or len(status["commit"]) >= 40)
 
 
 @needs_data

@@ -1,7 +1,7 @@
 """A run folder is made only once its inputs have been read and validated, and it says how its run
 ended: ``status.json`` holds ``running`` while the run works (and still, after a kill, so that
 ``--resume`` goes on), ``finished``, or ``failed`` with the error, so that a failed run never looks
-like a finished one.
+like a finished one; and the git commit of the code that ran it.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator
 
 import yaml
 
+from recarch.cost.report import git_commit
 from recarch.io import write_json_atomic, write_text_atomic
 
 STATUS = "status.json"
@@ -35,11 +36,12 @@ def recorded(run_dir: Path, enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    write_json_atomic(run_dir / STATUS, {"status": "running", "started_at": _now()})
+    code = {"commit": git_commit()}  # the checkout this (last) start ran, -dirty with uncommitted changes
+    write_json_atomic(run_dir / STATUS, {"status": "running", "started_at": _now(), **code})
     try:
         yield
     except BaseException as err:
         write_json_atomic(run_dir / STATUS, {"status": "failed", "error": f"{type(err).__name__}: {err}",
-                                             "failed_at": _now()})
+                                             "failed_at": _now(), **code})
         raise
-    write_json_atomic(run_dir / STATUS, {"status": "finished", "finished_at": _now()})
+    write_json_atomic(run_dir / STATUS, {"status": "finished", "finished_at": _now(), **code})

@@ -37,7 +37,7 @@ def _git(*args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     """HEAD, with ``-dirty`` when tracked files differ from it (the run used uncommitted code)."""
     head = _git("rev-parse", "HEAD")
     if head and _git("status", "--porcelain", "--untracked-files=no"):
@@ -54,7 +54,7 @@ def machine_info(threads: int | None = None) -> dict:
             "torch": torch.__version__, "python": platform.python_version(),
             "platform": sys.platform,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "git_commit": _git_commit()}
+            "git_commit": git_commit()}
 
 
 def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
