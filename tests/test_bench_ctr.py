@@ -1,4 +1,5 @@
-"""bench_ctr.py's popularity floor on a hand-computed case; --reuse-results keeps stored seeds."""
+"""bench_ctr.py: the popularity floor on a hand-computed case, --reuse-results, --parallel, and the table's
+note on seeds trained at different commits."""
 from __future__ import annotations
 
 import json

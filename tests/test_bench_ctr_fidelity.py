@@ -1,6 +1,10 @@
-"""bench_ctr_fidelity's helpers: which candidates it ranks and how it names a training's stop."""
+"""bench_ctr_fidelity's helpers: which candidates it ranks, how it names a training's stop, and --reuse-alone."""
+import json
 import random
 
+import pytest
+
+from recarch import config as cfglib
 from recarch.ctr.space import SpaceConfig, sample
 
 from benchmark_scripts import load
@@ -57,11 +61,6 @@ def test_a_supernet_serves_other_scoring_and_retrain_settings_but_not_another_ru
 
 
 def test_reuse_alone_takes_the_scores_of_the_same_candidates_and_refuses_others(tmp_path):
-    import json
-
-    import pytest
-
-    from recarch import config as cfglib
     from recarch.ctr.search_config import load_search_config
 
     bench = load("bench_ctr_fidelity")
