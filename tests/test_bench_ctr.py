@@ -3,12 +3,16 @@ note on seeds trained at different commits."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmark_scripts import load
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable
+
+DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def table(items, labels) -> CTRTable:
@@ -73,7 +77,7 @@ def test_baselines_trained_side_by_side_equal_those_trained_one_after_another(tm
     results = {}
     for parallel in (2, 1):
         out = tmp_path / f"parallel{parallel}"
-        argv = ["--datasets", "avazu-sample", "--baselines-only", "--models", "dlrm", "deepfm", "--seeds", "1",
+        argv = ["--data-dir", str(DATA), "--datasets", "avazu-sample", "--baselines-only", "--models", "dlrm", "deepfm", "--seeds", "1",
                 "--lrs", "1e-3", "--set", "train.epochs=2", "--set", "model.mlp=[16]",
                 "--work-dir", str(out / "runs"), "--out-dir", str(out), "--parallel", str(parallel), "--quiet"]
         if parallel == 2:  # the worker processes alone train them
