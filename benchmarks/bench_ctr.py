@@ -6,7 +6,8 @@ hand to the same budget (its MLP narrowed). Every model is trained at each of ``
 With ``--baselines-only`` it trains the baselines alone (``--models`` picks some) and writes
 ``benchmarks/results/ctr-baselines/<dataset>.json`` with a popularity floor; ``--reuse-results`` keeps the runs
 stored there (in a fresh clone, whose run folders are gone). ``--parallel N`` trains N baseline runs at a time,
-each in its own process.
+each in its own process, and after the search the winners' and the hand-sized model's seeds (the search's own
+retrains run on its executor, ``--search-set executor.kind=ray``). An unfinished search goes on where it stopped.
 Otherwise it writes ``benchmarks/results/ctr-<dataset>-<layernorm|batchnorm>[-<tag>].json`` (the searched space's
 normalisation, ``--search-set space.norm=…``; ``--tag`` names other variants, e.g. a larger space);
 ``benchmarks/render.py`` renders it.
@@ -81,14 +82,19 @@ def earlier_runs(dataset: str, args) -> Dict[tuple, dict]:
             for row in stored_result["baselines"] for run in row["per_seed"]}
 
 
-def train_side_by_side(dataset: str, names: List[str], seeds, args) -> None:
-    """Trains the baseline runs of ``names`` × ``--lrs`` × ``seeds`` that are not finished yet, ``--parallel``
-    at a time in their own processes (``--threads`` each); ``baseline`` then finds them finished."""
-    jobs = [(name, seed, lr) for name in names for lr in args.lrs for seed in seeds]
+def side_by_side(calls: List[tuple], args) -> None:
+    """With ``--parallel`` N > 1, runs the trainings ``calls`` ((function, *arguments) of ``baseline`` or
+    ``retrain``) N at a time in their own processes (``--threads`` each), so that the same calls made
+    afterwards find their runs finished; with N = 1 it leaves them to those calls."""
     if args.parallel > 1:
         with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(baseline, dataset, *job, args) for job in jobs]:
+            for done in [pool.submit(*call) for call in calls]:
                 done.result()
+
+
+def train_side_by_side(dataset: str, names: List[str], seeds, args) -> None:
+    """The baseline runs of ``names`` × ``--lrs`` × ``seeds``, side by side."""
+    side_by_side([(baseline, dataset, name, seed, lr, args) for name in names for lr in args.lrs for seed in seeds], args)
 
 
 def tuned_baseline(dataset: str, name: str, seeds, args, mlp: Optional[List[int]] = None) -> dict:
@@ -195,12 +201,17 @@ def search_config(dataset: str, budget_mflops: float, args) -> CTRSearchConfig:
 
 
 def search(dataset: str, budget_mflops: float, args) -> dict:
+    """The search, reused when ``--reuse-search`` finds it finished; an unfinished one of the same
+    settings goes on where it stopped (supernet checkpoint, finished evolutions and retrains)."""
     cfg = search_config(dataset, budget_mflops, args)
     run_dir = Path(args.work_dir) / f"{dataset}-search-{variant_name(cfg.space.norm, args.tag)}"
     if args.reuse_search and (run_dir / "summary.json").exists():
         return {"run_dir": str(run_dir), **json.loads((run_dir / "summary.json").read_text())}
+    unfinished = (run_dir / "config.yaml").exists() and not (run_dir / "summary.json").exists()
+    if unfinished and yaml.safe_load((run_dir / "config.yaml").read_text()) != cfglib.to_dict(cfg):
+        raise SystemExit(f"{run_dir}: an unfinished search with other settings; remove the folder to start again")
     shutil.rmtree(run_dir / "seeds", ignore_errors=True)  # the cached seed runs were of the old winners
-    return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet)
+    return search_ctr(cfg, args.data_dir, run_dir, echo=not args.quiet, resume=unfinished)
 
 
 # hardware assumptions varied one at a time (overrides on the run's hardware YAML) to show which of them
@@ -299,7 +310,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument("--work-dir", default=str(HERE / ".work" / "ctr"), help="run folders (kept: a rerun reuses them)")
-    ap.add_argument("--parallel", type=int, default=1, help="baseline runs trained at once, in their own processes")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="baseline runs, and after the search the winners' and hand-sized model's seeds, trained at "
+                         "once, each in its own process")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--baselines-only", action="store_true",
                     help="train the hand baselines only (with a popularity floor) and write ctr-baselines/<dataset>.json")
@@ -332,6 +345,10 @@ def main(argv=None) -> int:
         cfg = load_search_config([run_dir / "config.yaml"])
         modes = summary["modes"]
         mlp = hand_sized_mlp(dataset, best["model"], budget, args)
+        side_by_side([(baseline, dataset, best["model"], seed, lr, args, mlp) for lr in args.lrs for seed in seeds
+                      if mlp is not None]
+                     + [(retrain, dataset, run_dir, m["winner"], mode, seed, args) for mode, m in modes.items() for seed in seeds],
+                     args)
         hand = None if mlp is None else {**tuned_baseline(dataset, best["model"], seeds, args, mlp), "mlp": mlp}
         if hand is not None:
             hand["vs_best_baseline"] = welch_t_test([r["test"]["auc"] for r in hand["per_seed"]],

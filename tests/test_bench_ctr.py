@@ -1,5 +1,5 @@
-"""bench_ctr.py: the popularity floor on a hand-computed case, --reuse-results, --parallel, and the table's
-note on seeds trained at different commits."""
+"""bench_ctr.py: the popularity floor on a hand-computed case, --reuse-results, --parallel, an unfinished search
+going on, and the table's note on seeds trained at different commits."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from benchmark_scripts import load
+from recarch import config as cfglib
 from recarch.ctr.table import CTRData, CTRSchema, CTRTable
 
 DATA = Path(os.environ.get("RECARCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -89,3 +91,17 @@ def test_baselines_trained_side_by_side_equal_those_trained_one_after_another(tm
         stored = json.loads((out / "ctr-baselines" / "avazu-sample.json").read_text())
         results[parallel] = {b["model"]: (b["valid"]["logloss"], b["test"]["auc"], b["epochs_run"]) for b in stored["baselines"]}
     assert set(results[1]) == {"dlrm", "deepfm"} and results[1] == results[2]
+
+
+def test_an_unfinished_search_goes_on_only_with_the_same_settings(tmp_path, monkeypatch):
+    bench = load("bench_ctr")
+    monkeypatch.setattr(bench, "search_ctr", lambda cfg, data_dir, run_dir, echo, resume: {"resume": resume})
+    args = bench.parser().parse_args(["--work-dir", str(tmp_path)])
+    assert bench.search("frappe", 1.0, args) == {"resume": False}  # nothing there yet
+    run_dir = tmp_path / "frappe-search-batchnorm"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfglib.to_dict(bench.search_config("frappe", 1.0, args))))
+    assert bench.search("frappe", 1.0, args) == {"resume": True}
+    other = bench.parser().parse_args(["--work-dir", str(tmp_path), "--search-set", "top_k=2"])
+    with pytest.raises(SystemExit, match="unfinished search with other settings"):
+        bench.search("frappe", 1.0, other)
