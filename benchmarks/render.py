@@ -8,7 +8,7 @@ from pathlib import Path
 from recarch.reproduce.stats import welch_t_test
 from recarch.search.elastic import Arch
 from render_common import fmt, machine_line
-from render_ctr import baselines_section, ctr_track, ingest_section
+from render_ctr import baselines_section, ctr_track, dropout_section, ingest_section
 from render_faults import fuzz_section, gpu_check_section, kill_section
 from render_ihas import ihas_section, widths_section
 from render_scale import scale_section
@@ -252,6 +252,8 @@ def main() -> int:
                            [json.loads(path.read_text()) for path in ablations])
     for path in sorted((HERE / "results" / "ctr-baselines").glob("*.json")):
         lines += baselines_section(json.loads(path.read_text()))
+    for path in sorted((HERE / "results").glob("dropout-*.json")):
+        lines += dropout_section(json.loads(path.read_text()))
     for path in sorted((HERE / "results").glob("ingest-*.json"), key=lambda p: p.stem):  # a --tag variant after its default
 
         lines += ingest_section(json.loads(path.read_text()))

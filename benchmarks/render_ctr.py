@@ -1,6 +1,6 @@
 """Markdown for the CTR track: ``benchmarks/results/ctr-*.json`` (written by ``bench_ctr.py``) and the
 ablations under ``results/ctr-ablations/``; ``ctr_track(results, ablations)`` returns the lines, for
-``benchmarks/render.py`` to place in BENCHMARKS.md."""
+``benchmarks/render.py`` to place in BENCHMARKS.md; the hand baselines, ingest and dropout benchmarks' sections."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -282,4 +282,20 @@ def baselines_section(r: dict) -> List[str]:
     if floor:
         out += ["", f"Popularity floor: scoring each test row by its {floor['field']}'s {floor['scorer']} gives test AUC "
                     f"{floor['test_auc']:.4f}."]
+    return out + [""]
+
+
+def dropout_section(r: dict) -> List[str]:
+    """``bench_dropout.py``: recarch's Dropout against torch's, same process, alternating rounds."""
+    alone = r["dropout_alone"]
+    out = [f"## Dropout from one uniform draw on {r['dataset']} (`benchmarks/bench_dropout.py`)", "",
+           f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} Load average at the start: "
+           f"{r['load_average_at_start']:.1f}. The two dropouts take turns "
+           "on the same inputs and weights (median of the rounds); ratios > 1 mean recarch's `Dropout` is faster.", "",
+           "| what | torch.nn.Dropout ms | recarch Dropout ms | speed-up |", "|---|---|---|---|"]
+    rows = [(f"dropout alone, forward + backward, {alone['shape'][0]}×{alone['shape'][1]}, p {alone['p']}", alone)]
+    rows += [(f"{s['model']} training step (Adam, batch {s['batch_size']})", s) for s in r["training_steps"]]
+    for what, s in rows:
+        torch_ms, ours_ms = s["median_ms"].values()
+        out.append(f"| {what} | {torch_ms:.2f} | {ours_ms:.2f} | {s['speedup']:.2f}× |")
     return out + [""]
