@@ -46,6 +46,7 @@ from recarch.io import save_figure_atomic, write_json_atomic
 from recarch.reproduce.stats import kendall_tau, spearman_rho
 from recarch.run import RunLog
 from recarch.run_status import open_run
+from recarch.train.stopping import stopped_by
 
 HERE = Path(__file__).resolve().parent
 DRAWS = 400  # uniform draws of the space the candidates are picked from
@@ -83,9 +84,9 @@ def alone_arch_file(folder: Path, space, arch) -> Path:
     return path
 
 
-def stopped_by(metrics: dict, epochs: int, patience: int) -> str:
-    """"cap" for a training stopped by its epoch cap while validation still improved, else "patience"."""
-    return "cap" if metrics["epochs_run"] >= epochs and metrics["epochs_run"] - metrics["best_epoch"] < patience else "patience"
+def run_stopped_by(run_dir: Path, patience: int) -> str:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return stopped_by(metrics["epochs_run"], metrics["best_epoch"], patience)
 
 
 ALONE_FIELDS = ("alone_valid_logloss", "alone_valid_auc", "alone_test_auc", "lr", "stopped_by")
@@ -136,8 +137,7 @@ def trained_alone(rows: list, cfg, data, args) -> Optional[dict]:
     for row, alone in zip(rows, trained):
         row.update(alone_valid_logloss=alone["valid"]["logloss"], alone_valid_auc=alone["valid"]["auc"],
                    alone_test_auc=alone["test"]["auc"], lr=alone["lr"],
-                   stopped_by=[stopped_by(json.loads((Path(run["run_dir"]) / "metrics.json").read_text()),
-                                          cfg.retrain.epochs, cfg.retrain.patience) for run in alone["per_seed"]])
+                   stopped_by=[run_stopped_by(Path(run["run_dir"]), cfg.retrain.patience) for run in alone["per_seed"]])
     if cfg.retrain_seeds == 1:
         return None
     first, second = ([t["per_seed"][k]["valid"]["logloss"] for t in trained] for k in (0, 1))
@@ -201,8 +201,7 @@ def main(argv=None) -> int:
               "finetune_rows": cfg.finetune_rows, "finetune_lr": cfg.finetune_lr, "draws": DRAWS,
               "supernet": {"rule": cfg.supernet.rule, "random_paths": cfg.supernet.random_paths,
                            "epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "seconds": fit["train_seconds"],
-                           "stopped_by": stopped_by({"epochs_run": fit["epoch"], "best_epoch": fit["best_epoch"]},
-                                                    cfg.train.epochs, cfg.train.patience)},
+                           "stopped_by": stopped_by(fit["epoch"], fit["best_epoch"], cfg.train.patience)},
               "space": cfglib.to_dict(cfg.space), "retrain_lrs": cfg.learning_rates(), "rows": rows,
               "rank": {label: {"kendall_tau": kendall_tau([r["scores"][label] for r in rows], alone),
                                "spearman_rho": spearman_rho([r["scores"][label] for r in rows], alone)}

@@ -32,6 +32,7 @@ from recarch.cost import machine_info, matmul_peak_gflops
 from recarch.evaluation import Evaluator
 from recarch.io import write_json_atomic
 from recarch.models.floors import MarkovChain, Popularity
+from recarch.train.stopping import stopped_by
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -139,10 +140,9 @@ def seed_row(seed: int, folder: Path, patience: int, metric: str) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     history = json.loads((folder / "history.json").read_text())
     test = metrics["test"]["full"]
-    waited = metrics["epochs_run"] - metrics["best_epoch"]
     return {"seed": seed, "test_full_ndcg@10": test["ndcg@10"], "test_full_recall@10": test["recall@10"],
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "stopped_by": "patience" if waited >= patience else "cap",
+            "stopped_by": stopped_by(metrics["epochs_run"], metrics["best_epoch"], patience),
             "seconds_per_epoch": mean(h["seconds"] for h in history),
             "sequences_per_s": mean(h["sequences_per_s"] for h in history),
             "valid_seconds_per_epoch": mean(h["valid_seconds"] for h in history),

@@ -194,7 +194,9 @@ def ctr_section(r: dict) -> list:
         out.append(f"| {mode} | {m['candidates']} | {m['pareto_front']} | {s['energy_mj']:.4f} | {s['pim_latency_ms']:.4f} | "
                    f"{', '.join(m['winner'].get('placement', [])) or '—'} |")
     t = r["search"]["timings"]
-    out += ["", f"Search wall time: supernet training {sn['seconds']:.0f} s ({sn['epochs']} epochs, "
+    stop = {"cap": f", **capped** at {sn.get('epoch_cap')} epochs (best epoch {sn['best_epoch']})",
+            "patience": f", stopped by patience (best epoch {sn['best_epoch']})"}.get(sn.get("stopped_by"), "")
+    out += ["", f"Search wall time: supernet training {sn['seconds']:.0f} s ({sn['epochs']} epochs{stop}, "
             f"{sn['train_samples_per_s']:.0f} samples/s, {sn['train_gflops_per_s']:.1f} GFLOP/s = "
             f"{q['supernet_fraction_of_peak']:.0%} of the matmul peak, counting 3× the forward FLOPs of the random "
             f"paths it trained on, {sn['mean_path_mflops']:.2f} MFLOPs/sample on average"

@@ -9,6 +9,7 @@ from recarch.data.sequences import SequenceDataset
 from recarch.evaluation import Evaluator
 from recarch.models import SeqModelConfig, build_model
 from recarch.train import Trainer, TrainConfig, TrainingDiverged
+from recarch.train.stopping import stopped_by
 
 
 def cyclic_dataset(users=60, items=12, length=9, seed=0):
@@ -167,3 +168,10 @@ def test_a_student_distilled_with_alpha_1_learns_only_what_its_teacher_knows(tmp
         student.fit()
         student.load_best()
         assert (ev.evaluate(model, "test")["full"]["recall@1"] > 0.75) == learns, name
+
+
+def test_a_training_still_improving_at_its_cap_is_capped():
+    assert stopped_by(epochs_run=100, best_epoch=99, patience=3) == "cap"
+    assert stopped_by(epochs_run=100, best_epoch=97, patience=3) == "patience"
+    assert stopped_by(epochs_run=12, best_epoch=9, patience=3) == "patience"
+    assert stopped_by(epochs_run=12, best_epoch=2, patience=0) == "cap"  # no patience: only the cap stops it

@@ -47,6 +47,7 @@ from recarch.ctr.table import CTRData
 from recarch.io import save_figure_atomic, write_json_atomic, write_text_atomic
 from recarch.run import RunLog, unique_run_dir
 from recarch.run_status import open_run, recorded
+from recarch.train.stopping import stopped_by
 
 Genome = Tuple[Arch, frozenset]
 
@@ -233,7 +234,8 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
         f"(paths trained per step: {throughput['mean_path_mflops']:.2f} MFLOPs/sample forward)")
 
     summary: Dict[str, Any] = {"dataset": data.name, "space": cfglib.to_dict(cfg.space), "budget_mflops": cfg.budget_mflops,
-                               "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"],
+                               "supernet": {"epochs": fit["epoch"], "best_epoch": fit["best_epoch"], "epoch_cap": cfg.train.epochs,
+                                            "stopped_by": stopped_by(fit["epoch"], fit["best_epoch"], cfg.train.patience),
                                             "valid_auc_mean_paths": fit["best_score"], "seconds": fit["train_seconds"],
                                             **throughput, "params": sum(p.numel() for p in net.parameters())},
                                "modes": {}, "machine": machine_info(cfg.train.threads or None)}

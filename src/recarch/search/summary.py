@@ -8,16 +8,17 @@ from typing import Any, Dict
 
 import yaml
 
+from recarch.train.stopping import stopped_by
+
 
 def summary_row(name: str, result: Dict[str, Any]) -> Dict[str, Any]:
     """A trained model's row in the summary: its shape, when it stopped, test NDCG@10 and cost."""
     cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text()) if (Path(result["run_dir"]) / "cost.json").exists() else {}
     config = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())
     model, patience = config["model"], config["train"]["patience"]
-    waited = result["epochs_run"] - result["best_epoch"]
     return {"model": name, "hidden": model["hidden_size"], "inner": model["inner_size"], "layers": model["n_layers"],
             "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-            "stopped_by": "patience" if patience and waited >= patience else "cap",
+            "stopped_by": stopped_by(result["epochs_run"], result["best_epoch"], patience),
             "gates": model.get("gates", 0), "pop100_ndcg@10": result["test"].get("pop100", {}).get("ndcg@10"),
             "full_ndcg@10": result["test"].get("full", {}).get("ndcg@10"),
             "flops_per_sequence": cost.get("flops_per_sequence"), "params": cost.get("params"),
