@@ -296,3 +296,31 @@ def test_search_retrains_on_a_local_ray_cluster_equal_the_in_process_ones(tmp_pa
     assert len(tops[0]) == 2 and len(tops[0][0]["per_seed"]) == 2
     assert [[r["test"] for r in t["per_seed"]] for t in tops[0]] == [[r["test"] for r in t["per_seed"]] for t in tops[1]]
     assert "as ray tasks" in (there / "log.txt").read_text()
+
+
+def test_an_interrupted_retrain_goes_on_from_its_checkpoint_and_another_architecture_starts_afresh(tmp_path):
+    import random
+
+    from recarch import config as cfglib
+    from recarch.ctr.retrain import retrained
+    from recarch.ctr.space import sample
+
+    cfg = load_search_config(sets=[s for s in TINY_SEARCH if s != "--set"] + ["data.dataset=frappe", "retrain.epochs=2"])
+    small, large = sample(cfg.space, random.Random(0), smallest=True), sample(cfg.space, random.Random(0), largest=True)
+    files = {}
+    for name, arch in (("small", small), ("large", large)):
+        files[name] = tmp_path / f"{name}.json"
+        files[name].write_text(json.dumps({"space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": []}))
+
+    def job(name, folder):
+        return cfg, files[name], 1, 1e-3, str(DATA), tmp_path / folder, False
+
+    whole = retrained(job("small", "whole"))
+    retrained(job("small", "cut"))
+    (tmp_path / "cut" / "metrics.json").unlink()  # as if stopped after its last checkpoint
+    resumed = retrained(job("small", "cut"))
+    assert "resumed after epoch 2" in (tmp_path / "cut" / "log.txt").read_text()
+    assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
+    other = retrained(job("large", "cut"))  # the folder held another architecture: emptied, trained from scratch
+    assert "resumed" not in (tmp_path / "cut" / "log.txt").read_text()
+    assert other["flops_per_sample"] > whole["flops_per_sample"]

@@ -1,11 +1,12 @@
 """Phase 3 of ``recarch ctr search``: each chosen candidate retrained from scratch as an ordinary CTR
 run, ``retrain_seeds`` times at each learning rate of ``retrain_lrs``, each training a job of the search's
 executor (in this process, or a Ray task); the candidate keeps the learning rate with the best mean
-validation AUC. Finished runs of the same architecture and settings are reused.
+validation AUC. Finished runs of the same architecture and settings are reused, interrupted ones go on.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -34,18 +35,22 @@ def retrain_config(cfg: CTRSearchConfig, arch_path: Path, seed: Optional[int] = 
 
 def retrained(job: Tuple, data: Optional[CTRData] = None) -> Dict[str, Any]:
     """One from-scratch training, ``job`` = (search config, arch path, seed, lr, data dir, run folder, echo):
-    its metrics and costs. A finished run in the folder of the same architecture and settings
-    (``trained.json``) is reused, so an interrupted or widened search (a larger ``top_k``) retrains only
-    what is new. ``data``: the loaded data when the job runs in the caller's process (else read here)."""
+    its metrics and costs. The folder's ``trained.json`` names the architecture and settings it trains: a
+    finished run of the same is reused and an interrupted one goes on from its last checkpoint, so a
+    stopped or widened search (a larger ``top_k``) retrains only what is new; a folder of anything else is
+    emptied first. ``data``: the loaded data when the job runs in the caller's process (else read here)."""
     cfg, arch_path, seed, lr, data_dir, run_dir, echo = job
     run_cfg = retrain_config(cfg, arch_path, seed, lr)
     what = {"arch": json.loads(Path(arch_path).read_text())["arch"], "config": cfglib.to_dict(run_cfg)}
     marker = run_dir / "trained.json"
-    if (run_dir / "metrics.json").exists() and marker.exists() and json.loads(marker.read_text()) == what:
+    if not (marker.exists() and json.loads(marker.read_text()) == what):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        write_json_atomic(marker, what)
+    if (run_dir / "metrics.json").exists():
         result = {"run_dir": str(run_dir), **json.loads((run_dir / "metrics.json").read_text())}
     else:
-        result = train_ctr(run_cfg, data_dir, run_dir, echo=echo, data=data)
-        write_json_atomic(marker, what)
+        result = train_ctr(run_cfg, data_dir, run_dir, resume=True, echo=echo, data=data)
     cost = json.loads((Path(result["run_dir"]) / "cost.json").read_text())
     return {"seed": seed, "lr": lr, "run_dir": result["run_dir"], "valid": result["valid"], "test": result["test"],
             "train_seconds": result["train_seconds"], "flops_per_sample": cost["flops_per_sample"],
