@@ -13,7 +13,8 @@ Kendall's τ and Spearman's ρ between each score and the trained-alone validati
 seeds: their mean, and τ between two seeds as the ceiling their noise sets) go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
-``--finetune-from valid`` fits the fine-tunes on held-out validation rows instead of training rows (both:
+``--supernet-from SEARCH_DIR`` starts from the supernet of a ``ctr search`` run with the same supernet settings
+(copied; it goes on if that one had not stopped). ``--finetune-from valid`` fits the fine-tunes on held-out validation rows instead of training rows (both:
 ``train valid``); ``--reuse-alone RESULT.json`` takes the trained-alone scores of the same candidates from an
 earlier result (a fresh clone has no trained-alone runs).
 
@@ -26,6 +27,7 @@ import argparse
 import hashlib
 import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -68,9 +70,10 @@ def spread_over_flops(scorer: CandidateScorer, space, n: int, seed: int) -> list
 
 def supernet_settings(cfg) -> dict:
     """What the supernet's weights depend on: a work folder's supernet serves any other scoring, retrain
-    or candidate settings, and goes on to a larger ``train.epochs`` (if its early stopping has not ended it)."""
+    or candidate settings and thread counts, and goes on to a larger ``train.epochs`` (if its early stopping
+    has not ended it)."""
     settings = {key: value for key, value in cfglib.to_dict(cfg).items() if key in SUPERNET_KEYS}
-    settings["train"] = {k: v for k, v in settings["train"].items() if k != "epochs"}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("epochs", "threads", "progress")}
     return settings
 
 
@@ -154,6 +157,8 @@ def main(argv=None) -> int:
                     help="rows each fine-tune fits on: training rows (NASRec), held-out validation rows, or both")
     ap.add_argument("--reuse-alone", type=Path, metavar="RESULT.json",
                     help="take the trained-alone scores from this earlier result instead of training the candidates")
+    ap.add_argument("--supernet-from", type=Path, metavar="SEARCH_DIR",
+                    help="start from the supernet that this `ctr search` run folder trained with the same settings")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="search config overrides")
     ap.add_argument("--tag", default="", help="names a variant (work folder and result file)")
@@ -172,6 +177,10 @@ def main(argv=None) -> int:
         open_run(run_dir, cfglib.to_dict(cfg))
     elif supernet_settings(load_search_config([run_dir / "config.yaml"])) != supernet_settings(cfg):
         raise SystemExit(f"{run_dir} holds a supernet trained with other settings; remove it or name this one with --tag")
+    if args.supernet_from and not (run_dir / "supernet").exists():
+        if supernet_settings(load_search_config([args.supernet_from / "config.yaml"])) != supernet_settings(cfg):
+            raise SystemExit(f"{args.supernet_from}: its supernet was trained with other settings than these")
+        shutil.copytree(args.supernet_from / "supernet" / "checkpoints", run_dir / "supernet" / "checkpoints")
     log = RunLog(run_dir / "log.txt", not args.quiet)
     started = time.perf_counter()
     net, fit = train_supernet(cfg, data, run_dir, log, resume=True)

@@ -42,12 +42,13 @@ def test_variants_share_a_trained_alone_folder_named_by_the_architecture(tmp_pat
     assert load_arch(str(path)) == (space, a)
 
 
-def test_a_supernet_serves_other_scoring_and_retrain_settings_but_not_another_rule():
+def test_a_supernet_serves_other_scoring_retrain_and_thread_settings_but_not_another_rule():
     from recarch.ctr.search_config import load_search_config
 
     bench = load("bench_ctr_fidelity")
     base = bench.supernet_settings(load_search_config())
-    same = load_search_config(sets=["retrain_seeds=2", "finetune_steps=50", "train.epochs=40", "retrain.lr=0.01"])
+    same = load_search_config(sets=["retrain_seeds=2", "finetune_steps=50", "train.epochs=40", "retrain.lr=0.01",
+                                    "train.threads=2", "budget_mflops=0.3", "executor.kind=ray"])
     assert bench.supernet_settings(same) == base
     for other in (["supernet.rule=sandwich"], ["train.lr=0.1"], ["space.blocks=3"]):
         assert bench.supernet_settings(load_search_config(sets=other)) != base
