@@ -252,11 +252,10 @@ def main() -> int:
                            [json.loads(path.read_text()) for path in ablations])
     for path in sorted((HERE / "results" / "ctr-baselines").glob("*.json")):
         lines += baselines_section(json.loads(path.read_text()))
+    for path in sorted((HERE / "results").glob("ingest-*.json"), key=lambda p: p.stem):  # a --tag variant after its default
+        lines += ingest_section(json.loads(path.read_text()))
     for path in sorted((HERE / "results").glob("dropout-*.json")):
         lines += dropout_section(json.loads(path.read_text()))
-    for path in sorted((HERE / "results").glob("ingest-*.json"), key=lambda p: p.stem):  # a --tag variant after its default
-
-        lines += ingest_section(json.loads(path.read_text()))
     ihas = sorted((HERE / "results").glob("ihas-*.json"), key=lambda p: p.stem)  # a --tag variant after its default
     if ihas:
         lines += ["## Embedding track: iHAS instance-wise dimensions (`benchmarks/bench_ihas.py`)", ""]

@@ -290,7 +290,7 @@ def baselines_section(r: dict) -> List[str]:
 def dropout_section(r: dict) -> List[str]:
     """``bench_dropout.py``: recarch's Dropout against torch's, same process, alternating rounds."""
     alone = r["dropout_alone"]
-    out = [f"## Dropout from one uniform draw on {r['dataset']} (`benchmarks/bench_dropout.py`)", "",
+    out = [f"### Dropout from one uniform draw on {r['dataset']} (`benchmarks/bench_dropout.py`)", "",
            f"Command: `{r['command']}` — {machine_line(r['machine'], r['seed'])} Load average at the start: "
            f"{r['load_average_at_start']:.1f}. The two dropouts take turns "
            "on the same inputs and weights (median of the rounds); ratios > 1 mean recarch's `Dropout` is faster.", "",
