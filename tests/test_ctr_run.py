@@ -67,7 +67,13 @@ def test_user_errors_name_the_problem(tmp_path, capsys):
     assert "arch_file" in capsys.readouterr().err
 
 
-def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
+def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys, monkeypatch):
+    from recarch.ctr.search import CandidateScorer
+    from recarch.ctr.space import Arch
+
+    evaluated, scored_model = [], CandidateScorer.scored_model
+    monkeypatch.setattr(CandidateScorer, "scored_model", lambda self, arch: evaluated.append(arch.network_key())
+                        or scored_model(self, arch))
     budget = 0.02  # MFLOPs per sample
     assert main(["--data-dir", str(DATA), "ctr", "search", "--dataset", "frappe", "--out-dir", str(tmp_path),
                  "--hardware", str(Path(__file__).resolve().parents[1] / "configs" / "pim.yaml"),
@@ -98,6 +104,9 @@ def test_search_exports_a_budgeted_model_and_both_modes(tmp_path, capsys):
     # arch-only keeps dense operators on the host; the co-design search places operators too
     arch_hist = json.loads((run_dir / "evolution-arch.json").read_text())
     assert all(not any(p.startswith("block") for p in h["placement"]) for h in arch_hist)
+    # each network is evaluated once, whichever mode drew it first: the modes share their measurements
+    both = arch_hist + json.loads((run_dir / "evolution-codesign.json").read_text())
+    assert sorted(evaluated) == sorted({Arch.from_dict(h["arch"]).network_key() for h in both})
     # the retrained winner is an ordinary run that reloads and evaluates
     cfg, data, model = load_ctr_run(run_dir / "retrain" / "arch-1-seed42", str(DATA))
     assert cfg.model.name == "nasrec"

@@ -9,9 +9,11 @@ Phases and run folder:
    memory) and, with ``hardware``, ``codesign``: the same plus λ_hw · log(energy · latency) relative to
    the largest architecture, each candidate under its best placement (``hardware.best_placement``, exact
    for the model's per-operator costs up to the capacity knapsack), so the search is over architecture ×
-   placement with the placement solved per architecture.
+   placement with the placement solved per architecture. A network either mode has scored is not
+   evaluated again (``Measured``).
 3. ``retrain/<mode>-<k>-seed<s>/`` — ``top_k`` candidates of each mode (chosen by ``top_k_from``, see
-   ``recarch.ctr.selection``) retrained from scratch (ordinary CTR runs), each with ``retrain_seeds``
+   ``recarch.ctr.selection``) retrained from scratch (ordinary CTR runs; both modes' as one batch of
+   jobs for the executor), each with ``retrain_seeds``
    seeds at each of ``retrain_lrs`` (``-lr<lr>`` in the folder name unless it is ``retrain.lr``), keeping
    its learning rate with the best mean validation AUC (``recarch.ctr.retrain``); the winner has the best mean validation AUC over
    its seeds (less the search's hardware term in ``codesign`` mode), so that one lucky initialisation
@@ -24,7 +26,7 @@ import json
 import math
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -50,15 +52,32 @@ from recarch.run_status import open_run, recorded
 from recarch.train.stopping import stopped_by
 
 Genome = Tuple[Arch, frozenset]
+MEASURED_KEYS = ("valid_logloss", "valid_auc", "params", "cpu_ms")  # a history row's part in Measured.networks
+
+
+@dataclass
+class Measured:
+    """What scoring a network measures whatever the mode: its validation metrics, parameters and CPU
+    latency (``networks``, by network key) and the per-operator latency table. The modes' evolutions share
+    it, so that no network is evaluated or timed twice."""
+    networks: Dict[str, Dict] = field(default_factory=dict)
+    latency: Optional[hwlib.LatencyTable] = None
+
+    @classmethod
+    def for_search(cls, cfg: CTRSearchConfig) -> "Measured":
+        return cls(latency=hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads)
+                   if cfg.latency_table else None)
 
 
 class CandidateScorer:
     """Scores a genome on inherited weights: validation log loss and AUC, counted FLOPs, measured CPU
-    latency and, with a hardware model, PIM energy/latency of its placement."""
+    latency and, with a hardware model, PIM energy/latency of its placement. ``measured``: what earlier
+    scorers measured (it grows with this one's)."""
 
     def __init__(self, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
-                 hw: Optional[hwlib.HardwareConfig], mode: str) -> None:
+                 hw: Optional[hwlib.HardwareConfig], mode: str, measured: Optional[Measured] = None) -> None:
         self.net, self.cfg, self.hw, self.mode = net, cfg, hw, mode
+        self.measured = Measured.for_search(cfg) if measured is None else measured
         self.calibration = calibration_batches(data, cfg)
         if cfg.finetune_from == "valid":
             fit, held_out = held_out_split(data.valid, cfg.finetune_rows, cfg.train.seed)
@@ -68,7 +87,6 @@ class CandidateScorer:
         self.finetune = fit if cfg.finetune_steps else None
         self.evaluator = CTREvaluator(data, 8192)
         self.example = one_test_row(data)
-        self.latency = hwlib.LatencyTable(batch=cfg.cost.batch_size, threads=cfg.cost.threads) if cfg.latency_table else None
         self.cache: Dict[str, Dict] = {}
         self.flops: Dict[str, float] = {}
         self.reference = None
@@ -100,11 +118,14 @@ class CandidateScorer:
             ops = hwlib.network_ops(plain, self.example)
             info = {"mflops": 2 * sum(op.macs for op in ops) / 1e6, "ops": ops}
             if self.cfg.budget_mflops is None or info["mflops"] <= self.cfg.budget_mflops:
-                metrics = self.evaluator.evaluate(self.scored_model(arch), "valid")["ctr"]
-                info.update(valid_logloss=metrics["logloss"], valid_auc=metrics["auc"],
-                            params=sum(p.numel() for p in plain.parameters()))
-                if self.latency is not None:
-                    info["cpu_ms"] = self.latency.network_ms(plain)
+                known = self.measured.networks
+                if key not in known:
+                    metrics = self.evaluator.evaluate(self.scored_model(arch), "valid")["ctr"]
+                    known[key] = {"valid_logloss": metrics["logloss"], "valid_auc": metrics["auc"],
+                                  "params": sum(p.numel() for p in plain.parameters())}
+                    if self.measured.latency is not None:
+                        known[key]["cpu_ms"] = self.measured.latency.network_ms(plain)
+                info.update(known[key])
             self.cache[key] = info
         info = self.cache[key]
         return info if "valid_logloss" in info else None
@@ -144,8 +165,8 @@ class CandidateScorer:
 
 
 def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig,
-                  hw: Optional[hwlib.HardwareConfig]) -> Tuple[List[Scored], CandidateScorer]:
-    scorer = CandidateScorer(net, data, cfg, hw, mode)
+                  hw: Optional[hwlib.HardwareConfig], measured: Measured) -> List[Scored]:
+    scorer = CandidateScorer(net, data, cfg, hw, mode, measured)
 
     def draw(rng: random.Random) -> Genome:
         return scorer.within_budget(sample(cfg.space, rng), rng), frozenset()  # placement: set by the scorer
@@ -154,28 +175,34 @@ def run_evolution(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchC
         return scorer.within_budget(mutate(genome[0], cfg.space, rng), rng), frozenset()
 
     with torch.no_grad():
-        history = evolve(cfg.evolution, draw, change, scorer, progress=cfg.train.progress)
-    return history, scorer
+        return evolve(cfg.evolution, draw, change, scorer, progress=cfg.train.progress)
 
 
 def evolution_phase(mode: str, net: NASRecSupernet, data: CTRData, cfg: CTRSearchConfig, hw, run_dir: Path, log,
-                    resume: bool) -> Tuple[List[Scored], int]:
+                    resume: bool, measured: Measured) -> Tuple[List[Scored], int]:
     """Phase 2: (the evolution's history, entries of the measured latency table); written to
-    ``evolution-<mode>.json`` (and ``latency-table.json``), and read back from there on resume."""
+    ``evolution-<mode>.json`` (and ``latency-table.json``), and read back from there on resume. Networks
+    the earlier modes measured are not evaluated again; this mode's join them."""
     path, table = run_dir / f"evolution-{mode}.json", run_dir / "latency-table.json"
     if resume and path.exists():
         log(f"phase 2/3: kept the evolution ({mode}) in {path}")
         history = [Scored((Arch.from_dict(r["arch"]), frozenset(r["placement"])), r["score"],
                           {k: v for k, v in r.items() if k not in ("arch", "placement")})
                    for r in json.loads(path.read_text())]
-        return history, len(json.loads(table.read_text())["ms"]) if table.exists() else 0
-    log(f"phase 2/3: evolution ({mode})")
-    history, scorer = run_evolution(mode, net, data, cfg, hw)
+        for s in history:
+            measured.networks[s.genome[0].network_key()] = {k: s.info[k] for k in MEASURED_KEYS if k in s.info}
+        if measured.latency is not None and table.exists():
+            measured.latency.table.update(json.loads(table.read_text())["ms"])
+        return history, len(measured.latency.table) if measured.latency is not None else 0
+    known = len(measured.networks)
+    log(f"phase 2/3: evolution ({mode})" + (f", reusing the scores of {known} networks measured before" if known else ""))
+    history = run_evolution(mode, net, data, cfg, hw, measured)
+    log(f"evolution ({mode}): {len(measured.networks) - known} networks evaluated on inherited weights")
     write_json_atomic(path, [{**s.info, "arch": s.genome[0].to_dict(), "placement": sorted(s.genome[1])} for s in history])
-    if scorer.latency is None:
+    if measured.latency is None:
         return history, 0
-    scorer.latency.save(table)
-    return history, len(scorer.latency.table)
+    measured.latency.save(table)
+    return history, len(measured.latency.table)
 
 
 def write_pareto(history: List[Scored], keys: List[str], path: Path) -> List[Dict]:
@@ -240,31 +267,37 @@ def _search_ctr(cfg: CTRSearchConfig, data: CTRData, hw, run_dir: Path, log: Run
                                             **throughput, "params": sum(p.numel() for p in net.parameters())},
                                "modes": {}, "machine": machine_info(cfg.train.threads or None)}
     modes = ["arch"] + (["codesign"] if hw is not None else [])
+    measured = Measured.for_search(cfg)
+    searched = {}
     for mode in modes:
         start = time.perf_counter()
-        history, latency_entries = evolution_phase(mode, net, data, cfg, hw, run_dir, log, resume)
+        history, latency_entries = evolution_phase(mode, net, data, cfg, hw, run_dir, log, resume, measured)
         timings[f"evolution_{mode}_s"] = time.perf_counter() - start
         keys = ["valid_logloss", "mflops"] + (["energy_mj", "pim_latency_ms"] if hw is not None else [])
         front = write_pareto(history, keys, run_dir / f"pareto-{mode}")
         log(f"{len(history)} candidates scored, {len(front)} on the Pareto front; best score {history and min(s.score for s in history):.4f}")
-
-        log(f"phase 3/3: retraining {cfg.top_k} candidates ({mode}, by {cfg.top_k_from}) from scratch"
-            + ("" if cfg.executor.kind == "local" else f", as {cfg.executor.kind} tasks"))
-        start = time.perf_counter()
         chosen = list(enumerate(TOP_K_SELECTORS[cfg.top_k_from](history, cfg.top_k), 1))
         for k, best in chosen:
             arch, placement = best.genome
             write_json_atomic(run_dir / f"arch-{mode}-{k}.json", {
                 "space": cfglib.to_dict(cfg.space), "arch": arch.to_dict(), "placement": sorted(placement), "search": best.info})
-        retrained = retrain_candidates(cfg, [(run_dir / f"arch-{mode}-{k}.json", run_dir / "retrain" / f"{mode}-{k}")
-                                             for k, _ in chosen], data_dir, echo, data)
+        searched[mode] = {"candidates": len(history), "pareto_front": len(front), "chosen": chosen,
+                          "latency_entries": latency_entries}
+
+    log(f"phase 3/3: retraining {cfg.top_k} candidates of each mode ({', '.join(modes)}; by {cfg.top_k_from}) from "
+        "scratch" + ("" if cfg.executor.kind == "local" else f", as {cfg.executor.kind} tasks"))
+    start = time.perf_counter()
+    candidates = [(mode, k, best) for mode in modes for k, best in searched[mode]["chosen"]]
+    retrained = retrain_candidates(cfg, [(run_dir / f"arch-{mode}-{k}.json", run_dir / "retrain" / f"{mode}-{k}")
+                                         for mode, k, _ in candidates], data_dir, echo, data)
+    timings["retrain_s"] = time.perf_counter() - start
+    for mode in modes:
         results = [{"k": k, "arch_file": f"arch-{mode}-{k}.json", "search": best.info, "placement": sorted(best.genome[1]),
-                    **row} for (k, best), row in zip(chosen, retrained)]
-        timings[f"retrain_{mode}_s"] = time.perf_counter() - start
+                    **row} for (m, k, best), row in zip(candidates, retrained) if m == mode]
         winner = max(results, key=retrained_merit)
         write_text_atomic(run_dir / f"arch-{mode}.json", (run_dir / winner["arch_file"]).read_text())
-        summary["modes"][mode] = {"candidates": len(history), "pareto_front": len(front), "top": results,
-                                  "winner": winner, "latency_entries": latency_entries}
+        summary["modes"][mode] = {**{key: v for key, v in searched[mode].items() if key != "chosen"},
+                                  "top": results, "winner": winner}
         log(f"{mode} winner: {winner['arch_file']} (lr {winner['lr']:g}), mean over {cfg.retrain_seeds} seed(s): test AUC {winner['test']['auc']:.4f}, "
             f"log loss {winner['test']['logloss']:.4f}, {winner['flops_per_sample'] / 1e6:.3f} MFLOPs/sample")
     summary["timings"] = timings
