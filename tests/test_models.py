@@ -122,10 +122,10 @@ def test_layer_types_join_the_residual_stream_as_defined(layer):
 
 def test_xavier_init_scales_each_matrix_by_its_fan():
     m = model(init="xavier")
-    w = m.encoder.layers[0].attention.query.weight  # 16×16: std √(2/32) = 0.25
+    w = m.encoder.layers[0].attention.query.weight.detach()  # 16×16: std √(2/32) = 0.25
     assert 0.18 < float(w.std()) < 0.32
-    assert float(m.encoder.layers[0].attention.query.bias.abs().sum()) == 0.0
-    assert float(model().encoder.layers[0].attention.query.weight.std()) < 0.03  # N(0, 0.02)
+    assert float(m.encoder.layers[0].attention.query.bias.detach().abs().sum()) == 0.0
+    assert float(model().encoder.layers[0].attention.query.weight.detach().std()) < 0.03  # N(0, 0.02)
 
 
 @pytest.mark.parametrize("layer", ["post_norm", "pre_norm", "sasrec", "ligr"])
