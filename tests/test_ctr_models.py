@@ -357,3 +357,17 @@ def test_spread_over_front_retrains_across_sizes_not_near_copies_of_the_best():
     assert [p.info["name"] for p in spread_over_front(pts, 3)] == ["big", "s", "m"]
     # a short front is filled with the next best scores
     assert [p.info["name"] for p in spread_over_front(pts, 4)] == ["big", "s", "m", "b1"]
+
+
+def test_an_elastic_linear_on_its_first_columns_equals_it_on_their_indices():
+    from recarch.ctr.elastic import ElasticLinear
+
+    torch.manual_seed(0)
+    layer, x = ElasticLinear(7, 5), torch.randn(3, 4, requires_grad=True)
+    by_prefix, by_index = layer(x, 2, 4), layer(x, 2, torch.arange(4))
+    assert torch.equal(by_prefix, by_index) and by_prefix.shape == (3, 2)
+    (grad_prefix,) = torch.autograd.grad(by_prefix.sum(), layer.weight)
+    (grad_index,) = torch.autograd.grad(by_index.sum(), layer.weight)
+    assert torch.equal(grad_prefix, grad_index) and grad_prefix[:, 4:].abs().sum() == 0 and grad_prefix[2:].abs().sum() == 0
+    plain = layer.extract(2, 4)
+    assert plain.weight.shape == (2, 4) and torch.equal(plain(x), by_prefix)

@@ -3,26 +3,30 @@ outputs (and, for linear layers, a subset of its input columns); ``extract`` cop
 plain layer of the physical size."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-Cols = Optional[torch.Tensor]
+Cols = Optional[Union[torch.Tensor, int]]  # the input columns a layer uses: all (None), the first n, or these indices
+
+
+def columns(weight: torch.Tensor, cols: Cols) -> torch.Tensor:
+    """``weight`` restricted to the input columns ``cols``; a prefix is a view (no copy, no scatter in backward)."""
+    if cols is None:
+        return weight
+    return weight[:, :cols] if isinstance(cols, int) else weight.index_select(1, cols)
 
 
 class ElasticLinear(nn.Linear):
     """A linear layer that can run on its first ``out`` rows and a subset ``cols`` of its columns."""
 
     def forward(self, x: torch.Tensor, out: Optional[int] = None, cols: Cols = None) -> torch.Tensor:
-        weight, bias = self.weight[:out], self.bias[:out]
-        if cols is not None:
-            weight = weight.index_select(1, cols)
-        return F.linear(x, weight, bias)
+        return F.linear(x, columns(self.weight[:out], cols), self.bias[:out])
 
     def extract(self, out: Optional[int] = None, cols: Cols = None) -> "ElasticLinear":
-        weight = self.weight[:out] if cols is None else self.weight[:out].index_select(1, cols)
+        weight = columns(self.weight[:out], cols)
         layer = ElasticLinear(weight.shape[1], weight.shape[0])
         layer.weight.data.copy_(weight)
         layer.bias.data.copy_(self.bias[:out])

@@ -124,14 +124,14 @@ class DotOp(DenseOp):
                             tokens_linear(self.reduce, c.s, r, c.s_cols)], dim=1)
         a, b = lower_pairs(r + 1)
         dots = (tokens[:, a] * tokens[:, b]).sum(-1)
-        return self.a(c.x, c.w, c.x_cols) + self.proj(dots, c.w, torch.arange(len(a)))
+        return self.a(c.x, c.w, c.x_cols) + self.proj(dots, c.w, len(a))
 
     def extract(self, c: Context) -> "DotOp":
         op = super().extract(c)
         r = dot_tokens(c.w)
         op.reduce = self.reduce.extract(r, c.s_cols)
         op.token = self.token.extract(None, c.x_cols)
-        op.proj = self.proj.extract(c.w, torch.arange(r * (r + 1) // 2))
+        op.proj = self.proj.extract(c.w, r * (r + 1) // 2)
         return op
 
 
@@ -179,7 +179,7 @@ class Block(nn.Module):
         dense = self.dense[arch.dense_op](c) if parts.dense else None
         sparse = self.sparse[arch.sparse_op](c) if parts.sparse else None
         if parts.to_sparse:
-            sparse = sparse + self.to_sparse(dense, c.ws * sparse.shape[-1], torch.arange(c.w)).view_as(sparse)
+            sparse = sparse + self.to_sparse(dense, c.ws * sparse.shape[-1], c.w).view_as(sparse)
         if parts.fm:
             fm = 0.5 * (sparse.sum(1).pow(2) - sparse.pow(2).sum(1))
             dense = dense + self.fm(F.layer_norm(fm, fm.shape[-1:]), c.w)
@@ -191,7 +191,7 @@ class Block(nn.Module):
         nn.Module.__init__(block)
         block.dense = nn.ModuleDict({arch.dense_op: self.dense[arch.dense_op].extract(c)} if parts.dense else {})
         block.sparse = nn.ModuleDict({arch.sparse_op: self.sparse[arch.sparse_op].extract(c)} if parts.sparse else {})
-        block.to_sparse = self.to_sparse.extract(c.ws * c.s.shape[-1], torch.arange(c.w)) if parts.to_sparse else None
+        block.to_sparse = self.to_sparse.extract(c.ws * c.s.shape[-1], c.w) if parts.to_sparse else None
         block.fm = self.fm.extract(c.w) if parts.fm else None
         return block
 
@@ -240,7 +240,7 @@ class NASRecSupernet(nn.Module):
         for i, (block, b) in enumerate(zip(self.blocks, arch.blocks), 1):
             parts = computed.get(i)
             outputs.append(block(self.context(arch, outputs, b, parts), b, parts) if parts else None)
-        return self.head(outputs[-1][0], None, torch.arange(arch.blocks[-1].dense_dim)).squeeze(-1)
+        return self.head(outputs[-1][0], None, arch.blocks[-1].dense_dim).squeeze(-1)
 
     @torch.no_grad()
     def recalibrate(self, arch: Arch, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -277,7 +277,7 @@ class NASRecSupernet(nn.Module):
         embedding = FieldEmbedding(self.schema, self.space.embed_dim, numeric=False)
         embedding.load_state_dict(self.embedding.state_dict())
         return NASRecNet(self.schema, self.space, arch, blocks, embedding,
-                         self.head.extract(None, torch.arange(arch.blocks[-1].dense_dim)))
+                         self.head.extract(None, arch.blocks[-1].dense_dim))
 
 
 def raw_inputs(embedding: FieldEmbedding, cat: torch.Tensor, num: torch.Tensor):
