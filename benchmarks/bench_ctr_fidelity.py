@@ -13,10 +13,11 @@ Kendall's τ and Spearman's ρ between each score and the trained-alone validati
 seeds: their mean, and τ between two seeds as the ceiling their noise sets) go to
 ``benchmarks/results/ctr-fidelity-<dataset>[-<tag>].json`` with a scatter plot beside it.
 
-``--supernet-from SEARCH_DIR`` starts from the supernet of a ``ctr search`` run with the same supernet settings
-(copied; it goes on if that one had not stopped). ``--finetune-from valid`` fits the fine-tunes on held-out validation rows instead of training rows (both:
-``train valid``); ``--reuse-alone RESULT.json`` takes the trained-alone scores of the same candidates from an
-earlier result (a fresh clone has no trained-alone runs).
+``--supernet-from SEARCH_DIR`` starts from the supernet of a ``ctr search`` run with the same supernet
+settings (copied; it goes on if that one had not stopped). ``--finetune-from valid`` fits the fine-tunes on
+held-out validation rows instead of training rows (both: ``train valid``); ``--reuse-alone RESULT.json``
+takes the trained-alone scores of the same candidates from an earlier result (a fresh clone has no
+trained-alone runs).
 
 Example: ``python benchmarks/bench_ctr_fidelity.py --dataset frappe --archs 20 --finetune-steps 50 500``
 (run again with other steps, it scores again and keeps the supernet and the trained-alone runs).

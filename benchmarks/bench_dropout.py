@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import statistics
 import sys
@@ -29,6 +30,7 @@ from recarch.ctr.run import load_ctr_config, load_data
 from recarch.ctr.table import batches
 from recarch.dropout import Dropout
 from recarch.io import write_json_atomic
+from recarch.train.optimizers import make_optimizer
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -77,27 +79,25 @@ def dropout_alone(batch_size: int, width: int, p: float, rounds: int) -> dict:
 
 
 def training_steps(model_name: str, data, cfg, rounds: int, per_round: int, seed: int) -> dict:
-    """Adam steps of ``model_name`` on the first ``per_round`` training batches, each variant from the same
-    weights (its own optimizer state)."""
+    """Optimizer steps of ``model_name`` (the preset's optimizer, built as training builds it) on the first
+    ``per_round`` training batches, each variant from the same weights (its own optimizer state)."""
     torch.manual_seed(seed)
     base = build_ctr_model(data.schema, replace(cfg.model, name=model_name))
     feed = list(batches(data.train, cfg.train.batch_size, shuffle=True, seed=seed))[:per_round]
-    cursor = {}
 
-    def step(name: str, model: nn.Module, opt: torch.optim.Optimizer) -> Callable[[], None]:
+    def step(model: nn.Module) -> Callable[[], None]:
+        opt = make_optimizer(cfg.train.optimizer, [{"params": list(model.parameters())}], cfg.train.lr)  # as training's
+        rows = itertools.cycle(feed)
+
         def one() -> None:
-            cat, num, label = feed[cursor.setdefault(name, 0) % len(feed)]
-            cursor[name] += 1
+            cat, num, label = next(rows)
             loss = F.binary_cross_entropy_with_logits(model(cat, num), label)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         return one
 
-    steps = {}
-    for name, make in VARIANTS.items():
-        model = with_dropout(base, make).train()
-        steps[name] = step(name, model, torch.optim.Adam(model.parameters(), lr=cfg.train.lr))
+    steps = {name: step(with_dropout(base, make).train()) for name, make in VARIANTS.items()}
     return {"model": model_name, "batch_size": cfg.train.batch_size, **summary(alternating(steps, rounds, per_round))}
 
 

@@ -296,7 +296,7 @@ def dropout_section(r: dict) -> List[str]:
            "on the same inputs and weights (median of the rounds); ratios > 1 mean recarch's `Dropout` is faster.", "",
            "| what | torch.nn.Dropout ms | recarch Dropout ms | speed-up |", "|---|---|---|---|"]
     rows = [(f"dropout alone, forward + backward, {alone['shape'][0]}×{alone['shape'][1]}, p {alone['p']}", alone)]
-    rows += [(f"{s['model']} training step (Adam, batch {s['batch_size']})", s) for s in r["training_steps"]]
+    rows += [(f"{s['model']} training step (batch {s['batch_size']})", s) for s in r["training_steps"]]
     for what, s in rows:
         torch_ms, ours_ms = s["median_ms"].values()
         out.append(f"| {what} | {torch_ms:.2f} | {ours_ms:.2f} | {s['speedup']:.2f}× |")
